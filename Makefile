@@ -1,0 +1,109 @@
+# Quiver: build, run and test.
+#   make            build quiver-server
+#   make run        install what is missing, build, serve on 127.0.0.1:6379 with data in ./data
+#   make test       install what is missing, build, run every test
+#   make bench      Quiver beside redis-server under redis-benchmark
+#   make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each)
+# Knobs: SANITIZER=address|undefined|thread|address,undefined  WERROR=1  OPT=-O2  V=1
+
+CC       ?= cc
+OPT      ?= -O2
+SANITIZER ?=
+WERROR   ?=
+FUZZ_SECONDS ?= 60
+
+BUILD    := build/$(if $(SANITIZER),$(subst $(comma),-,$(SANITIZER)),release)
+comma    := ,
+CFLAGS   := -std=c11 -Wall -Wextra -D_GNU_SOURCE -g $(OPT) -I. -MMD -MP -pthread
+CFLAGS   += $(if $(WERROR),-Werror)
+CFLAGS   += $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+LDFLAGS  := -pthread $(if $(SANITIZER),-fsanitize=$(SANITIZER))
+LIBS     := -llmdb -levent -lm
+
+# Debian packages the build, tests and benchmarks need (make deps installs what is missing).
+DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \
+                redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev
+
+SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c)
+LIB_SRC  := $(filter-out core/main.c,$(SRC))
+OBJ      := $(SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
+TEST_CLIENT := $(BUILD)/tests/test_client
+
+Q := $(if $(V),,@)
+
+.PHONY: all deps run test unit fuzz-replay integration bench fuzz clean format
+all: quiver-server
+
+quiver-server: $(BUILD)/quiver-server
+	$(Q)cp $< $@
+
+$(BUILD)/quiver-server: $(OBJ)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  TEST  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) -lcmocka
+
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS)
+
+$(TEST_CLIENT): tests/integration/test_client.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lhiredis
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; } > build-deps.log 2>&1; then \
+	    echo "make deps: could not install:" $$missing; \
+	    echo "  apt-get said (build-deps.log):"; tail -5 build-deps.log | sed 's/^/    /'; \
+	    echo "  run as root (or with sudo) on Debian 12 with its package archive reachable"; \
+	    exit 1; \
+	  fi; \
+	  rm -f build-deps.log; \
+	fi
+
+run: deps quiver-server
+	./quiver-server --bind 127.0.0.1 --port 6379 --dir ./data
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT)
+	$(Q)BUILD=$(BUILD) SANITIZER=$(SANITIZER) bash tests/run.sh
+
+bench: deps quiver-server
+	$(Q)bash bench/redis_compare.sh
+
+fuzz: deps
+	$(Q)for f in $(FUZZ_SRC); do \
+	  name=$$(basename $$f .c | sed 's/^fuzz_//'); \
+	  mkdir -p build/fuzz/corpus-$$name; \
+	  clang -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+	    -o build/fuzz/fuzz_$$name $$f $(LIB_SRC) $(LIBS) -lpthread || exit 1; \
+	  echo "== fuzzing $$name for $(FUZZ_SECONDS)s"; \
+	  build/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
+
+format:
+	clang-format -i $(SRC) $(wildcard */*.h tests/*/*.c)
+
+clean:
+	rm -rf build quiver-server
+
+-include $(OBJ:.o=.d) $(UNIT_BIN:=.d)

@@ -1,0 +1,30 @@
+/* alloc.h: the one allocator wrapper.
+ *
+ * Two families:
+ *  - xmalloc/xcalloc/xrealloc/xstrdup for small internal objects: they never return NULL;
+ *    running out of memory there aborts the process with a message (as Redis does).
+ *  - try_malloc/try_realloc for allocations whose size a client controls (bulk lengths,
+ *    vector dimensions, batch sizes): they return NULL and the caller answers ERR_NOMEM.
+ *
+ * Fault injection (tests only): alloc_fail_after(n) makes the (n+1)-th following try_*
+ * allocation fail, once; alloc_fail_after(-1) turns it off. Thread-safe: counters are atomic.
+ * alloc_used() reports bytes currently allocated through this wrapper (for INFO memory). */
+#ifndef QUIVER_ALLOC_H
+#define QUIVER_ALLOC_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xmemdup(const void *p, size_t n); /* adds a terminating NUL */
+void xfree(void *p);
+
+void *try_malloc(size_t n);
+void *try_realloc(void *p, size_t n);
+
+void alloc_fail_after(long n);
+size_t alloc_used(void);
+
+#endif

@@ -1,0 +1,489 @@
+/* config.c: the option table and everything driven by it: parsing config files and
+ * overrides, formatting values for CONFIG GET, validated CONFIG SET, and CONFIG REWRITE,
+ * which edits the original file in place of writing a new one from scratch. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "err.h"
+
+enum { T_INT, T_BOOL, T_STR, T_SIZE, T_ENUM, T_OBUF };
+enum { IMMUTABLE = 1 };
+
+static const char *const durability_names[] = {"no", "everysec", "always", NULL};
+static const char *const loglevel_names[] = {"debug", "verbose", "notice", "warning", NULL};
+
+typedef struct option {
+    const char *name;
+    int type;
+    size_t off;
+    long long min, max;
+    const char *const *names; /* T_ENUM */
+    int flags;
+    const char *def;
+} option;
+
+#define O(f) offsetof(config, f)
+static const option options[] = {
+    {"port", T_INT, O(port), 0, 65535, NULL, IMMUTABLE, "6379"},
+    {"bind", T_STR, O(bind), 0, 0, NULL, IMMUTABLE, "127.0.0.1"},
+    {"dir", T_STR, O(dir), 0, 0, NULL, IMMUTABLE, "./data"},
+    {"requirepass", T_STR, O(requirepass), 0, 0, NULL, 0, ""},
+    {"durability", T_ENUM, O(durability), 0, 0, durability_names, 0, "everysec"},
+    {"maxclients", T_INT, O(maxclients), 1, 1000000, NULL, 0, "10000"},
+    {"protected-mode", T_BOOL, O(protected_mode), 0, 1, NULL, 0, "yes"},
+    {"proto-max-bulk-len", T_SIZE, O(proto_max_bulk_len), 1024 * 1024, LLONG_MAX, NULL, 0, "512mb"},
+    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0"},
+    {"timeout", T_INT, O(timeout), 0, INT_MAX, NULL, 0, "0"},
+    {"tcp-backlog", T_INT, O(tcp_backlog), 0, INT_MAX, NULL, IMMUTABLE, "511"},
+    {"hz", T_INT, O(hz), 1, 500, NULL, 0, "10"},
+    {"loglevel", T_ENUM, O(loglevel), 0, 0, loglevel_names, 0, "notice"},
+    {"logfile", T_STR, O(logfile), 0, 0, NULL, IMMUTABLE, ""},
+    {"pidfile", T_STR, O(pidfile), 0, 0, NULL, IMMUTABLE, ""},
+    {"lmdb-map-size", T_SIZE, O(lmdb_map_size), 1024 * 1024, LLONG_MAX, NULL, IMMUTABLE, "1gb"},
+    {"databases", T_INT, O(databases), 16, 16, NULL, IMMUTABLE, "16"},
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static const option *find(const char *name)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strcasecmp(options[i].name, name) == 0)
+            return &options[i];
+    return NULL;
+}
+
+int config_parse_size(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno || v < 0)
+        return ERR_RANGE;
+    static const struct { const char *suffix; long long mul; } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1000}, {"kb", 1024}, {"m", 1000000}, {"mb", 1024 * 1024},
+        {"g", 1000000000}, {"gb", 1024LL * 1024 * 1024},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].suffix) == 0) {
+            if (v > LLONG_MAX / units[i].mul)
+                return ERR_RANGE;
+            *out = v * units[i].mul;
+            return 0;
+        }
+    }
+    return ERR_RANGE;
+}
+
+static int parse_bool(const char *s)
+{
+    if (strcasecmp(s, "yes") == 0)
+        return 1;
+    if (strcasecmp(s, "no") == 0)
+        return 0;
+    return -1;
+}
+
+/* client-output-buffer-limit <class> <hard> <soft> <secs> [<class> ...]: only the normal
+ * class applies to Quiver's clients; the others are accepted for redis.conf compatibility. */
+static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, size_t errlen)
+{
+    if (argc == 1) {
+        char **w;
+        int n = config_split_words(argv[0], &w);
+        int rc = n > 1 ? set_obuf(cfg, n, (const char *const *)w, err, errlen) : ERR_INVAL;
+        if (n == 1 || n < 0)
+            snprintf(err, errlen, "Wrong number of arguments in buffer limit configuration.");
+        config_free_words(w, n);
+        return rc;
+    }
+    if (argc % 4) {
+        snprintf(err, errlen, "Wrong number of arguments in buffer limit configuration.");
+        return ERR_INVAL;
+    }
+    for (int i = 0; i < argc; i += 4) {
+        long long hard, soft, secs;
+        if (strcasecmp(argv[i], "normal") && strcasecmp(argv[i], "replica") &&
+            strcasecmp(argv[i], "slave") && strcasecmp(argv[i], "pubsub")) {
+            snprintf(err, errlen, "Invalid client class specified in buffer limit configuration.");
+            return ERR_INVAL;
+        }
+        if (config_parse_size(argv[i + 1], &hard) || config_parse_size(argv[i + 2], &soft) ||
+            config_parse_size(argv[i + 3], &secs) || secs > INT_MAX) {
+            snprintf(err, errlen, "Error in hard, soft or soft_seconds setting in buffer limit "
+                                  "configuration.");
+            return ERR_INVAL;
+        }
+        if (strcasecmp(argv[i], "normal") == 0) {
+            cfg->obuf_hard = hard;
+            cfg->obuf_soft = soft;
+            cfg->obuf_soft_secs = (int)secs;
+        }
+    }
+    return 0;
+}
+
+static int apply(config *cfg, const option *o, int argc, const char *const *argv, char *err,
+                 size_t errlen)
+{
+    void *field = (char *)cfg + o->off;
+    long long v;
+    if (o->type == T_OBUF)
+        return set_obuf(cfg, argc, argv, err, errlen);
+    if (o->type == T_STR) {
+        /* bind takes several addresses; join them */
+        buf b;
+        buf_init(&b);
+        for (int i = 0; i < argc; i++) {
+            if (i)
+                buf_appendc(&b, ' ');
+            buf_append(&b, argv[i], strlen(argv[i]));
+        }
+        buf_appendc(&b, '\0');
+        xfree(*(char **)field);
+        *(char **)field = b.data;
+        return 0;
+    }
+    if (argc != 1) {
+        snprintf(err, errlen, "wrong number of arguments for '%s'", o->name);
+        return ERR_INVAL;
+    }
+    switch (o->type) {
+    case T_INT:
+    case T_SIZE:
+        if (o->type == T_INT ? str_to_i64(argv[0], strlen(argv[0]), (int64_t *)&v) != 0
+                             : config_parse_size(argv[0], &v) != 0) {
+            snprintf(err, errlen, "argument couldn't be parsed into an integer");
+            return ERR_INVAL;
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(err, errlen, "argument must be between %lld and %lld inclusive", o->min,
+                     o->max);
+            return ERR_INVAL;
+        }
+        if (o->type == T_INT)
+            *(int *)field = (int)v;
+        else
+            *(long long *)field = v;
+        return 0;
+    case T_BOOL:
+        if ((v = parse_bool(argv[0])) < 0) {
+            snprintf(err, errlen, "argument must be 'yes' or 'no'");
+            return ERR_INVAL;
+        }
+        *(int *)field = (int)v;
+        return 0;
+    case T_ENUM:
+        for (int i = 0; o->names[i]; i++) {
+            if (strcasecmp(o->names[i], argv[0]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "argument(s) must be one of the following: %s", o->names[0]);
+        for (int i = 1; o->names[i]; i++)
+            snprintf(err + strlen(err), errlen - strlen(err), ", %s", o->names[i]);
+        return ERR_INVAL;
+    }
+    return ERR_INVAL;
+}
+
+void config_init(config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    char err[256];
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char **w;
+        int n = config_split_words(options[i].def, &w);
+        if (n == 0) { /* empty default string */
+            const char *empty = "";
+            apply(cfg, &options[i], 1, &empty, err, sizeof err);
+        } else {
+            apply(cfg, &options[i], n, (const char *const *)w, err, sizeof err);
+        }
+        config_free_words(w, n);
+    }
+}
+
+void config_free(config *cfg)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (options[i].type == T_STR)
+            xfree(*(char **)((char *)cfg + options[i].off));
+    xfree(cfg->config_file);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+void config_dup(config *dst, const config *src)
+{
+    *dst = *src;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].type != T_STR)
+            continue;
+        char **f = (char **)((char *)dst + options[i].off);
+        if (*f)
+            *f = xstrdup(*f);
+    }
+    if (src->config_file)
+        dst->config_file = xstrdup(src->config_file);
+}
+
+int config_set(config *cfg, const char *name, int argc, const char *const *argv, int startup,
+               char *err, size_t errlen)
+{
+    const option *o = find(name);
+    if (!o) {
+        snprintf(err, errlen, "Unknown option or number of arguments for CONFIG SET - '%s'", name);
+        return ERR_INVAL;
+    }
+    if ((o->flags & IMMUTABLE) && !startup) {
+        snprintf(err, errlen, "CONFIG SET failed (possibly related to argument '%s') - can't "
+                              "set immutable config", o->name);
+        return ERR_INVAL;
+    }
+    if (argc < 1) {
+        snprintf(err, errlen, "wrong number of arguments for '%s'", o->name);
+        return ERR_INVAL;
+    }
+    char detail[200] = "";
+    int rc = apply(cfg, o, argc, argv, detail, sizeof detail);
+    if (rc)
+        snprintf(err, errlen, "Invalid argument '%s' for CONFIG SET '%s' - %s", argv[0], o->name,
+                 detail);
+    return rc;
+}
+
+int config_split_words(const char *line, char ***out)
+{
+    int n = 0, cap = 4;
+    char **w = xmalloc(sizeof *w * (size_t)cap);
+    const char *p = line;
+    for (;;) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        buf b;
+        buf_init(&b);
+        char q = 0;
+        for (; *p; p++) {
+            if (q) {
+                if (*p == '\\' && q == '"' && p[1]) {
+                    p++;
+                    char c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p;
+                    buf_appendc(&b, c);
+                } else if (*p == q) {
+                    q = 0;
+                    if (p[1] && !isspace((unsigned char)p[1])) {
+                        buf_free(&b);
+                        config_free_words(w, n);
+                        *out = NULL;
+                        return -1;
+                    }
+                } else {
+                    buf_appendc(&b, *p);
+                }
+            } else if (*p == '"' || *p == '\'') {
+                q = *p;
+            } else if (isspace((unsigned char)*p)) {
+                break;
+            } else {
+                buf_appendc(&b, *p);
+            }
+        }
+        if (q) {
+            buf_free(&b);
+            config_free_words(w, n);
+            *out = NULL;
+            return -1;
+        }
+        buf_appendc(&b, '\0');
+        if (n == cap)
+            w = xrealloc(w, sizeof *w * (size_t)(cap *= 2));
+        w[n++] = b.data;
+    }
+    *out = w;
+    return n;
+}
+
+void config_free_words(char **words, int n)
+{
+    for (int i = 0; i < n; i++)
+        xfree(words[i]);
+    xfree(words);
+}
+
+int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    char line[64 * 1024];
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        lineno++;
+        char **w;
+        int n = config_split_words(line, &w);
+        if (n < 0) {
+            snprintf(err, errlen, "%s:%d: unbalanced quotes", path, lineno);
+            rc = ERR_INVAL;
+            break;
+        }
+        if (n > 0 && w[0][0] != '#') {
+            char detail[300];
+            const option *o = find(w[0]);
+            if (!o) {
+                snprintf(err, errlen, "%s:%d: Bad directive or wrong number of arguments: '%s'",
+                         path, lineno, w[0]);
+                rc = ERR_INVAL;
+            } else if (n == 1 && o->type != T_STR) {
+                snprintf(err, errlen, "%s:%d: '%s' needs a value", path, lineno, w[0]);
+                rc = ERR_INVAL;
+            } else if ((rc = apply(cfg, o, n - 1, (const char *const *)w + 1, detail,
+                                   sizeof detail)) != 0) {
+                snprintf(err, errlen, "%s:%d: %s: %s", path, lineno, w[0], detail);
+            }
+        }
+        config_free_words(w, n);
+    }
+    fclose(f);
+    if (!rc) {
+        char *abs = realpath(path, NULL);
+        xfree(cfg->config_file);
+        cfg->config_file = abs ? xstrdup(abs) : xstrdup(path);
+        free(abs);
+    }
+    return rc;
+}
+
+/* Formats an option's current value the way CONFIG GET shows it. */
+static void format(const config *cfg, const option *o, char *out, size_t n)
+{
+    const void *field = (const char *)cfg + o->off;
+    switch (o->type) {
+    case T_INT: snprintf(out, n, "%d", *(const int *)field); break;
+    case T_SIZE: snprintf(out, n, "%lld", *(const long long *)field); break;
+    case T_BOOL: snprintf(out, n, "%s", *(const int *)field ? "yes" : "no"); break;
+    case T_ENUM: snprintf(out, n, "%s", o->names[*(const int *)field]); break;
+    case T_STR: snprintf(out, n, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
+    case T_OBUF:
+        snprintf(out, n, "normal %lld %lld %d replica 268435456 67108864 60 pubsub 33554432 "
+                 "8388608 60", cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs);
+        break;
+    }
+}
+
+void config_get(const config *cfg, const char *pattern, size_t plen,
+                void (*emit)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    char value[1024];
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const option *o = &options[i];
+        if (!glob_match(pattern, plen, o->name, strlen(o->name), 1))
+            continue;
+        format(cfg, o, value, sizeof value);
+        emit(ctx, o->name, value);
+    }
+}
+
+/* Appends "name value" to b, quoting the value when it needs it. */
+static void rewrite_line(buf *b, const config *cfg, const option *o)
+{
+    char value[1024];
+    format(cfg, o, value, sizeof value);
+    if (o->type == T_OBUF) {
+        buf_printf(b, "%s normal %lld %lld %d\n", o->name, cfg->obuf_hard, cfg->obuf_soft,
+                   cfg->obuf_soft_secs);
+        return;
+    }
+    int plain = *value && (o->type != T_STR || strcmp(o->name, "bind") == 0);
+    for (const char *p = value; plain && *p; p++)
+        if (isspace((unsigned char)*p) && strcmp(o->name, "bind") != 0)
+            plain = 0;
+    if (plain) {
+        buf_printf(b, "%s %s\n", o->name, value);
+        return;
+    }
+    buf_printf(b, "%s \"", o->name);
+    for (const char *p = value; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_appendc(b, '\\');
+        buf_appendc(b, *p);
+    }
+    buf_printf(b, "\"\n");
+}
+
+int config_rewrite(const config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->config_file) {
+        snprintf(err, errlen, "The server is running without a config file");
+        return ERR_NOTFOUND;
+    }
+    FILE *f = fopen(cfg->config_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
+        return ERR_IO;
+    }
+    config defaults;
+    config_init(&defaults);
+    int done[NOPTIONS] = {0};
+    buf out;
+    buf_init(&out);
+    char line[64 * 1024];
+    while (fgets(line, sizeof line, f)) {
+        char **w;
+        int n = config_split_words(line, &w);
+        const option *o = n > 0 && w[0][0] != '#' ? find(w[0]) : NULL;
+        config_free_words(w, n);
+        if (!o) {
+            buf_append(&out, line, strlen(line));
+            if (out.len && out.data[out.len - 1] != '\n')
+                buf_appendc(&out, '\n');
+            continue;
+        }
+        size_t i = (size_t)(o - options);
+        if (!done[i])
+            rewrite_line(&out, cfg, o);
+        done[i] = 1;
+    }
+    fclose(f);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char a[1024], b[1024];
+        format(cfg, &options[i], a, sizeof a);
+        format(&defaults, &options[i], b, sizeof b);
+        if (!done[i] && strcmp(a, b) != 0)
+            rewrite_line(&out, cfg, &options[i]);
+    }
+    config_free(&defaults);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.rewrite.%d", cfg->config_file, (int)getpid());
+    FILE *o = fopen(tmp, "w");
+    int rc = 0;
+    if (!o || fwrite(out.data, 1, out.len, o) != out.len || fflush(o) != 0 ||
+        fsync(fileno(o)) != 0) {
+        snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
+        rc = ERR_IO;
+    }
+    if (o && fclose(o) != 0 && !rc) {
+        snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
+        rc = ERR_IO;
+    }
+    if (!rc && rename(tmp, cfg->config_file) != 0) {
+        snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
+        rc = ERR_IO;
+    }
+    if (rc)
+        unlink(tmp);
+    buf_free(&out);
+    return rc;
+}

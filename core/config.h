@@ -1,0 +1,64 @@
+/* config.h: server configuration. One table describes every option: its redis.conf name,
+ * type, default, bounds, and whether CONFIG SET may change it at run time. The same table
+ * reads the config file, the `--name value` command-line overrides, and answers CONFIG GET,
+ * CONFIG SET and CONFIG REWRITE, so the three can never disagree.
+ *
+ * File syntax is redis.conf's: one directive per line, `name arg...`, `#` comments, words
+ * split like inline commands ("double" and 'single' quotes). Unknown names are errors.
+ * Sizes accept k, kb, m, mb, g, gb (k = 1000, kb = 1024, as Redis).
+ *
+ * Threading: the event-loop thread only. Strings are owned by the config. */
+#ifndef QUIVER_CONFIG_H
+#define QUIVER_CONFIG_H
+
+#include <stddef.h>
+
+#include "core/util.h"
+
+typedef struct config {
+    int port;
+    char *bind;
+    char *dir;
+    char *requirepass;
+    int durability;          /* DURABILITY_* of store.h */
+    int maxclients;
+    int protected_mode;
+    long long proto_max_bulk_len;
+    long long obuf_hard, obuf_soft; /* client-output-buffer-limit normal <hard> <soft> <secs> */
+    int obuf_soft_secs;
+    int timeout;
+    int tcp_backlog;
+    int hz;
+    int loglevel;
+    char *logfile;
+    char *pidfile;
+    long long lmdb_map_size;
+    int databases;           /* fixed at 16: reported, not settable */
+    char *config_file;       /* absolute path of the file read at start, or NULL */
+} config;
+
+/* Fills defaults. */
+void config_init(config *cfg);
+void config_free(config *cfg);
+/* Deep copy, so that a multi-option CONFIG SET can be tried on a copy and kept whole. */
+void config_dup(config *dst, const config *src);
+/* Applies one directive; returns 0 or ERR_INVAL with a message in err. startup = 1 allows
+ * options that cannot change at run time. */
+int config_set(config *cfg, const char *name, int argc, const char *const *argv, int startup,
+               char *err, size_t errlen);
+/* Reads a whole file; err says "file:line: problem". */
+int config_load_file(config *cfg, const char *path, char *err, size_t errlen);
+/* Appends "name value" pairs of options matching a glob pattern, calling emit for each. */
+void config_get(const config *cfg, const char *pattern, size_t plen,
+                void (*emit)(void *ctx, const char *name, const char *value), void *ctx);
+/* Rewrites cfg->config_file with current values, keeping comments and unknown order.
+ * ERR_NOTFOUND when the server was started without a file; ERR_IO. */
+int config_rewrite(const config *cfg, char *err, size_t errlen);
+/* Splits a line into words as redis.conf does; returns count or -1 on unbalanced quotes.
+ * Words are NUL-terminated copies in *out (free with config_free_words). */
+int config_split_words(const char *line, char ***out);
+void config_free_words(char **words, int n);
+/* Parses "1gb"-style sizes. */
+int config_parse_size(const char *s, long long *out);
+
+#endif

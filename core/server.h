@@ -1,0 +1,49 @@
+/* server.h: the one server struct, made of per-module parts, and the loop that drives them.
+ *
+ * The event loop runs passes: libevent dispatches every ready event once (reads parse and
+ * execute commands, timers run the cron), then server_pass_end() commits the pass's writes
+ * through the store (group commit) and only then lets wire/ send the replies.
+ *
+ * This is the only global mutable state of the program (`srv`). Modules below query/ never
+ * touch it: store/ and wire/ take what they need as arguments. */
+#ifndef QUIVER_SERVER_H
+#define QUIVER_SERVER_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "store/store.h"
+
+#define QUIVER_VERSION "0.1.0"
+#define QUIVER_REDIS_VERSION "7.2.0" /* what we report to clients that check */
+
+struct event_base;
+struct event;
+
+typedef struct server_stats {
+    uint64_t expired_keys, keyspace_hits, keyspace_misses;
+    uint64_t failed_passes;
+} server_stats;
+
+typedef struct server {
+    config cfg;
+    struct event_base *base;
+    struct event *cron;
+    store *store;
+    server_stats stats;
+    int64_t start_ms;
+    char run_id[41];
+    int shutdown; /* set by SHUTDOWN or a signal: the loop exits after the pass */
+    int exit_code;
+} server;
+
+extern server srv;
+
+/* Starts everything from a loaded config; returns 0 or an ERR_* with err filled. */
+int server_start(char *err, size_t errlen);
+/* Runs passes until shutdown, then closes down with a final sync. */
+int server_run(void);
+/* Pushes run-time config changes (CONFIG SET) to the modules. */
+void server_apply_config(void);
+
+#endif

@@ -1,0 +1,239 @@
+/* dispatch.c: from a parsed command to its handler. Looks the name up in the table, checks
+ * arity, authentication and MULTI state, calls the handler, keeps per-command statistics,
+ * and after a write logs the command for replicas. Also the small helpers every handler
+ * uses to parse arguments and to report storage errors. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "query/query_int.h"
+
+const command commands[] = {
+#define X(name, proc, arity, flags, fk, lk, ks, group, since, summary, syntax) \
+    {name, proc, arity, flags, fk, lk, ks, group, since, summary, syntax},
+#include "query/commands.def"
+#undef X
+};
+const int ncommands = sizeof commands / sizeof commands[0];
+command_stats cmdstats[sizeof commands / sizeof commands[0]];
+
+static const command *sorted[sizeof commands / sizeof commands[0]];
+
+/* What the command being called has done, for logging it afterwards. */
+static struct call_state {
+    int dirty;      /* changes made */
+    int propagated; /* the handler logged a rewritten form itself */
+} current;
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const command *const *)a)->name, (*(const command *const *)b)->name);
+}
+
+static void on_expired(void *ctx, int db, const char *key, size_t klen)
+{
+    (void)ctx;
+    srv.stats.expired_keys++;
+    const char *argv[2] = {"DEL", key};
+    size_t lens[2] = {3, klen};
+    store_log(srv.store, db, 2, argv, lens);
+    watch_touch_key(db, key, klen);
+}
+
+void query_init(void)
+{
+    for (int i = 0; i < ncommands; i++)
+        sorted[i] = &commands[i];
+    qsort(sorted, (size_t)ncommands, sizeof sorted[0], by_name);
+    store_set_expired_hook(srv.store, on_expired, NULL);
+}
+
+const command *command_lookup(const char *name, size_t len)
+{
+    char low[32];
+    if (len == 0 || len >= sizeof low)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
+    low[len] = '\0';
+    size_t lo = 0, hi = (size_t)ncommands;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int cmp = strcmp(low, sorted[mid]->name);
+        if (cmp == 0)
+            return sorted[mid];
+        if (cmp < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static void reply_unknown(client *c)
+{
+    buf b;
+    buf_init(&b);
+    buf_printf(&b, "unknown command '%.*s', with args beginning with: ",
+               (int)(c->argl[0] > 128 ? 128 : c->argl[0]), c->argv[0]);
+    for (int i = 1; i < c->argc && b.len < 512; i++)
+        buf_printf(&b, "'%.*s' ", (int)(c->argl[i] > 128 ? 128 : c->argl[i]), c->argv[i]);
+    buf_appendc(&b, '\0');
+    reply_error(c, b.data);
+    buf_free(&b);
+}
+
+void call(client *c, const command *cmd)
+{
+    struct call_state outer = current; /* EXEC calls call() for each queued command */
+    current.dirty = current.propagated = 0;
+    c->last_cmd = cmd->name;
+    int64_t t0 = clock_mono_us();
+    cmd->proc(c);
+    command_stats *st = &cmdstats[cmd - commands];
+    st->calls++;
+    st->usec += (uint64_t)(clock_mono_us() - t0);
+    if (current.dirty && !current.propagated && (cmd->flags & CMD_WRITE))
+        store_log(srv.store, c->db, c->argc, c->argv, c->argl);
+    if (store_txn_dirty(srv.store))
+        client_wrote(c); /* it wrote, or read what others wrote in this pass */
+    current = outer;
+}
+
+/* Defined in multi.c: queues c's command inside MULTI. */
+void multi_queue(client *c, const command *cmd);
+
+void query_dispatch(client *c)
+{
+    const command *cmd = command_lookup(c->argv[0], c->argl[0]);
+    if (!cmd) {
+        if (c->flags & CLIENT_MULTI)
+            c->flags |= CLIENT_DIRTY_EXEC;
+        reply_unknown(c);
+        return;
+    }
+    if ((cmd->arity > 0 && c->argc != cmd->arity) || (c->argc < -cmd->arity)) {
+        if (c->flags & CLIENT_MULTI)
+            c->flags |= CLIENT_DIRTY_EXEC;
+        cmdstats[cmd - commands].rejected++;
+        reply_errorf(c, "wrong number of arguments for '%s' command", cmd->name);
+        return;
+    }
+    if (!c->authenticated && !(cmd->flags & CMD_NOAUTH)) {
+        cmdstats[cmd - commands].rejected++;
+        reply_error(c, "NOAUTH Authentication required.");
+        return;
+    }
+    if ((c->flags & CLIENT_MULTI) && !(cmd->flags & CMD_NOMULTI)) {
+        multi_queue(c, cmd);
+        return;
+    }
+    call(c, cmd);
+}
+
+void query_release(client *c)
+{
+    if (!c->qs)
+        return;
+    multi_release(c);
+    watch_release(c);
+    xfree(c->qs);
+    c->qs = NULL;
+}
+
+void key_changed(client *c, const char *key, size_t klen)
+{
+    current.dirty++;
+    watch_touch_key(c->db, key, klen);
+}
+
+void command_dirty(void)
+{
+    current.dirty++;
+}
+
+void propagate(client *c, int argc, const char *const *argv, const size_t *lens)
+{
+    current.propagated = 1;
+    store_log(srv.store, c->db, argc, argv, lens);
+}
+
+int arg_is(const client *c, int i, const char *word)
+{
+    size_t n = strlen(word);
+    return c->argl[i] == n && strncasecmp(c->argv[i], word, n) == 0;
+}
+
+int arg_i64(client *c, int i, int64_t *out)
+{
+    if (str_to_i64(c->argv[i], c->argl[i], out) == 0)
+        return 0;
+    reply_error(c, "value is not an integer or out of range");
+    return -1;
+}
+
+int arg_double(client *c, int i, double *out)
+{
+    if (str_to_double(c->argv[i], c->argl[i], out, 1) == 0)
+        return 0;
+    reply_error(c, "value is not a valid float");
+    return -1;
+}
+
+void reply_wrongtype(client *c)
+{
+    reply_error(c, "WRONGTYPE Operation against a key holding the wrong kind of value");
+}
+
+void reply_syntax_error(client *c)
+{
+    reply_error(c, "syntax error");
+}
+
+void reply_store_error(client *c, int rc)
+{
+    switch (rc) {
+    case ERR_WRONGTYPE: reply_wrongtype(c); break;
+    case ERR_FULL: reply_error(c, "storage is full: the LMDB map could not grow"); break;
+    case ERR_NOMEM: reply_error(c, "out of memory"); break;
+    case ERR_EXISTS:
+        reply_error(c, "this key's digest collides with another long key; refused");
+        break;
+    default: reply_errorf(c, "storage error: %s", err_str(rc)); break;
+    }
+}
+
+int read_txn(client *c, store_txn **t)
+{
+    int rc = store_txn_read(srv.store, t);
+    if (rc) {
+        reply_store_error(c, rc);
+        return -1;
+    }
+    return 0;
+}
+
+int write_txn(client *c, size_t hint_bytes, store_txn **t)
+{
+    int rc = store_txn_write(srv.store, hint_bytes, t);
+    if (rc) {
+        reply_store_error(c, rc);
+        return -1;
+    }
+    return 0;
+}
+
+int lookup_read(client *c, store_txn *t, const char *key, size_t klen, store_obj *o)
+{
+    int rc = store_lookup(t, c->db, key, klen, clock_ms(), o);
+    if (rc == 0)
+        srv.stats.keyspace_hits++;
+    else if (rc == ERR_NOTFOUND)
+        srv.stats.keyspace_misses++;
+    return rc;
+}

@@ -1,0 +1,178 @@
+/* info.c: the INFO command, sections and field names as Redis writes them, so that
+ * monitoring tools and client libraries that parse INFO work unchanged. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/util.h"
+#include "query/query_int.h"
+
+static void human(char *out, size_t n, double bytes)
+{
+    const char *units = "BKMGT";
+    int i = 0;
+    while (bytes >= 1024 && i < 4) {
+        bytes /= 1024;
+        i++;
+    }
+    if (i == 0)
+        snprintf(out, n, "%.0fB", bytes);
+    else
+        snprintf(out, n, "%.2f%c", bytes, units[i]);
+}
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void section_server(buf *b)
+{
+    struct utsname u;
+    uname(&u);
+    int64_t now = clock_us();
+    int64_t up = (now / 1000 - srv.start_ms) / 1000;
+    buf_printf(b, "# Server\r\nredis_version:%s\r\nquiver_version:%s\r\nredis_mode:standalone\r\n"
+                  "os:%s %s %s\r\narch_bits:%d\r\nmultiplexing_api:%s\r\nprocess_id:%d\r\n"
+                  "run_id:%s\r\ntcp_port:%d\r\nserver_time_usec:%lld\r\nuptime_in_seconds:%lld\r\n"
+                  "uptime_in_days:%lld\r\nhz:%d\r\nconfig_file:%s\r\n",
+               QUIVER_REDIS_VERSION, QUIVER_VERSION, u.sysname, u.release, u.machine,
+               (int)(8 * sizeof(void *)), event_base_get_method(srv.base), (int)getpid(),
+               srv.run_id, srv.cfg.port, (long long)now, (long long)up, (long long)up / 86400,
+               srv.cfg.hz, srv.cfg.config_file ? srv.cfg.config_file : "");
+}
+
+static void section_clients(buf *b)
+{
+    buf_printf(b, "# Clients\r\nconnected_clients:%u\r\nmaxclients:%d\r\nblocked_clients:0\r\n",
+               net_get_stats()->connected, srv.cfg.maxclients);
+}
+
+static void section_memory(buf *b)
+{
+    char h1[32], h2[32];
+    size_t used = alloc_used(), rss = rss_bytes();
+    store_stats st;
+    store_get_stats(srv.store, &st);
+    human(h1, sizeof h1, (double)used);
+    human(h2, sizeof h2, (double)rss);
+    buf_printf(b, "# Memory\r\nused_memory:%zu\r\nused_memory_human:%s\r\nused_memory_rss:%zu\r\n"
+                  "used_memory_rss_human:%s\r\nmaxmemory:0\r\nlmdb_map_size:%zu\r\n"
+                  "lmdb_used_bytes:%zu\r\n",
+               used, h1, rss, h2, st.map_size, st.used_bytes);
+}
+
+static void section_persistence(buf *b)
+{
+    static const char *names[] = {"no", "everysec", "always"};
+    store_stats st;
+    store_get_stats(srv.store, &st);
+    buf_printf(b, "# Persistence\r\nloading:0\r\ndurability:%s\r\nlmdb_commits:%llu\r\n"
+                  "lmdb_syncs:%llu\r\nlmdb_failed_commits:%llu\r\nlast_sync_time:%lld\r\n"
+                  "aof_enabled:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\n",
+               names[st.durability], (unsigned long long)st.commits,
+               (unsigned long long)st.syncs, (unsigned long long)st.failed_commits,
+               (long long)st.last_sync_ms / 1000);
+}
+
+static void section_stats(buf *b)
+{
+    const net_stats *ns = net_get_stats();
+    buf_printf(b, "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+                  "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
+                  "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
+                  "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
+                  "client_output_buffer_limit_disconnections:%llu\r\n"
+                  "total_protocol_errors:%llu\r\nfailed_write_passes:%llu\r\n",
+               (unsigned long long)ns->connections, (unsigned long long)ns->commands,
+               (unsigned long long)ns->net_in, (unsigned long long)ns->net_out,
+               (unsigned long long)ns->rejected, (unsigned long long)srv.stats.expired_keys,
+               (unsigned long long)srv.stats.keyspace_hits,
+               (unsigned long long)srv.stats.keyspace_misses,
+               (unsigned long long)ns->obuf_disconnects, (unsigned long long)ns->proto_errors,
+               (unsigned long long)srv.stats.failed_passes);
+}
+
+static void section_replication(buf *b)
+{
+    buf_printf(b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:%s\r\n"
+                  "master_replid2:0000000000000000000000000000000000000000\r\n"
+                  "master_repl_offset:%llu\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
+                  "repl_backlog_size:0\r\nrepl_backlog_first_byte_offset:0\r\n"
+                  "repl_backlog_histlen:0\r\n",
+               srv.run_id, (unsigned long long)store_offset(srv.store));
+}
+
+static void section_keyspace(buf *b)
+{
+    buf_printf(b, "# Keyspace\r\n");
+    for (int db = 0; db < STORE_DBS; db++) {
+        uint64_t keys = store_dbsize(srv.store, db);
+        if (keys)
+            buf_printf(b, "db%d:keys=%llu,expires=%llu,avg_ttl=0\r\n", db,
+                       (unsigned long long)keys, (unsigned long long)store_expires(srv.store, db));
+    }
+}
+
+static void section_commandstats(buf *b)
+{
+    buf_printf(b, "# Commandstats\r\n");
+    for (int i = 0; i < ncommands; i++) {
+        const command_stats *s = &cmdstats[i];
+        if (!s->calls && !s->rejected)
+            continue;
+        buf_printf(b, "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=%llu,"
+                      "failed_calls=%llu\r\n",
+                   commands[i].name, (unsigned long long)s->calls, (unsigned long long)s->usec,
+                   s->calls ? (double)s->usec / (double)s->calls : 0.0,
+                   (unsigned long long)s->rejected, (unsigned long long)s->failed);
+    }
+}
+
+static const struct {
+    const char *name;
+    void (*render)(buf *);
+    int in_default;
+} sections[] = {
+    {"server", section_server, 1},           {"clients", section_clients, 1},
+    {"memory", section_memory, 1},           {"persistence", section_persistence, 1},
+    {"stats", section_stats, 1},             {"replication", section_replication, 1},
+    {"keyspace", section_keyspace, 1},       {"commandstats", section_commandstats, 0},
+};
+
+void cmd_info(client *c)
+{
+    buf b;
+    buf_init(&b);
+    int all = c->argc == 1, everything = 0;
+    for (int i = 1; i < c->argc; i++) {
+        if (arg_is(c, i, "all") || arg_is(c, i, "everything"))
+            everything = 1;
+        else if (arg_is(c, i, "default"))
+            all = 1;
+    }
+    for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+        int want = everything || (all && sections[s].in_default);
+        for (int i = 1; i < c->argc && !want; i++)
+            want = arg_is(c, i, sections[s].name);
+        if (!want)
+            continue;
+        if (b.len)
+            buf_append(&b, "\r\n", 2);
+        sections[s].render(&b);
+    }
+    reply_verbatim(c, b.data ? b.data : "", b.len);
+    buf_free(&b);
+}

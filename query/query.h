@@ -1,0 +1,19 @@
+/* query.h: commands. The declarative command table, the dispatcher that checks arity,
+ * authentication and MULTI state before calling a handler, the handlers themselves (core,
+ * keyspace, strings, hashes, transactions), and what every write does after it succeeds:
+ * record itself in the replication log and touch WATCHed keys.
+ *
+ * Threading: event-loop thread only. */
+#ifndef QUIVER_QUERY_H
+#define QUIVER_QUERY_H
+
+#include "wire/wire.h"
+
+/* Builds the lookup index of the command table and hooks expiry into the store. */
+void query_init(void);
+/* Executes c->argv (set by wire/). */
+void query_dispatch(client *c);
+/* Frees what query/ holds for a client that is going away. */
+void query_release(client *c);
+
+#endif

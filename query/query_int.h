@@ -1,0 +1,107 @@
+/* query_int.h: what the files of query/ share: the command descriptor and flags, the
+ * handler prototypes (generated from commands.def), argument helpers that reply on error and
+ * return -1 so that a handler stays flat, and the write-side bookkeeping. */
+#ifndef QUIVER_QUERY_INT_H
+#define QUIVER_QUERY_INT_H
+
+#include <stdint.h>
+
+#include "core/server.h"
+#include "query/query.h"
+#include "store/store.h"
+#include "wire/wire.h"
+
+enum {
+    CMD_WRITE = 1 << 0,
+    CMD_READONLY = 1 << 1,
+    CMD_FAST = 1 << 2,
+    CMD_ADMIN = 1 << 3,
+    CMD_DENYOOM = 1 << 4,
+    CMD_NOAUTH = 1 << 5,   /* allowed before authentication */
+    CMD_NOMULTI = 1 << 6,  /* runs at once inside MULTI instead of being queued */
+    CMD_LOADING = 1 << 7,
+    CMD_STALE = 1 << 8,
+};
+
+typedef struct command {
+    const char *name; /* lower case */
+    void (*proc)(client *c);
+    int arity;        /* argc including the name; negative: at least -arity */
+    unsigned flags;
+    int first_key, last_key, key_step;
+    const char *group, *since, *summary;
+    const char *syntax; /* arguments after the name, as the docs write them */
+} command;
+
+/* Per-command statistics, indexed like the table. */
+typedef struct command_stats {
+    uint64_t calls, usec, rejected, failed;
+} command_stats;
+
+extern const command commands[];
+extern command_stats cmdstats[];
+extern const int ncommands;
+
+const command *command_lookup(const char *name, size_t len);
+
+/* Per-client state owned by query/. */
+struct query_state {
+    int nqueued, cap;
+    struct queued *queue; /* MULTI queue */
+    struct watched *watching;
+    uint64_t scan_seq;
+};
+
+#define X(name, proc, arity, flags, fk, lk, ks, group, since, summary, syntax) \
+    void proc(client *c);
+#include "query/commands.def"
+#undef X
+
+/* Argument helpers: on a bad value they reply the Redis error and return -1. */
+int arg_is(const client *c, int i, const char *word);
+int arg_i64(client *c, int i, int64_t *out);
+int arg_double(client *c, int i, double *out);
+/* Replies the error for a store failure (WRONGTYPE, storage errors). */
+void reply_store_error(client *c, int rc);
+void reply_wrongtype(client *c);
+void reply_syntax_error(client *c);
+
+/* Transactions of the current pass; on failure they reply and return -1. */
+int read_txn(client *c, store_txn **t);
+int write_txn(client *c, size_t hint_bytes, store_txn **t);
+
+/* After a successful change to key: counts the change (so the command is logged for
+ * replicas) and touches WATCHers. */
+void key_changed(client *c, const char *key, size_t klen);
+/* Counts a change that is not about one key (FLUSHDB). */
+void command_dirty(void);
+/* Logs a rewritten command instead of the client's (for relative times and the like). */
+void propagate(client *c, int argc, const char *const *argv, const size_t *lens);
+/* Touches every WATCHed key of db (db < 0: all). */
+void watch_touch_db(int db);
+void watch_touch_key(int db, const char *key, size_t klen);
+void watch_release(client *c);
+void multi_release(client *c);
+/* Runs one command for real (used by the dispatcher and EXEC). */
+void call(client *c, const command *cmd);
+/* Lookup that counts keyspace hits and misses. */
+int lookup_read(client *c, store_txn *t, const char *key, size_t klen, store_obj *o);
+
+/* SCAN-family cursor table. */
+uint64_t cursor_save(int db, const char *key, size_t klen, const char *pos, size_t plen);
+int cursor_load(uint64_t id, int db, const char *key, size_t klen, buf *pos);
+
+/* SCAN replies: the items are gathered first because the cursor precedes them. */
+typedef struct scan_items {
+    buf data; /* size_t length, bytes; repeated */
+    size_t n;
+} scan_items;
+void scan_items_init(scan_items *it);
+void scan_items_add(scan_items *it, const char *p, size_t n);
+void scan_reply(client *c, uint64_t cursor, scan_items *it); /* frees the items */
+
+/* INFO and COMMAND DOCS need these. */
+void info_render(client *c, buf *out, int argc, const char **sections, const size_t *lens);
+void docs_reply(client *c, const command *cmd);
+
+#endif

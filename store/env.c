@@ -1,0 +1,461 @@
+/* env.c: the LMDB environment and the one write path around it: opening and checking the
+ * data directory, the per-pass read snapshot and group-committed write transaction, the
+ * durability policy (fsync per commit, a background sync every second, or none), growth of
+ * the memory map before it fills, and the replication log's offsets. */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define FORMAT_MAGIC "QVKS"
+#define FORMAT_VERSION 1u
+
+int store__map_rc(int rc)
+{
+    switch (rc) {
+    case 0: return 0;
+    case MDB_NOTFOUND: return ERR_NOTFOUND;
+    case MDB_MAP_FULL: return ERR_FULL;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH: return ERR_CORRUPT;
+    case ENOSPC:
+    case EIO: return ERR_IO;
+    case ENOMEM: return ERR_NOMEM;
+    default: return ERR_BACKEND;
+    }
+}
+
+int store__fail(store_txn *t, int rc)
+{
+    int err = store__map_rc(rc);
+    if (t->write && rc != MDB_NOTFOUND && !t->st->pass_err) {
+        t->st->pass_err = err;
+        log_warn("store: write transaction failed: %s", mdb_strerror(rc));
+    }
+    return err;
+}
+
+static int mkdirs(const char *dir)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path)
+        return -1;
+    memcpy(path, dir, n + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return (mkdir(path, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static void counts_decode(store *st, const MDB_val *v)
+{
+    memset(st->counts, 0, sizeof st->counts);
+    if (v->mv_size == sizeof st->counts)
+        memcpy(st->counts, v->mv_data, sizeof st->counts);
+}
+
+/* Reloads the counters from the last committed state (after an abort). */
+static void counts_reload(store *st)
+{
+    MDB_txn *txn;
+    MDB_val k = {6, "counts"}, v;
+    memset(st->counts, 0, sizeof st->counts);
+    if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+        return;
+    if (mdb_get(txn, st->meta, &k, &v) == 0)
+        counts_decode(st, &v);
+    mdb_txn_abort(txn);
+    st->counts_dirty = 0;
+}
+
+static uint64_t last_id(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t id = 0;
+    if (mdb_cursor_open(txn, dbi, &c) != 0)
+        return 0;
+    if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size >= 8) {
+        const unsigned char *p = k.mv_data;
+        for (int i = 0; i < 8; i++)
+            id = id << 8 | p[i];
+    }
+    mdb_cursor_close(c);
+    return id;
+}
+
+/* Creates the named databases and checks (or writes) the format record. */
+static int open_dbs(store *st, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        goto fail;
+    struct { const char *name; MDB_dbi *dbi; } dbs[] = {
+        {"meta", &st->meta}, {"keys", &st->keys}, {"lkeys", &st->lkeys},
+        {"fields", &st->fields}, {"lfields", &st->lfields}, {"expires", &st->expires},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+        if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
+            goto fail_txn;
+
+    MDB_val k = {6, "format"}, v;
+    unsigned char fmt[8];
+    memcpy(fmt, FORMAT_MAGIC, 4);
+    uint32_t ver = FORMAT_VERSION;
+    memcpy(fmt + 4, &ver, 4);
+    rc = mdb_get(txn, st->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        v.mv_size = sizeof fmt;
+        v.mv_data = fmt;
+        if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+            goto fail_txn;
+    } else if (rc) {
+        goto fail_txn;
+    } else if (v.mv_size != sizeof fmt || memcmp(v.mv_data, fmt, sizeof fmt) != 0) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "data directory holds an unknown format (expected %s v%u)",
+                 FORMAT_MAGIC, FORMAT_VERSION);
+        return ERR_CORRUPT;
+    }
+    MDB_val ck = {6, "counts"};
+    if (mdb_get(txn, st->meta, &ck, &v) == 0)
+        counts_decode(st, &v);
+    uint64_t a = last_id(txn, st->fields), b = last_id(txn, st->lfields);
+    st->next_hash_id = (a > b ? a : b) + 1;
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        goto fail;
+    return 0;
+fail_txn:
+    mdb_txn_abort(txn);
+fail:
+    snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
+    return store__map_rc(rc);
+}
+
+static void *sync_main(void *arg)
+{
+    store *st = arg;
+    pthread_mutex_lock(&st->sync_mu);
+    while (!st->sync_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&st->sync_cv, &st->sync_mu, &ts);
+        if (st->sync_stop || !atomic_exchange(&st->sync_pending, 0))
+            continue;
+        pthread_mutex_unlock(&st->sync_mu);
+        int rc = mdb_env_sync(st->env, 1);
+        if (rc)
+            log_warn("store: background fsync failed: %s", mdb_strerror(rc));
+        atomic_fetch_add(&st->syncs, 1);
+        atomic_store(&st->last_sync_ms, (uint64_t)clock_ms());
+        pthread_mutex_lock(&st->sync_mu);
+    }
+    pthread_mutex_unlock(&st->sync_mu);
+    return NULL;
+}
+
+int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
+{
+    if (mkdirs(cfg->dir) != 0) {
+        snprintf(err, errlen, "cannot create data directory '%s': %s", cfg->dir, strerror(errno));
+        return ERR_IO;
+    }
+    store *st = xcalloc(1, sizeof *st);
+    st->map_size = cfg->map_size ? cfg->map_size : (size_t)1 << 30;
+    st->log_db = -1;
+    pthread_mutex_init(&st->sync_mu, NULL);
+    pthread_cond_init(&st->sync_cv, NULL);
+    int rc = mdb_env_create(&st->env);
+    if (!rc)
+        rc = mdb_env_set_maxdbs(st->env, 16);
+    if (!rc)
+        rc = mdb_env_set_mapsize(st->env, st->map_size);
+    if (!rc)
+        rc = mdb_env_open(st->env, cfg->dir, MDB_NOTLS | MDB_NOSYNC, 0644);
+    if (rc) {
+        snprintf(err, errlen, "cannot open LMDB environment in '%s': %s", cfg->dir,
+                 mdb_strerror(rc));
+        goto fail;
+    }
+    MDB_envinfo info;
+    mdb_env_info(st->env, &info);
+    st->map_size = info.me_mapsize; /* an existing file may be larger than asked */
+    MDB_stat ms;
+    mdb_env_stat(st->env, &ms);
+    st->psize = ms.ms_psize;
+    if ((rc = open_dbs(st, err, errlen)) != 0)
+        goto fail_mapped;
+    store_set_durability(st, cfg->durability);
+    if (pthread_create(&st->sync_thread, NULL, sync_main, st) == 0)
+        st->sync_started = 1;
+    *out = st;
+    return 0;
+fail:
+    rc = store__map_rc(rc);
+fail_mapped:
+    if (st->env)
+        mdb_env_close(st->env);
+    pthread_mutex_destroy(&st->sync_mu);
+    pthread_cond_destroy(&st->sync_cv);
+    xfree(st);
+    return rc;
+}
+
+void store_close(store *st)
+{
+    if (!st)
+        return;
+    store_txn_end(st);
+    if (st->rd_open)
+        mdb_txn_abort(st->rd.txn);
+    if (st->sync_started) {
+        pthread_mutex_lock(&st->sync_mu);
+        st->sync_stop = 1;
+        pthread_cond_signal(&st->sync_cv);
+        pthread_mutex_unlock(&st->sync_mu);
+        pthread_join(st->sync_thread, NULL);
+    }
+    mdb_env_sync(st->env, 1);
+    mdb_env_close(st->env);
+    pthread_mutex_destroy(&st->sync_mu);
+    pthread_cond_destroy(&st->sync_cv);
+    xfree(st);
+}
+
+int store_set_durability(store *st, int durability)
+{
+    if (durability < DURABILITY_NO || durability > DURABILITY_ALWAYS)
+        return ERR_INVAL;
+    /* `always` lets LMDB sync inside every commit, in the order that keeps the file intact
+     * on power loss; the others commit to the page cache and sync later (or never). */
+    int rc = mdb_env_set_flags(st->env, MDB_NOSYNC, durability != DURABILITY_ALWAYS);
+    if (rc)
+        return store__map_rc(rc);
+    st->durability = durability;
+    return 0;
+}
+
+void store_set_expired_hook(store *st, store_expired_fn fn, void *ctx)
+{
+    st->expired_fn = fn;
+    st->expired_ctx = ctx;
+}
+
+void store_set_log_hook(store *st, store_log_fn fn, void *ctx)
+{
+    st->log_fn = fn;
+    st->log_ctx = ctx;
+}
+
+static size_t used_bytes(store *st)
+{
+    MDB_envinfo info;
+    mdb_env_info(st->env, &info);
+    return (info.me_last_pgno + 1) * (size_t)st->psize;
+}
+
+/* Doubles the map until need bytes fit in half of it. Only between write transactions. */
+static int grow_map(store *st, size_t need)
+{
+    size_t size = st->map_size;
+    while (size / 2 < need)
+        size *= 2;
+    if (size == st->map_size)
+        return 0;
+    int rc = mdb_env_set_mapsize(st->env, size);
+    if (rc) {
+        log_warn("store: cannot grow the map to %zu bytes: %s", size, mdb_strerror(rc));
+        return store__map_rc(rc);
+    }
+    log_info("store: map grown to %zu MiB", size >> 20);
+    st->map_size = size;
+    return 0;
+}
+
+int store_txn_read(store *st, store_txn **out)
+{
+    if (st->wr_open) {
+        *out = &st->wr;
+        return 0;
+    }
+    int rc = 0;
+    if (!st->rd_open) {
+        rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rd.txn);
+        st->rd.st = st;
+        st->rd_open = rc == 0;
+    } else if (st->rd_reset) {
+        rc = mdb_txn_renew(st->rd.txn);
+        st->rd_reset = rc != 0;
+    }
+    if (rc)
+        return store__map_rc(rc);
+    *out = &st->rd;
+    return 0;
+}
+
+static int commit(store *st)
+{
+    int rc = 0;
+    if (st->counts_dirty) {
+        MDB_val k = {6, "counts"}, v = {sizeof st->counts, st->counts};
+        rc = mdb_put(st->wr.txn, st->meta, &k, &v, 0);
+    }
+    if (rc)
+        mdb_txn_abort(st->wr.txn);
+    else
+        rc = mdb_txn_commit(st->wr.txn);
+    st->wr_open = 0;
+    if (rc) {
+        log_warn("store: commit failed: %s", mdb_strerror(rc));
+        st->failed_commits++;
+        counts_reload(st);
+        return store__map_rc(rc);
+    }
+    st->counts_dirty = 0;
+    st->commits++;
+    if (st->durability == DURABILITY_ALWAYS) {
+        atomic_fetch_add(&st->syncs, 1);
+        atomic_store(&st->last_sync_ms, (uint64_t)clock_ms());
+    } else if (st->durability == DURABILITY_EVERYSEC) {
+        atomic_store(&st->sync_pending, 1);
+    }
+    return 0;
+}
+
+int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
+{
+    if (st->pass_err)
+        return st->pass_err;
+    /* Keep the map at most half full, counting what this pass has announced, so that a
+     * put never meets MDB_MAP_FULL in practice. A large write mid-pass commits what the
+     * pass has so far (nothing is acknowledged before store_txn_end) and grows first. */
+    size_t need = used_bytes(st) + 2 * (st->pass_bytes + hint_bytes) + ((size_t)1 << 20);
+    if (need > st->map_size / 2) {
+        if (st->wr_open) {
+            int rc = commit(st);
+            if (rc)
+                return st->pass_err = rc;
+        }
+        int rc = grow_map(st, need);
+        if (rc && need > st->map_size)
+            return rc;
+    }
+    st->pass_bytes += hint_bytes;
+    if (!st->wr_open) {
+        int rc = mdb_txn_begin(st->env, NULL, 0, &st->wr.txn);
+        if (rc)
+            return store__map_rc(rc);
+        st->wr.st = st;
+        st->wr.write = 1;
+        st->wr_open = 1;
+    }
+    *out = &st->wr;
+    return 0;
+}
+
+int store_txn_dirty(const store *st)
+{
+    return st->wr_open;
+}
+
+int store_txn_end(store *st)
+{
+    int err = st->pass_err;
+    if (st->wr_open) {
+        if (err) {
+            mdb_txn_abort(st->wr.txn);
+            st->wr_open = 0;
+            st->failed_commits++;
+            counts_reload(st);
+        } else {
+            err = commit(st);
+        }
+    }
+    if (st->rd_open && !st->rd_reset) {
+        mdb_txn_reset(st->rd.txn);
+        st->rd_reset = 1;
+    }
+    /* After ERR_FULL, at least double: an aborted pass leaves used_bytes unchanged, and an
+     * unannounced write would otherwise fail the same way on every retry. */
+    size_t need = used_bytes(st) + st->pass_bytes;
+    if (err == ERR_FULL && need < st->map_size)
+        need = st->map_size;
+    if (err == ERR_FULL || used_bytes(st) > st->map_size / 2)
+        grow_map(st, need);
+    st->pass_err = 0;
+    st->pass_bytes = 0;
+    return err;
+}
+
+static size_t resp_len_header(size_t n)
+{
+    char tmp[24];
+    return 3 + i64_to_str(tmp, (int64_t)n); /* "*" or "$", digits, CRLF */
+}
+
+uint64_t store_log(store *st, int db, int argc, const char *const *argv, const size_t *lens)
+{
+    if (db != st->log_db) {
+        char num[24];
+        size_t n = i64_to_str(num, db);
+        st->offset += resp_len_header(2) + resp_len_header(6) + 6 + 2 + resp_len_header(n) + n + 2;
+        st->log_db = db;
+    }
+    st->offset += resp_len_header((size_t)argc);
+    for (int i = 0; i < argc; i++)
+        st->offset += resp_len_header(lens[i]) + lens[i] + 2;
+    if (st->log_fn)
+        st->log_fn(st->log_ctx, st->offset, db, argc, argv, lens);
+    return st->offset;
+}
+
+uint64_t store_offset(const store *st)
+{
+    return st->offset;
+}
+
+void store__count(store *st, int db, int dkeys, int dexpires)
+{
+    st->counts[db][0] += (uint64_t)(int64_t)dkeys;
+    st->counts[db][1] += (uint64_t)(int64_t)dexpires;
+    st->counts_dirty = 1;
+}
+
+uint64_t store_dbsize(const store *st, int db)
+{
+    return st->counts[db][0];
+}
+
+uint64_t store_expires(const store *st, int db)
+{
+    return st->counts[db][1];
+}
+
+void store_get_stats(const store *st, store_stats *out)
+{
+    out->map_size = st->map_size;
+    out->used_bytes = used_bytes((store *)st);
+    out->commits = st->commits;
+    out->failed_commits = st->failed_commits;
+    out->syncs = atomic_load(&st->syncs);
+    out->last_sync_ms = atomic_load(&st->last_sync_ms);
+    out->durability = st->durability;
+}

@@ -1,0 +1,82 @@
+/* store_int.h: internals shared by the files of store/ (never included from outside). */
+#ifndef QUIVER_STORE_INT_H
+#define QUIVER_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store.h"
+
+#define LONG_PREFIX 480 /* bytes of a long key or field kept before its digest */
+
+struct store_txn {
+    store *st;
+    MDB_txn *txn;
+    int write;
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi meta, keys, lkeys, fields, lfields, expires;
+    size_t map_size;
+    int durability;
+    unsigned psize;
+
+    store_txn rd, wr; /* the pass's read snapshot and write transaction */
+    int rd_open, rd_reset, wr_open;
+    int pass_err;          /* first error that poisoned the write transaction */
+    size_t pass_bytes;     /* bytes announced by writers this pass */
+
+    uint64_t counts[STORE_DBS][2]; /* keys, keys with expiry (as of the open txn) */
+    int counts_dirty;
+    uint64_t next_hash_id;
+
+    uint64_t offset; /* replication offset: bytes of the log so far */
+    int log_db;      /* database the log last SELECTed */
+    store_log_fn log_fn;
+    void *log_ctx;
+    store_expired_fn expired_fn;
+    void *expired_ctx;
+
+    /* everysec syncing */
+    pthread_t sync_thread;
+    int sync_started;
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    int sync_stop;
+    atomic_int sync_pending;
+    atomic_uint_fast64_t syncs, last_sync_ms;
+    uint64_t commits, failed_commits;
+};
+
+/* A key or field as LMDB stores it: which database and the encoded bytes. */
+typedef struct store__ref {
+    MDB_dbi dbi;
+    int is_long;
+    size_t len;
+    unsigned char buf[512];
+} store__ref;
+
+void store__key_ref(const store *st, int db, const char *key, size_t klen, store__ref *r);
+void store__field_ref(const store *st, uint64_t id, const char *f, size_t flen, store__ref *r);
+/* A decoded key record (see store.h for the layout). */
+typedef struct rec {
+    store_obj obj;
+    const char *fullkey; /* long keys only */
+    size_t fklen;
+} rec;
+
+int store__decode(const MDB_val *v, rec *r);
+/* Removes a key record that exists, with its expiry entry and hash fields. */
+int store__delete_rec(store_txn *t, int db, const store__ref *ref, const rec *r);
+void store__put_be64(unsigned char *p, uint64_t v);
+uint64_t store__get_be64(const unsigned char *p);
+int store__map_rc(int rc); /* LMDB rc -> ERR_* */
+int store__fail(store_txn *t, int rc); /* poisons the pass on a write error; returns ERR_* */
+/* Deletes every field of hash id. */
+int store__hash_clear(store_txn *t, uint64_t id);
+uint64_t store__new_hash_id(store *st);
+void store__count(store *st, int db, int dkeys, int dexpires);
+
+#endif

@@ -1,0 +1,536 @@
+/* net.c: sockets and connections. Listening sockets on the libevent loop, accepting with
+ * the maxclients and protected-mode checks, reading into each client's query buffer and
+ * cutting commands out of it with the RESP parser, the end-of-pass flush that sends replies
+ * only after the storage commit, output-buffer limits, idle timeouts, and the close path. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "wire/wire.h"
+
+#define MAX_LISTENERS 16
+#define READ_CHUNK (16 * 1024)
+#define READ_MAX (64 * 1024 * 1024)
+#define QUERY_BUF_LIMIT (1024LL * 1024 * 1024) /* client-query-buffer-limit */
+
+static struct {
+    struct event_base *base;
+    net_config cfg;
+    char bind[256], password_set;
+    net_dispatch_fn dispatch;
+    net_release_fn release;
+    int lfd[MAX_LISTENERS];
+    struct event *lev[MAX_LISTENERS];
+    int nlisten;
+    client *clients, *pending, *closed;
+    uint64_t next_id, pass;
+    net_stats stats;
+} net;
+
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)ss;
+        inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+        port = ntohs(s->sin_port);
+        snprintf(out, n, "%s:%d", host, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const void *)ss;
+        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+        port = ntohs(s->sin6_port);
+        snprintf(out, n, "%s:%d", host, port);
+    } else {
+        snprintf(out, n, "?:0");
+    }
+}
+
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* Writes a reply straight to a socket we are about to refuse. */
+static void refuse(int fd, const char *msg)
+{
+    ssize_t w = write(fd, msg, strlen(msg));
+    (void)w;
+    close(fd);
+    net.stats.rejected++;
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    for (int i = 0; i < 64; i++) { /* bounded, so a flood cannot starve the loop */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        int local = is_loopback(&ss);
+        if (net.cfg.maxclients > 0 && net.stats.connected >= (unsigned)net.cfg.maxclients) {
+            refuse(fd, "-ERR max number of clients reached\r\n");
+            continue;
+        }
+        if (net.cfg.protected_mode && !net.password_set && !local) {
+            refuse(fd, "-DENIED Quiver is running in protected mode because protected mode is "
+                       "enabled and no password is set for the default user. Only loopback "
+                       "connections are accepted. Set a password with requirepass, or bind "
+                       "deliberately and disable protected-mode.\r\n");
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+
+        client *c = xcalloc(1, sizeof *c);
+        c->id = ++net.next_id;
+        c->fd = fd;
+        c->state = CONN_OPEN;
+        c->resp = 2;
+        c->authenticated = !net.password_set;
+        c->flags = local ? CLIENT_LOCAL : 0;
+        c->ctime_ms = c->last_ms = clock_ms();
+        fmt_addr(&ss, c->addr, sizeof c->addr);
+        struct sockaddr_storage ls;
+        socklen_t ll = sizeof ls;
+        if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+            fmt_addr(&ls, c->laddr, sizeof c->laddr);
+        resp_parser_init(&c->parser);
+        c->rev = event_new(net.base, fd, EV_READ | EV_PERSIST, on_readable, c);
+        c->wev = event_new(net.base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+        event_add(c->rev, NULL);
+        c->next = net.clients;
+        if (net.clients)
+            net.clients->prev = c;
+        net.clients = c;
+        net.stats.connections++;
+        net.stats.connected++;
+    }
+}
+
+static int listen_on(const char *addr, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+    struct addrinfo *res;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    const char *host = (strcmp(addr, "*") == 0) ? "0.0.0.0" : addr;
+    int rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc) {
+        snprintf(err, errlen, "cannot bind '%s': %s", addr, gai_strerror(rc));
+        return ERR_IO;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (res->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(fd, net.cfg.backlog > 0 ? net.cfg.backlog : 511) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return ERR_IO;
+    }
+    freeaddrinfo(res);
+    if (net.nlisten == MAX_LISTENERS) {
+        close(fd);
+        snprintf(err, errlen, "too many bind addresses (at most %d)", MAX_LISTENERS);
+        return ERR_LIMIT;
+    }
+    net.lfd[net.nlisten] = fd;
+    net.lev[net.nlisten] = event_new(net.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    event_add(net.lev[net.nlisten], NULL);
+    net.nlisten++;
+    return 0;
+}
+
+void net_reconfigure(const net_config *cfg)
+{
+    net.cfg = *cfg;
+    snprintf(net.bind, sizeof net.bind, "%s", cfg->bind ? cfg->bind : "127.0.0.1");
+    net.cfg.bind = net.bind;
+    net.password_set = cfg->password && *cfg->password;
+    net.cfg.password = NULL;
+}
+
+int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,
+              net_release_fn release, char *err, size_t errlen)
+{
+    net.base = base;
+    net.dispatch = dispatch;
+    net.release = release;
+    net_reconfigure(cfg);
+    char addrs[256];
+    snprintf(addrs, sizeof addrs, "%s", net.bind);
+    char *save = NULL;
+    for (char *a = strtok_r(addrs, " ", &save); a; a = strtok_r(NULL, " ", &save)) {
+        int rc = listen_on(a, cfg->port, err, errlen);
+        if (rc) {
+            net_stop();
+            return rc;
+        }
+    }
+    if (!net.nlisten) {
+        snprintf(err, errlen, "no address to bind");
+        return ERR_INVAL;
+    }
+    return 0;
+}
+
+static void client_free(client *c)
+{
+    if (net.release)
+        net.release(c);
+    event_free(c->rev);
+    event_free(c->wev);
+    resp_parser_free(&c->parser);
+    buf_free(&c->qbuf);
+    buf_free(&c->obuf);
+    xfree(c->argv);
+    xfree(c->argl);
+    xfree(c->name);
+    xfree(c->lib_name);
+    xfree(c->lib_ver);
+    xfree(c);
+}
+
+void net_stop(void)
+{
+    for (int i = 0; i < net.nlisten; i++) {
+        event_free(net.lev[i]);
+        close(net.lfd[i]);
+    }
+    net.nlisten = 0;
+    for (client *c = net.clients; c; c = c->next)
+        client_close(c);
+    net_pass_end(1);
+}
+
+void client_close(client *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    event_del(c->rev); /* before close(): the fd number may be reused at once */
+    event_del(c->wev);
+    close(c->fd);
+    c->fd = -1;
+    c->state = CONN_CLOSED;
+    /* unlink from all clients; park on the closed list until the pass ends */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        net.clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = net.closed;
+    net.closed = c;
+    net.stats.connected--;
+}
+
+void client_close_after_reply(client *c)
+{
+    if (c->state == CONN_OPEN) {
+        c->state = CONN_CLOSING;
+        event_del(c->rev);
+    }
+}
+
+static void mark_pending(client *c)
+{
+    if (!(c->flags & CLIENT_PENDING) && c->state != CONN_CLOSED) {
+        c->flags |= CLIENT_PENDING;
+        c->next_pending = net.pending;
+        net.pending = c;
+    }
+}
+
+/* True (and the client closed) when its output is past the hard limit. */
+static int over_hard_limit(client *c)
+{
+    if (!net.cfg.obuf_hard || client_obuf_pending(c) <= (size_t)net.cfg.obuf_hard)
+        return 0;
+    log_warn("client id=%llu addr=%s closed: output buffer of %zu bytes is over the limit",
+             (unsigned long long)c->id, c->addr, client_obuf_pending(c));
+    net.stats.obuf_disconnects++;
+    client_close(c);
+    return 1;
+}
+
+static const resp_limits *limits_for(const client *c, resp_limits *l)
+{
+    l->max_inline = RESP_DEFAULT_MAX_INLINE;
+    l->max_bulk = net.cfg.max_bulk > 0 ? net.cfg.max_bulk : RESP_DEFAULT_MAX_BULK;
+    l->max_args = RESP_DEFAULT_MAX_ARGS;
+    l->max_buffered = QUERY_BUF_LIMIT;
+    l->unauthenticated = 0;
+    if (!c->authenticated) {
+        l->max_bulk = 16 * 1024;
+        l->max_args = 10;
+        l->max_buffered = 1024 * 1024;
+        l->unauthenticated = 1;
+    }
+    return l;
+}
+
+/* Executes every complete command in the query buffer. */
+static void process_input(client *c)
+{
+    resp_limits lim;
+    while (c->state == CONN_OPEN && c->qpos < c->qbuf.len) {
+        size_t consumed = 0;
+        char *start = c->qbuf.data + c->qpos;
+        int rc = resp_parse(&c->parser, start, c->qbuf.len - c->qpos, limits_for(c, &lim),
+                            &consumed);
+        if (rc == RESP_NEED_MORE)
+            break;
+        if (rc == RESP_CLOSE) {
+            log_warn("possible cross-protocol attack from %s: HTTP request, connection closed",
+                     c->addr);
+            client_close(c);
+            return;
+        }
+        if (rc == RESP_ERR) {
+            net.stats.proto_errors++;
+            reply_error(c, c->parser.err);
+            client_close_after_reply(c);
+            break;
+        }
+        int argc = c->parser.argc;
+        if (argc > 0) {
+            if (argc > c->argv_cap) {
+                c->argv_cap = argc < 16 ? 16 : argc;
+                c->argv = xrealloc(c->argv, sizeof *c->argv * (size_t)c->argv_cap);
+                c->argl = xrealloc(c->argl, sizeof *c->argl * (size_t)c->argv_cap);
+            }
+            for (int i = 0; i < argc; i++) {
+                c->argv[i] = start + c->parser.argv_off[i];
+                c->argl[i] = c->parser.argv_len[i];
+            }
+            c->argc = argc;
+            c->last_ms = clock_ms();
+            net.stats.commands++;
+            net.dispatch(c);
+            c->argc = 0;
+        }
+        c->qpos += consumed;
+        resp_parser_reset(&c->parser);
+        if (c->state != CONN_CLOSED && over_hard_limit(c))
+            return;
+    }
+    if (c->state == CONN_CLOSED)
+        return;
+    /* Drop what was executed, keeping the partial command at the front. */
+    if (c->qpos) {
+        size_t rest = c->qbuf.len - c->qpos;
+        memmove(c->qbuf.data, c->qbuf.data + c->qpos, rest);
+        c->qbuf.len = rest;
+        c->qpos = 0;
+    }
+    if (c->qbuf.len == 0 && c->qbuf.cap > 256 * 1024)
+        buf_free(&c->qbuf); /* give a big idle buffer back */
+    if (client_obuf_pending(c))
+        mark_pending(c);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    client *c = arg;
+    size_t want = resp_parse_want(&c->parser, c->qbuf.len);
+    want = want > READ_CHUNK ? (want > READ_MAX ? READ_MAX : want) : READ_CHUNK;
+    buf_reserve(&c->qbuf, want);
+    ssize_t n = read(fd, c->qbuf.data + c->qbuf.len, want);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        client_close(c);
+        return;
+    }
+    c->qbuf.len += (size_t)n;
+    net.stats.net_in += (uint64_t)n;
+    process_input(c);
+}
+
+/* Sends committed output; returns 0, or -1 when the client was closed. */
+static int flush_client(client *c)
+{
+    while (c->osent < c->ocommitted) {
+        ssize_t n = write(c->fd, c->obuf.data + c->osent, c->ocommitted - c->osent);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            client_close(c);
+            return -1;
+        }
+        c->osent += (size_t)n;
+        net.stats.net_out += (uint64_t)n;
+    }
+    if (c->osent == c->obuf.len) {
+        c->obuf.len = c->osent = c->ocommitted = 0;
+        if (c->obuf.cap > 64 * 1024)
+            buf_free(&c->obuf);
+        event_del(c->wev);
+        if (c->state == CONN_CLOSING) {
+            client_close(c);
+            return -1;
+        }
+    } else if (c->osent < c->ocommitted) {
+        event_add(c->wev, NULL);
+    }
+    return 0;
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_client(arg);
+}
+
+void client_wrote(client *c)
+{
+    c->wrote_pass = net.pass;
+}
+
+void net_pass_end(int ok)
+{
+    if (!ok) {
+        /* The pass's writes are gone: nobody who wrote may read an acknowledgement. */
+        for (client *c = net.clients, *next; c; c = next) {
+            next = c->next;
+            if (c->wrote_pass == net.pass) {
+                log_warn("client id=%llu closed: its writes could not be committed",
+                         (unsigned long long)c->id);
+                client_close(c);
+            }
+        }
+    }
+    client *list = net.pending;
+    net.pending = NULL;
+    for (client *c = list, *next; c; c = next) {
+        next = c->next_pending;
+        c->flags &= ~CLIENT_PENDING;
+        if (c->state == CONN_CLOSED)
+            continue;
+        c->ocommitted = c->obuf.len;
+        flush_client(c);
+    }
+    while (net.closed) {
+        client *c = net.closed;
+        net.closed = c->next;
+        client_free(c);
+    }
+    net.pass++;
+}
+
+uint64_t net_pass(void)
+{
+    return net.pass;
+}
+
+client *net_clients(void)
+{
+    return net.clients;
+}
+
+client *net_client_by_id(uint64_t id)
+{
+    for (client *c = net.clients; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+const net_stats *net_get_stats(void)
+{
+    return &net.stats;
+}
+
+void client_describe(const client *c, buf *out)
+{
+    int64_t now = clock_ms();
+    char flags[8];
+    int nf = 0;
+    if (c->flags & CLIENT_MULTI)
+        flags[nf++] = 'x';
+    if (c->flags & CLIENT_DIRTY_CAS)
+        flags[nf++] = 'd';
+    if (c->state == CONN_CLOSING)
+        flags[nf++] = 'c';
+    if (!nf)
+        flags[nf++] = 'N';
+    flags[nf] = '\0';
+    buf_printf(out,
+               "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d "
+               "sub=0 psub=0 ssub=0 multi=%d qbuf=%zu qbuf-free=%zu argv-mem=0 multi-mem=0 "
+               "rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=r%s cmd=%s "
+               "user=default redir=-1 resp=%d lib-name=%s lib-ver=%s",
+               (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
+               (long long)(now - c->ctime_ms) / 1000, (long long)(now - c->last_ms) / 1000,
+               flags, c->db, (c->flags & CLIENT_MULTI) ? 0 : -1, c->qbuf.len - c->qpos,
+               c->qbuf.cap - c->qbuf.len, c->qbuf.cap, client_obuf_pending(c), c->obuf.cap,
+               c->qbuf.cap + c->obuf.cap + sizeof *c, client_obuf_pending(c) ? "w" : "",
+               c->last_cmd ? c->last_cmd : "NULL", c->resp, c->lib_name ? c->lib_name : "",
+               c->lib_ver ? c->lib_ver : "");
+}
+
+void net_cron(int64_t now_ms)
+{
+    for (client *c = net.clients, *next; c; c = next) {
+        next = c->next;
+        if (net.cfg.timeout_secs > 0 && !(c->flags & CLIENT_MULTI) &&
+            now_ms - c->last_ms > (int64_t)net.cfg.timeout_secs * 1000 &&
+            !client_obuf_pending(c)) {
+            client_close(c);
+            continue;
+        }
+        size_t pending = client_obuf_pending(c);
+        if (net.cfg.obuf_soft && pending > (size_t)net.cfg.obuf_soft) {
+            if (!c->obuf_soft_since) {
+                c->obuf_soft_since = now_ms;
+            } else if (now_ms - c->obuf_soft_since > (int64_t)net.cfg.obuf_soft_secs * 1000) {
+                log_warn("client id=%llu addr=%s closed: output buffer over the soft limit "
+                         "for %d s", (unsigned long long)c->id, c->addr, net.cfg.obuf_soft_secs);
+                net.stats.obuf_disconnects++;
+                client_close(c);
+            }
+        } else {
+            c->obuf_soft_since = 0;
+        }
+    }
+}
