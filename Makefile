@@ -40,7 +40,7 @@ Q := $(if $(V),,@)
 all: quiver-server
 
 quiver-server: $(BUILD)/quiver-server
-	$(Q)cp $< $@
+	$(Q)cp $< $@.tmp && mv -f $@.tmp $@  # mv: a running ./quiver-server keeps its inode
 
 $(BUILD)/quiver-server: $(OBJ)
 	@echo "  LINK  $@"
@@ -84,8 +84,8 @@ run: deps quiver-server
 	./quiver-server --bind 127.0.0.1 --port 6379 --dir ./data
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT)
-	$(Q)BUILD=$(BUILD) SANITIZER=$(SANITIZER) bash tests/run.sh
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT)
+	$(Q)BUILD=$(BUILD) QUIVER_BIN=$(CURDIR)/$(BUILD)/quiver-server bash tests/run.sh
 
 bench: deps quiver-server
 	$(Q)bash bench/redis_compare.sh

@@ -20,6 +20,10 @@ enum { IMMUTABLE = 1 };
 
 static const char *const durability_names[] = {"no", "everysec", "always", NULL};
 static const char *const loglevel_names[] = {"debug", "verbose", "notice", "warning", NULL};
+/* Redis persistence options that tools read (redis-benchmark asks for them): Quiver has no
+ * RDB snapshots or AOF, so each admits only the value that says so. */
+static const char *const save_names[] = {"", NULL};
+static const char *const appendonly_names[] = {"no", NULL};
 
 typedef struct option {
     const char *name;
@@ -50,6 +54,8 @@ static const option options[] = {
     {"pidfile", T_STR, O(pidfile), 0, 0, NULL, IMMUTABLE, ""},
     {"lmdb-map-size", T_SIZE, O(lmdb_map_size), 1024 * 1024, LLONG_MAX, NULL, IMMUTABLE, "1gb"},
     {"databases", T_INT, O(databases), 16, 16, NULL, IMMUTABLE, "16"},
+    {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
+    {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -416,6 +422,12 @@ static void rewrite_line(buf *b, const config *cfg, const option *o)
     }
     buf_printf(b, "%s \"", o->name);
     for (const char *p = value; *p; p++) {
+        /* a raw line break would end the directive: write the escapes split_words reads */
+        if (*p == '\n' || *p == '\r' || *p == '\t') {
+            buf_appendc(b, '\\');
+            buf_appendc(b, *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
+            continue;
+        }
         if (*p == '"' || *p == '\\')
             buf_appendc(b, '\\');
         buf_appendc(b, *p);

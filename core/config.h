@@ -34,6 +34,7 @@ typedef struct config {
     char *pidfile;
     long long lmdb_map_size;
     int databases;           /* fixed at 16: reported, not settable */
+    int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
     char *config_file;       /* absolute path of the file read at start, or NULL */
 } config;
 

@@ -143,8 +143,10 @@ int server_start(char *err, size_t errlen)
     }
     srv.cron = event_new(srv.base, -1, 0, on_cron, NULL);
     schedule_cron();
-    event_add(evsignal_new(srv.base, SIGTERM, on_signal, NULL), NULL);
-    event_add(evsignal_new(srv.base, SIGINT, on_signal, NULL), NULL);
+    srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, NULL);
+    srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, NULL);
+    event_add(srv.sigterm, NULL);
+    event_add(srv.sigint, NULL);
     if (srv.cfg.pidfile && *srv.cfg.pidfile) {
         FILE *f = fopen(srv.cfg.pidfile, "w");
         if (f) {
@@ -170,6 +172,11 @@ int server_run(void)
     store_close(srv.store);
     if (srv.cfg.pidfile && *srv.cfg.pidfile)
         unlink(srv.cfg.pidfile);
+    event_free(srv.cron);
+    event_free(srv.sigterm);
+    event_free(srv.sigint);
+    event_base_free(srv.base);
     log_info("bye");
+    config_free(&srv.cfg);
     return srv.exit_code;
 }

@@ -28,7 +28,7 @@ typedef struct server_stats {
 typedef struct server {
     config cfg;
     struct event_base *base;
-    struct event *cron;
+    struct event *cron, *sigterm, *sigint;
     store *store;
     server_stats stats;
     int64_t start_ms;

@@ -155,7 +155,8 @@ static int count_items(const char *p, const char *end)
     return n;
 }
 
-/* One argument's map. name/type given; sub (for blocks and oneofs) emitted by the caller. */
+/* Opens one argument's map of `fields` pairs and emits name and type; the caller emits the
+ * rest (token, flags, and the arguments of blocks and oneofs). */
 static void arg_head(client *c, long fields, const char *name, size_t nlen, const char *type)
 {
     reply_map(c, fields);
@@ -234,7 +235,7 @@ static long emit_sequence(client *c, const char *p, const char *end, int mode)
         q = skip_dots(skip_space(name_end, end), end, &many);
         int opt = lone && optional, mult = many || (lone && multiple);
         size_t nlen = (size_t)(name_end - name);
-        arg_head(c, 3 + (v || tok) + (opt || mult), name, nlen,
+        arg_head(c, 2 + (v || tok) + (opt || mult), name, nlen,
                  tok ? "pure-token" : type_of(name, nlen));
         if (v || tok) {
             reply_bulk_cstr(c, "token");
