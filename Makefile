@@ -12,8 +12,8 @@ SANITIZER ?=
 WERROR   ?=
 FUZZ_SECONDS ?= 60
 
-BUILD    := build/$(if $(SANITIZER),$(subst $(comma),-,$(SANITIZER)),release)
 comma    := ,
+BUILD    := build/$(if $(SANITIZER),$(subst $(comma),-,$(SANITIZER)),release)
 CFLAGS   := -std=c11 -Wall -Wextra -D_GNU_SOURCE -g $(OPT) -I. -MMD -MP -pthread
 CFLAGS   += $(if $(WERROR),-Werror)
 CFLAGS   += $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)

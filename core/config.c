@@ -247,7 +247,11 @@ int config_set(config *cfg, const char *name, int argc, const char *const *argv,
 {
     const option *o = find(name);
     if (!o) {
-        snprintf(err, errlen, "Unknown option or number of arguments for CONFIG SET - '%s'", name);
+        if (startup)
+            snprintf(err, errlen, "unknown option '%s'", name);
+        else
+            snprintf(err, errlen, "Unknown option or number of arguments for CONFIG SET - '%s'",
+                     name);
         return ERR_INVAL;
     }
     if ((o->flags & IMMUTABLE) && !startup) {
@@ -262,8 +266,9 @@ int config_set(config *cfg, const char *name, int argc, const char *const *argv,
     char detail[200] = "";
     int rc = apply(cfg, o, argc, argv, detail, sizeof detail);
     if (rc)
-        snprintf(err, errlen, "Invalid argument '%s' for CONFIG SET '%s' - %s", argv[0], o->name,
-                 detail);
+        snprintf(err, errlen, startup ? "invalid value '%s' for '%s': %s"
+                                      : "Invalid argument '%s' for CONFIG SET '%s' - %s",
+                 argv[0], o->name, detail);
     return rc;
 }
 

@@ -233,8 +233,8 @@ void net_stop(void)
         close(net.lfd[i]);
     }
     net.nlisten = 0;
-    for (client *c = net.clients; c; c = c->next)
-        client_close(c);
+    while (net.clients) /* client_close() unlinks the client, so always take the first */
+        client_close(net.clients);
     net_pass_end(1);
 }
 

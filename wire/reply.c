@@ -38,13 +38,32 @@ void reply_ok(client *c)
     emit(c, "+OK\r\n", 5);
 }
 
-void reply_error(client *c, const char *msg)
+/* The error codes Redis sends in place of ERR. An upper-case first word is not enough to
+ * tell a code: "DB index is out of range" and "EXEC without MULTI" are plain ERR errors. */
+static const char *const error_codes[] = {
+    "ERR",       "WRONGTYPE", "NOAUTH",      "WRONGPASS",  "NOPERM",   "NOPROTO",
+    "EXECABORT", "BUSYKEY",   "NOSCRIPT",    "OOM",        "READONLY", "LOADING",
+    "BUSY",      "MISCONF",   "NOREPLICAS",  "MASTERDOWN", "TRYAGAIN", "CROSSSLOT",
+    "MOVED",     "ASK",       "CLUSTERDOWN", "UNBLOCKED",  "DENIED",   NULL,
+};
+
+static int starts_with_code(const char *msg)
 {
-    /* An error code is an upper-case first word: keep it; otherwise say ERR. */
     size_t i = 0;
     while (msg[i] >= 'A' && msg[i] <= 'Z')
         i++;
-    int has_code = i > 0 && (msg[i] == ' ' || msg[i] == '\0');
+    if (i == 0 || (msg[i] != ' ' && msg[i] != '\0'))
+        return 0;
+    for (const char *const *code = error_codes; *code; code++)
+        if (strlen(*code) == i && memcmp(*code, msg, i) == 0)
+            return 1;
+    return 0;
+}
+
+void reply_error(client *c, const char *msg)
+{
+    /* Keep a known error code; otherwise say ERR. */
+    int has_code = starts_with_code(msg);
     emit(c, has_code ? "-" : "-ERR ", has_code ? 1 : 5);
     /* Newlines would break the protocol: replace them. */
     for (const char *p = msg; *p; p++)
