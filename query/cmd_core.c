@@ -49,7 +49,7 @@ static int check_auth(client *c, const char *user, size_t ulen, const char *pass
             return 0; /* the default user has no password: anything goes */
         }
         if (!user) {
-            reply_error(c, "AUTH <password> called without any password configured for the "
+            reply_error(c, "ERR AUTH <password> called without any password configured for the "
                            "default user. Are you sure your configuration is correct?");
             return -1;
         }
@@ -174,7 +174,7 @@ void cmd_select(client *c)
     if (arg_i64(c, 1, &db))
         return;
     if (db < 0 || db >= STORE_DBS) {
-        reply_error(c, "DB index is out of range");
+        reply_error(c, "ERR DB index is out of range");
         return;
     }
     c->db = (int)db;
@@ -405,12 +405,12 @@ static void flush(client *c, int db)
     store_txn *t;
     if (write_txn(c, 0, &t))
         return;
+    watch_touch_db(t, db);
     int rc = store_flush(t, db);
     if (rc) {
         reply_store_error(c, rc);
         return;
     }
-    watch_touch_db(db);
     command_dirty();
     reply_ok(c);
 }

@@ -292,9 +292,13 @@ void cmd_hincrby(client *c)
 
 void cmd_hincrbyfloat(client *c)
 {
-    double incr, cur = 0;
-    if (str_to_double(c->argv[3], c->argl[3], &incr, 0) != 0) {
+    long double incr, cur = 0;
+    if (parse_long_double(c->argv[3], c->argl[3], &incr) != 0) {
         reply_error(c, "value is not a valid float");
+        return;
+    }
+    if (isinf(incr)) {
+        reply_error(c, "value is NaN or Infinity");
         return;
     }
     store_txn *t;
@@ -303,11 +307,11 @@ void cmd_hincrbyfloat(client *c)
     int found = field_for_update(c, &t, &v, &vlen);
     if (found < 0)
         return;
-    if (found && str_to_double(v, vlen, &cur, 0) != 0) {
+    if (found && parse_long_double(v, vlen, &cur) != 0) {
         reply_error(c, "hash value is not a float");
         return;
     }
-    long double r = (long double)cur + incr;
+    long double r = cur + incr;
     if (isnan(r) || isinf(r)) {
         reply_error(c, "increment would produce NaN or Infinity");
         return;
@@ -332,6 +336,17 @@ void cmd_hscan(client *c)
         reply_error(c, "invalid cursor");
         return;
     }
+    /* As in Redis, a missing key answers an empty scan before the options are looked at. */
+    store_txn *t;
+    store_obj o;
+    scan_items items;
+    scan_items_init(&items);
+    int found = read_hash(c, &t, &o);
+    if (found <= 0) {
+        if (found == 0)
+            scan_reply(c, 0, &items);
+        return;
+    }
     for (int i = 3; i < c->argc; i++) {
         if (arg_is(c, i, "NOVALUES")) {
             novalues = 1;
@@ -349,17 +364,6 @@ void cmd_hscan(client *c)
             reply_syntax_error(c);
             return;
         }
-    }
-    store_txn *t;
-    store_obj o;
-    int found = read_hash(c, &t, &o);
-    if (found < 0)
-        return;
-    scan_items items;
-    scan_items_init(&items);
-    if (!found) {
-        scan_reply(c, 0, &items);
-        return;
     }
     buf pos;
     buf_init(&pos);

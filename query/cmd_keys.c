@@ -280,11 +280,11 @@ static void expire_generic(client *c, int64_t unit, int absolute)
         }
     }
     if (nx && (xx || gt || lt)) {
-        reply_error(c, "NX and XX, GT or LT options at the same time are not compatible");
+        reply_error(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
         return;
     }
     if (gt && lt) {
-        reply_error(c, "GT and LT options at the same time are not compatible");
+        reply_error(c, "ERR GT and LT options at the same time are not compatible");
         return;
     }
     int64_t v, now = clock_ms();

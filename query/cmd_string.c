@@ -69,7 +69,63 @@ void cmd_get(client *c)
 }
 
 /* SET and its relatives. flags: what the variant implies. */
-enum { SET_NX = 1, SET_XX = 2, SET_GET = 4, SET_KEEPTTL = 8, SET_EXPIRE = 16 };
+enum {
+    SET_NX = 1,
+    SET_XX = 2,
+    SET_GET = 4,
+    SET_KEEPTTL = 8,
+    SET_PERSIST = 16,
+    SET_EX = 32,
+    SET_PX = 64,
+    SET_EXAT = 128,
+    SET_PXAT = 256,
+    SET_EXPIRE = SET_EX | SET_PX | SET_EXAT | SET_PXAT
+};
+
+/* Parses the options of SET (getex = 0) or GETEX (getex = 1) from argument 3 or 2, with
+ * Redis's rules: an option may repeat, the last expiry wins, and the expiry's value is only
+ * checked afterwards (parse_set_expire), so a syntax error comes first. *when is the index
+ * of the expiry's value (0: none). -1 after replying a syntax error. */
+static int parse_set_options(client *c, int getex, int *flags, int *when)
+{
+    *flags = 0;
+    *when = 0;
+    for (int i = getex ? 2 : 3; i < c->argc; i++) {
+        int has_next = i + 1 < c->argc;
+        int kind = arg_is(c, i, "EX")     ? SET_EX
+                   : arg_is(c, i, "PX")   ? SET_PX
+                   : arg_is(c, i, "EXAT") ? SET_EXAT
+                   : arg_is(c, i, "PXAT") ? SET_PXAT
+                                          : 0;
+        if (!getex && arg_is(c, i, "NX") && !(*flags & SET_XX)) {
+            *flags |= SET_NX;
+        } else if (!getex && arg_is(c, i, "XX") && !(*flags & SET_NX)) {
+            *flags |= SET_XX;
+        } else if (!getex && arg_is(c, i, "GET")) {
+            *flags |= SET_GET;
+        } else if (!getex && arg_is(c, i, "KEEPTTL") && !(*flags & SET_EXPIRE)) {
+            *flags |= SET_KEEPTTL;
+        } else if (getex && arg_is(c, i, "PERSIST") && !(*flags & SET_EXPIRE)) {
+            *flags |= SET_PERSIST;
+        } else if (kind && has_next &&
+                   !(*flags & (SET_KEEPTTL | SET_PERSIST | (SET_EXPIRE & ~kind)))) {
+            *flags |= kind;
+            *when = ++i;
+        } else {
+            reply_syntax_error(c);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The absolute expiry in ms named by the option before argument when. */
+static int parse_set_expire(client *c, int when, int64_t now, int64_t *expire_ms)
+{
+    const char *opt = c->argv[when - 1];
+    int64_t unit = (opt[0] == 'E' || opt[0] == 'e') ? 1000 : 1;
+    return parse_expire(c, when, unit, c->argl[when - 1] == 4, now, 0, expire_ms);
+}
 
 static void do_set(client *c, const char *key, size_t klen, const char *val, size_t vlen,
                    int flags, int64_t expire_ms, int reply_int_style)
@@ -125,31 +181,11 @@ static void do_set(client *c, const char *key, size_t klen, const char *val, siz
 
 void cmd_set(client *c)
 {
-    int flags = 0;
-    int64_t expire_ms = 0, now = clock_ms();
-    for (int i = 3; i < c->argc; i++) {
-        int has_next = i + 1 < c->argc;
-        if (arg_is(c, i, "NX") && !(flags & SET_XX)) {
-            flags |= SET_NX;
-        } else if (arg_is(c, i, "XX") && !(flags & SET_NX)) {
-            flags |= SET_XX;
-        } else if (arg_is(c, i, "GET")) {
-            flags |= SET_GET;
-        } else if (arg_is(c, i, "KEEPTTL") && !(flags & SET_EXPIRE)) {
-            flags |= SET_KEEPTTL;
-        } else if (has_next && !(flags & (SET_EXPIRE | SET_KEEPTTL)) &&
-                   (arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
-                    arg_is(c, i, "PXAT"))) {
-            int64_t unit = (c->argv[i][0] == 'E' || c->argv[i][0] == 'e') ? 1000 : 1;
-            if (parse_expire(c, i + 1, unit, c->argl[i] == 4, now, 0, &expire_ms))
-                return;
-            flags |= SET_EXPIRE;
-            i++;
-        } else {
-            reply_syntax_error(c);
-            return;
-        }
-    }
+    int flags, when;
+    int64_t expire_ms = 0;
+    if (parse_set_options(c, 0, &flags, &when) ||
+        (when && parse_set_expire(c, when, clock_ms(), &expire_ms)))
+        return;
     do_set(c, c->argv[1], c->argl[1], c->argv[2], c->argl[2], flags, expire_ms, 0);
 }
 
@@ -270,32 +306,23 @@ void cmd_getdel(client *c)
 
 void cmd_getex(client *c)
 {
+    int flags, when;
     int64_t expire_ms = 0, now = clock_ms();
-    int persist = 0, has = 0;
-    for (int i = 2; i < c->argc; i++) {
-        if (arg_is(c, i, "PERSIST") && !has) {
-            persist = has = 1;
-        } else if (i + 1 < c->argc && !has &&
-                   (arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
-                    arg_is(c, i, "PXAT"))) {
-            int64_t unit = (c->argv[i][0] == 'E' || c->argv[i][0] == 'e') ? 1000 : 1;
-            if (parse_expire(c, i + 1, unit, c->argl[i] == 4, now, 0, &expire_ms))
-                return;
-            has = 1;
-            i++;
-        } else {
-            reply_syntax_error(c);
-            return;
-        }
-    }
+    if (parse_set_options(c, 1, &flags, &when))
+        return;
+    int persist = (flags & SET_PERSIST) != 0, has = flags != 0;
     store_txn *t;
     store_obj o;
-    int found = has ? rmw_string(c, &t, 0, &o) : (read_txn(c, &t) ? -1 : get_string(c, t, c->argv[1], c->argl[1], &o));
+    int found = has ? rmw_string(c, &t, 0, &o)
+                    : (read_txn(c, &t) ? -1 : get_string(c, t, c->argv[1], c->argl[1], &o));
     if (found <= 0) {
         if (found == 0)
             reply_null(c);
         return;
     }
+    /* As in Redis, the expiry is checked only once the key is known to be a string. */
+    if (when && parse_set_expire(c, when, now, &expire_ms))
+        return;
     reply_bulk(c, o.val, o.len);
     if (!has || (persist && !o.expire_ms))
         return;
@@ -366,35 +393,17 @@ void cmd_decrby(client *c)
     incr_by(c, -d);
 }
 
-/* Parses a long double with Redis's rules for INCRBYFLOAT values. */
-static int parse_ld(const char *s, size_t len, long double *out)
-{
-    char tmp[128];
-    if (len == 0 || len >= sizeof tmp || s[0] == ' ' || s[0] == '\t')
-        return -1;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    char *end;
-    long double v = strtold(tmp, &end);
-    if (end != tmp + len || isnan(v) || isinf(v))
-        return -1;
-    *out = v;
-    return 0;
-}
-
 void cmd_incrbyfloat(client *c)
 {
     long double incr, v = 0;
-    if (parse_ld(c->argv[2], c->argl[2], &incr) != 0) {
-        reply_error(c, "value is not a valid float");
-        return;
-    }
     store_txn *t;
     store_obj o;
     int found = rmw_string(c, &t, 0, &o);
     if (found < 0)
         return;
-    if (found && parse_ld(o.val, o.len, &v) != 0) {
+    /* Redis's order: the type, then the value held, then the increment. */
+    if ((found && parse_long_double(o.val, o.len, &v) != 0) ||
+        parse_long_double(c->argv[2], c->argl[2], &incr) != 0) {
         reply_error(c, "value is not a valid float");
         return;
     }
@@ -418,7 +427,7 @@ void cmd_incrbyfloat(client *c)
 
 static int check_size(client *c, size_t total)
 {
-    if ((long long)total <= srv.cfg.proto_max_bulk_len)
+    if (total <= (size_t)srv.cfg.proto_max_bulk_len)
         return 0;
     reply_error(c, "string exceeds maximum allowed size (proto-max-bulk-len)");
     return -1;
@@ -508,7 +517,9 @@ void cmd_setrange(client *c)
     }
     store_txn *t;
     store_obj o;
-    int found = rmw_string(c, &t, (size_t)off + c->argl[3], &o);
+    size_t end = (size_t)off + c->argl[3]; /* off < 2^63: no overflow */
+    int fits = end <= (size_t)srv.cfg.proto_max_bulk_len;
+    int found = rmw_string(c, &t, fits ? end : 0, &o);
     if (found < 0)
         return;
     size_t oldlen = found ? o.len : 0;
@@ -516,8 +527,7 @@ void cmd_setrange(client *c)
         reply_int(c, (long long)oldlen);
         return;
     }
-    if ((uint64_t)off > (uint64_t)srv.cfg.proto_max_bulk_len ||
-        check_size(c, (size_t)off + c->argl[3]))
+    if (check_size(c, end))
         return;
     size_t total = (size_t)off + c->argl[3] > oldlen ? (size_t)off + c->argl[3] : oldlen;
     char *v = try_malloc(total);

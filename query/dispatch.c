@@ -3,6 +3,9 @@
  * and after a write logs the command for replicas. Also the small helpers every handler
  * uses to parse arguments and to report storage errors. */
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -42,7 +45,7 @@ static void on_expired(void *ctx, int db, const char *key, size_t klen)
     const char *argv[2] = {"DEL", key};
     size_t lens[2] = {3, klen};
     store_log(srv.store, db, 2, argv, lens);
-    watch_touch_key(db, key, klen);
+    /* No watch_touch_key(): EXEC sees for itself that a WATCHed key expired (multi.c). */
 }
 
 void query_init(void)
@@ -56,7 +59,7 @@ void query_init(void)
 const command *command_lookup(const char *name, size_t len)
 {
     char low[32];
-    if (len == 0 || len >= sizeof low)
+    if (len == 0 || len >= sizeof low || memchr(name, '\0', len))
         return NULL;
     for (size_t i = 0; i < len; i++)
         low[i] = (char)tolower((unsigned char)name[i]);
@@ -108,6 +111,22 @@ void call(client *c, const command *cmd)
 /* Defined in multi.c: queues c's command inside MULTI. */
 void multi_queue(client *c, const command *cmd);
 
+/* Refuses cmd before it runs: inside MULTI that dooms the transaction, and a refused EXEC
+ * discards it on the spot, with Redis's EXECABORT reply. */
+static void reject(client *c, const command *cmd, const char *msg)
+{
+    if (c->flags & CLIENT_MULTI)
+        c->flags |= CLIENT_DIRTY_EXEC;
+    cmdstats[cmd - commands].rejected++;
+    if (cmd->proc == cmd_exec) {
+        multi_release(c);
+        watch_release(c);
+        reply_errorf(c, "EXECABORT Transaction discarded because of: %s", msg);
+        return;
+    }
+    reply_error(c, msg);
+}
+
 void query_dispatch(client *c)
 {
     const command *cmd = command_lookup(c->argv[0], c->argl[0]);
@@ -118,15 +137,17 @@ void query_dispatch(client *c)
         return;
     }
     if ((cmd->arity > 0 && c->argc != cmd->arity) || (c->argc < -cmd->arity)) {
-        if (c->flags & CLIENT_MULTI)
-            c->flags |= CLIENT_DIRTY_EXEC;
-        cmdstats[cmd - commands].rejected++;
-        reply_errorf(c, "wrong number of arguments for '%s' command", cmd->name);
+        char msg[96];
+        snprintf(msg, sizeof msg, "wrong number of arguments for '%s' command", cmd->name);
+        reject(c, cmd, msg);
         return;
     }
     if (!c->authenticated && !(cmd->flags & CMD_NOAUTH)) {
-        cmdstats[cmd - commands].rejected++;
-        reply_error(c, "NOAUTH Authentication required.");
+        reject(c, cmd, "NOAUTH Authentication required.");
+        return;
+    }
+    if ((c->flags & CLIENT_MULTI) && (cmd->flags & CMD_NOTXN)) {
+        reject(c, cmd, "Command not allowed inside a transaction");
         return;
     }
     if ((c->flags & CLIENT_MULTI) && !(cmd->flags & CMD_NOMULTI)) {
@@ -183,6 +204,22 @@ int arg_double(client *c, int i, double *out)
         return 0;
     reply_error(c, "value is not a valid float");
     return -1;
+}
+
+int parse_long_double(const char *s, size_t len, long double *out)
+{
+    char tmp[5 * 1024];
+    if (len == 0 || len >= sizeof tmp || isspace((unsigned char)s[0]))
+        return -1;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    char *end;
+    errno = 0;
+    long double v = strtold(tmp, &end);
+    if (end != tmp + len || isnan(v) || (errno == ERANGE && (isinf(v) || v == 0)))
+        return -1;
+    *out = v;
+    return 0;
 }
 
 void reply_wrongtype(client *c)

@@ -14,7 +14,7 @@ static const struct {
 } flag_names[] = {
     {CMD_WRITE, "write"},     {CMD_READONLY, "readonly"}, {CMD_DENYOOM, "denyoom"},
     {CMD_ADMIN, "admin"},     {CMD_FAST, "fast"},         {CMD_NOAUTH, "no_auth"},
-    {CMD_LOADING, "loading"}, {CMD_STALE, "stale"},       {CMD_NOMULTI, "no_multi"},
+    {CMD_LOADING, "loading"}, {CMD_STALE, "stale"},       {CMD_NOTXN, "no_multi"},
 };
 
 static void command_info(client *c, const command *cmd)

@@ -1,7 +1,9 @@
 /* multi.c: transactions. MULTI queues commands (copied, since the query buffer moves on),
  * EXEC runs them back to back inside the same loop pass, so no other client's command can
  * come between them, and WATCH makes EXEC fail when a watched key was touched: every write
- * reports the keys it changed through watch_touch_key(). */
+ * reports the keys it changed through watch_touch_key(). As in Redis 7, a key that was alive
+ * when WATCHed and has expired by EXEC counts as changed too (checked at EXEC, from the
+ * expiry time seen at WATCH), while the deletion of an expired key touches nobody. */
 #include <string.h>
 
 #include "core/alloc.h"
@@ -19,6 +21,7 @@ struct watched {
     int db;
     char *key;
     size_t klen;
+    int64_t expire_ms; /* the key's expiry when WATCHed; 0: none, or no live key */
     client *c;
     struct watched *next;        /* in the bucket */
     struct watched *next_of_cli; /* in the client's list */
@@ -62,6 +65,7 @@ void multi_queue(client *c, const command *cmd)
 void multi_release(client *c)
 {
     struct query_state *qs = c->qs;
+    c->flags &= ~(CLIENT_MULTI | CLIENT_DIRTY_EXEC);
     if (!qs)
         return;
     for (int i = 0; i < qs->nqueued; i++) {
@@ -73,13 +77,12 @@ void multi_release(client *c)
     xfree(qs->queue);
     qs->queue = NULL;
     qs->nqueued = qs->cap = 0;
-    c->flags &= ~(CLIENT_MULTI | CLIENT_DIRTY_EXEC);
 }
 
 void cmd_multi(client *c)
 {
     if (c->flags & CLIENT_MULTI) {
-        reply_error(c, "MULTI calls can not be nested");
+        reply_error(c, "ERR MULTI calls can not be nested");
         return;
     }
     c->flags |= CLIENT_MULTI;
@@ -89,7 +92,7 @@ void cmd_multi(client *c)
 void cmd_discard(client *c)
 {
     if (!(c->flags & CLIENT_MULTI)) {
-        reply_error(c, "DISCARD without MULTI");
+        reply_error(c, "ERR DISCARD without MULTI");
         return;
     }
     multi_release(c);
@@ -100,7 +103,7 @@ void cmd_discard(client *c)
 void cmd_exec(client *c)
 {
     if (!(c->flags & CLIENT_MULTI)) {
-        reply_error(c, "EXEC without MULTI");
+        reply_error(c, "ERR EXEC without MULTI");
         return;
     }
     if (c->flags & CLIENT_DIRTY_EXEC) {
@@ -109,6 +112,10 @@ void cmd_exec(client *c)
         watch_release(c);
         return;
     }
+    int64_t now = clock_ms();
+    for (struct watched *w = c->qs ? c->qs->watching : NULL; w; w = w->next_of_cli)
+        if (w->expire_ms && w->expire_ms <= now)
+            c->flags |= CLIENT_DIRTY_CAS;
     if (c->flags & CLIENT_DIRTY_CAS) {
         reply_null_array(c);
         multi_release(c);
@@ -139,10 +146,14 @@ void cmd_exec(client *c)
 void cmd_watch(client *c)
 {
     if (c->flags & CLIENT_MULTI) {
-        reply_error(c, "WATCH inside MULTI is not allowed");
+        reply_error(c, "ERR WATCH inside MULTI is not allowed");
         return;
     }
+    store_txn *t;
+    if (read_txn(c, &t))
+        return;
     struct query_state *qs = state(c);
+    int64_t now = clock_ms();
     for (int i = 1; i < c->argc; i++) {
         size_t b = bucket(c->db, c->argv[i], c->argl[i]);
         struct watched *w;
@@ -156,6 +167,9 @@ void cmd_watch(client *c)
         w->db = c->db;
         w->key = xmemdup(c->argv[i], c->argl[i]);
         w->klen = c->argl[i];
+        store_obj o;
+        if (store_lookup(t, c->db, w->key, w->klen, now, &o) == 0)
+            w->expire_ms = o.expire_ms;
         w->c = c;
         w->next = buckets[b];
         buckets[b] = w;
@@ -200,12 +214,16 @@ void watch_touch_key(int db, const char *key, size_t klen)
             w->c->flags |= CLIENT_DIRTY_CAS;
 }
 
-void watch_touch_db(int db)
+void watch_touch_db(store_txn *t, int db)
 {
     if (!nwatched)
         return;
-    for (size_t b = 0; b < WATCH_BUCKETS; b++)
-        for (struct watched *w = buckets[b]; w; w = w->next)
-            if (db < 0 || w->db == db)
+    int64_t now = clock_ms();
+    for (size_t b = 0; b < WATCH_BUCKETS; b++) {
+        for (struct watched *w = buckets[b]; w; w = w->next) {
+            store_obj o;
+            if ((db < 0 || w->db == db) && store_lookup(t, w->db, w->key, w->klen, now, &o) == 0)
                 w->c->flags |= CLIENT_DIRTY_CAS;
+        }
+    }
 }

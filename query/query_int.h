@@ -21,6 +21,7 @@ enum {
     CMD_NOMULTI = 1 << 6,  /* runs at once inside MULTI instead of being queued */
     CMD_LOADING = 1 << 7,
     CMD_STALE = 1 << 8,
+    CMD_NOTXN = 1 << 9, /* refused inside MULTI (what Redis calls no-multi) */
 };
 
 typedef struct command {
@@ -61,6 +62,9 @@ struct query_state {
 int arg_is(const client *c, int i, const char *word);
 int arg_i64(client *c, int i, int64_t *out);
 int arg_double(client *c, int i, double *out);
+/* Parses exactly len bytes as a long double with Redis's rules for INCRBYFLOAT and
+ * HINCRBYFLOAT: no leading space, "inf" allowed, NaN and overflow refused. 0 or -1. */
+int parse_long_double(const char *s, size_t len, long double *out);
 /* Replies the error for a store failure (WRONGTYPE, storage errors). */
 void reply_store_error(client *c, int rc);
 void reply_wrongtype(client *c);
@@ -77,8 +81,9 @@ void key_changed(client *c, const char *key, size_t klen);
 void command_dirty(void);
 /* Logs a rewritten command instead of the client's (for relative times and the like). */
 void propagate(client *c, int argc, const char *const *argv, const size_t *lens);
-/* Touches every WATCHed key of db (db < 0: all). */
-void watch_touch_db(int db);
+/* Before db is emptied (db < 0: all of them): touches the WATCHed keys that exist in it,
+ * looked up through t. */
+void watch_touch_db(store_txn *t, int db);
 void watch_touch_key(int db, const char *key, size_t klen);
 void watch_release(client *c);
 void multi_release(client *c);
