@@ -25,18 +25,16 @@ const command commands[] = {
 const int ncommands = sizeof commands / sizeof commands[0];
 command_stats cmdstats[sizeof commands / sizeof commands[0]];
 
-static const command *sorted[sizeof commands / sizeof commands[0]];
+/* Command lookup: an open-addressing table keyed by the lower-case name, at most a
+ * quarter full. */
+#define LOOKUP_SLOTS 512
+static const command *lookup_table[LOOKUP_SLOTS];
 
 /* What the command being called has done, for logging it afterwards. */
 static struct call_state {
     int dirty;      /* changes made */
     int propagated; /* the handler logged a rewritten form itself */
 } current;
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp((*(const command *const *)a)->name, (*(const command *const *)b)->name);
-}
 
 static void on_expired(void *ctx, int db, const char *key, size_t klen)
 {
@@ -50,30 +48,28 @@ static void on_expired(void *ctx, int db, const char *key, size_t klen)
 
 void query_init(void)
 {
-    for (int i = 0; i < ncommands; i++)
-        sorted[i] = &commands[i];
-    qsort(sorted, (size_t)ncommands, sizeof sorted[0], by_name);
+    for (int i = 0; i < ncommands; i++) {
+        size_t slot = hash_bytes(commands[i].name, strlen(commands[i].name), 0) % LOOKUP_SLOTS;
+        while (lookup_table[slot])
+            slot = (slot + 1) % LOOKUP_SLOTS;
+        lookup_table[slot] = &commands[i];
+    }
     store_set_expired_hook(srv.store, on_expired, NULL);
 }
 
 const command *command_lookup(const char *name, size_t len)
 {
     char low[32];
-    if (len == 0 || len >= sizeof low || memchr(name, '\0', len))
+    if (len == 0 || len >= sizeof low)
         return NULL;
     for (size_t i = 0; i < len; i++)
         low[i] = (char)tolower((unsigned char)name[i]);
-    low[len] = '\0';
-    size_t lo = 0, hi = (size_t)ncommands;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int cmp = strcmp(low, sorted[mid]->name);
-        if (cmp == 0)
-            return sorted[mid];
-        if (cmp < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
+    /* A name with a NUL in it matches nothing: strncmp below would stop at it. */
+    for (size_t slot = hash_bytes(low, len, 0) % LOOKUP_SLOTS; lookup_table[slot];
+         slot = (slot + 1) % LOOKUP_SLOTS) {
+        const command *cmd = lookup_table[slot];
+        if (memcmp(cmd->name, low, len) == 0 && cmd->name[len] == '\0' && !memchr(low, 0, len))
+            return cmd;
     }
     return NULL;
 }

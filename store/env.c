@@ -411,8 +411,12 @@ int store_txn_end(store *st)
 
 static size_t resp_len_header(size_t n)
 {
-    char tmp[24];
-    return 3 + i64_to_str(tmp, (int64_t)n); /* "*" or "$", digits, CRLF */
+    size_t digits = 1;
+    while (n >= 10) {
+        n /= 10;
+        digits++;
+    }
+    return 3 + digits; /* "*" or "$", digits, CRLF */
 }
 
 uint64_t store_log(store *st, int db, int argc, const char *const *argv, const size_t *lens)
