@@ -106,7 +106,7 @@ static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, s
         char **w;
         int n = config_split_words(argv[0], &w);
         int rc = n > 1 ? set_obuf(cfg, n, (const char *const *)w, err, errlen) : ERR_INVAL;
-        if (n == 1 || n < 0)
+        if (n <= 1)
             snprintf(err, errlen, "Wrong number of arguments in buffer limit configuration.");
         config_free_words(w, n);
         return rc;
@@ -287,10 +287,18 @@ int config_split_words(const char *line, char ***out)
         char q = 0;
         for (; *p; p++) {
             if (q) {
-                if (*p == '\\' && q == '"' && p[1]) {
+                if (*p == '\\' && q == '"' && p[1] == 'x' && isxdigit((unsigned char)p[2]) &&
+                    isxdigit((unsigned char)p[3])) {
+                    char hex[3] = {p[2], p[3], 0};
+                    buf_appendc(&b, (char)strtol(hex, NULL, 16));
+                    p += 3;
+                } else if (*p == '\\' && q == '"' && p[1]) {
                     p++;
-                    char c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p;
-                    buf_appendc(&b, c);
+                    static const char from[] = "ntrab", to[] = "\n\t\r\a\b";
+                    const char *e = strchr(from, *p);
+                    buf_appendc(&b, e ? to[e - from] : *p);
+                } else if (*p == '\\' && q == '\'' && p[1] == '\'') {
+                    buf_appendc(&b, *++p);
                 } else if (*p == q) {
                     q = 0;
                     if (p[1] && !isspace((unsigned char)p[1])) {
@@ -343,6 +351,9 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
     int lineno = 0, rc = 0;
     while (!rc && fgets(line, sizeof line, f)) {
         lineno++;
+        const char *first = line + strspn(line, " \t");
+        if (*first == '#')
+            continue; /* a comment may hold quotes that split_words would refuse */
         char **w;
         int n = config_split_words(line, &w);
         if (n < 0) {
@@ -378,66 +389,73 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
 }
 
 /* Formats an option's current value the way CONFIG GET shows it. */
-static void format(const config *cfg, const option *o, char *out, size_t n)
+static void format(const config *cfg, const option *o, buf *out)
 {
     const void *field = (const char *)cfg + o->off;
+    out->len = 0;
     switch (o->type) {
-    case T_INT: snprintf(out, n, "%d", *(const int *)field); break;
-    case T_SIZE: snprintf(out, n, "%lld", *(const long long *)field); break;
-    case T_BOOL: snprintf(out, n, "%s", *(const int *)field ? "yes" : "no"); break;
-    case T_ENUM: snprintf(out, n, "%s", o->names[*(const int *)field]); break;
-    case T_STR: snprintf(out, n, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
+    case T_INT: buf_printf(out, "%d", *(const int *)field); break;
+    case T_SIZE: buf_printf(out, "%lld", *(const long long *)field); break;
+    case T_BOOL: buf_printf(out, "%s", *(const int *)field ? "yes" : "no"); break;
+    case T_ENUM: buf_printf(out, "%s", o->names[*(const int *)field]); break;
+    case T_STR: buf_printf(out, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
     case T_OBUF:
-        snprintf(out, n, "normal %lld %lld %d replica 268435456 67108864 60 pubsub 33554432 "
-                 "8388608 60", cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs);
+        buf_printf(out, "normal %lld %lld %d replica 268435456 67108864 60 pubsub 33554432 "
+                        "8388608 60", cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs);
         break;
     }
+    buf_appendc(out, '\0'); /* a C string, and len counts the NUL */
 }
 
 void config_get(const config *cfg, const char *pattern, size_t plen,
                 void (*emit)(void *ctx, const char *name, const char *value), void *ctx)
 {
-    char value[1024];
+    buf value;
+    buf_init(&value);
     for (size_t i = 0; i < NOPTIONS; i++) {
         const option *o = &options[i];
         if (!glob_match(pattern, plen, o->name, strlen(o->name), 1))
             continue;
-        format(cfg, o, value, sizeof value);
-        emit(ctx, o->name, value);
+        format(cfg, o, &value);
+        emit(ctx, o->name, value.data);
     }
+    buf_free(&value);
 }
 
 /* Appends "name value" to b, quoting the value when it needs it. */
 static void rewrite_line(buf *b, const config *cfg, const option *o)
 {
-    char value[1024];
-    format(cfg, o, value, sizeof value);
     if (o->type == T_OBUF) {
         buf_printf(b, "%s normal %lld %lld %d\n", o->name, cfg->obuf_hard, cfg->obuf_soft,
                    cfg->obuf_soft_secs);
         return;
     }
-    int plain = *value && (o->type != T_STR || strcmp(o->name, "bind") == 0);
+    buf vb;
+    buf_init(&vb);
+    format(cfg, o, &vb);
+    const char *value = vb.data;
+    int is_bind = strcmp(o->name, "bind") == 0; /* several addresses, space-separated */
+    int plain = *value != '\0';
     for (const char *p = value; plain && *p; p++)
-        if (isspace((unsigned char)*p) && strcmp(o->name, "bind") != 0)
-            plain = 0;
-    if (plain) {
+        plain = isgraph((unsigned char)*p) || (*p == ' ' && is_bind);
+    if (plain && (o->type != T_STR || is_bind || !strpbrk(value, "\"'#"))) {
         buf_printf(b, "%s %s\n", o->name, value);
-        return;
-    }
-    buf_printf(b, "%s \"", o->name);
-    for (const char *p = value; *p; p++) {
-        /* a raw line break would end the directive: write the escapes split_words reads */
-        if (*p == '\n' || *p == '\r' || *p == '\t') {
-            buf_appendc(b, '\\');
-            buf_appendc(b, *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
-            continue;
+    } else {
+        /* quoted, with the escapes config_split_words reads back */
+        buf_printf(b, "%s \"", o->name);
+        for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_printf(b, "\\%c", *p);
+            else if (*p == '\n' || *p == '\r' || *p == '\t')
+                buf_printf(b, "\\%c", *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
+            else if (isprint(*p))
+                buf_appendc(b, (char)*p);
+            else
+                buf_printf(b, "\\x%02x", *p);
         }
-        if (*p == '"' || *p == '\\')
-            buf_appendc(b, '\\');
-        buf_appendc(b, *p);
+        buf_printf(b, "\"\n");
     }
-    buf_printf(b, "\"\n");
+    buf_free(&vb);
 }
 
 int config_rewrite(const config *cfg, char *err, size_t errlen)
@@ -475,11 +493,15 @@ int config_rewrite(const config *cfg, char *err, size_t errlen)
     }
     fclose(f);
     for (size_t i = 0; i < NOPTIONS; i++) {
-        char a[1024], b[1024];
-        format(cfg, &options[i], a, sizeof a);
-        format(&defaults, &options[i], b, sizeof b);
-        if (!done[i] && strcmp(a, b) != 0)
+        buf a, b;
+        buf_init(&a);
+        buf_init(&b);
+        format(cfg, &options[i], &a);
+        format(&defaults, &options[i], &b);
+        if (!done[i] && strcmp(a.data, b.data) != 0)
             rewrite_line(&out, cfg, &options[i]);
+        buf_free(&a);
+        buf_free(&b);
     }
     config_free(&defaults);
     char tmp[4200];

@@ -34,7 +34,8 @@ int str_to_i64(const char *s, size_t len, int64_t *out)
         if (s[i] < '0' || s[i] > '9')
             return ERR_RANGE;
         uint64_t d = (uint64_t)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
+        /* 19 digits cannot overflow 64 bits: only the 20th needs the (slow) check */
+        if (i >= 19 && v > (UINT64_MAX - d) / 10)
             return ERR_RANGE;
         v = v * 10 + d;
     }
@@ -62,7 +63,9 @@ int str_to_double(const char *s, size_t len, double *out, int allow_inf)
     double v = strtod(tmp, &end);
     if (end != tmp + len || isnan(v))
         return ERR_RANGE;
-    if (errno == ERANGE && !isinf(v) && v != 0)
+    /* Redis's string2d: overflow to infinity and underflow to zero are errors, a subnormal
+     * result (also ERANGE in glibc) is a valid number. */
+    if (errno == ERANGE && (isinf(v) || v == 0))
         return ERR_RANGE;
     if (isinf(v) && !allow_inf)
         return ERR_RANGE;
@@ -92,6 +95,11 @@ size_t double_to_str(char *buf, double v)
 {
     if (isinf(v))
         return (size_t)sprintf(buf, v > 0 ? "inf" : "-inf");
+    /* Exact integers print without an exponent, within Redis's range (|v| <= 2^62); zero
+     * goes below so that -0.0 keeps its sign. */
+    if (v != 0 && v >= -4611686018427387904.0 && v <= 4611686018427387904.0 &&
+        v == (double)(int64_t)v)
+        return i64_to_str(buf, (int64_t)v);
     /* Shortest representation that round-trips. */
     for (int prec = 15; prec <= 17; prec++) {
         int n = snprintf(buf, 32, "%.*g", prec, v);
@@ -105,9 +113,9 @@ size_t ldouble_to_str(char *buf, long double v)
 {
     if (isinf(v))
         return (size_t)sprintf(buf, v > 0 ? "inf" : "-inf");
-    int n = snprintf(buf, 64, "%.17Lf", v);
-    if (n < 0 || n >= 64) /* too large for fixed notation: fall back to %g */
-        return (size_t)snprintf(buf, 64, "%.17Lg", v);
+    int n = snprintf(buf, LDOUBLE_STR_MAX, "%.17Lf", v);
+    if (n < 0 || n >= LDOUBLE_STR_MAX) /* beyond any finite long double: cannot happen */
+        return (size_t)snprintf(buf, LDOUBLE_STR_MAX, "%.17Lg", v);
     if (strchr(buf, '.')) {
         while (n > 0 && buf[n - 1] == '0')
             n--;
@@ -125,8 +133,15 @@ static int fold(int c, int nocase)
     return nocase ? tolower(c) : c;
 }
 
-int glob_match(const char *p, size_t plen, const char *s, size_t slen, int nocase)
+/* skip: set once the rest of the pattern after a '*' matched no suffix of the string; every
+ * enclosing '*' would then only retry shorter suffixes, so all of them give up at once (the
+ * fix of Redis's CVE-2022-36021, without which "*a*a*a...b" takes exponential time).
+ * depth bounds the recursion, one level per '*', as Redis does. */
+static int glob_impl(const char *p, size_t plen, const char *s, size_t slen, int nocase, int *skip,
+                     int depth)
 {
+    if (depth > 1000)
+        return 0;
     while (plen && slen) {
         switch (p[0]) {
         case '*':
@@ -134,9 +149,13 @@ int glob_match(const char *p, size_t plen, const char *s, size_t slen, int nocas
                 p++, plen--;
             if (plen == 1)
                 return 1;
-            for (size_t i = 0; i <= slen; i++)
-                if (glob_match(p + 1, plen - 1, s + i, slen - i, nocase))
+            for (size_t i = 0; i <= slen; i++) {
+                if (glob_impl(p + 1, plen - 1, s + i, slen - i, nocase, skip, depth + 1))
                     return 1;
+                if (*skip)
+                    return 0;
+            }
+            *skip = 1;
             return 0;
         case '?':
             break;
@@ -190,6 +209,12 @@ int glob_match(const char *p, size_t plen, const char *s, size_t slen, int nocas
     while (plen && p[0] == '*')
         p++, plen--;
     return plen == 0 && slen == 0;
+}
+
+int glob_match(const char *p, size_t plen, const char *s, size_t slen, int nocase)
+{
+    int skip = 0;
+    return glob_impl(p, plen, s, slen, nocase, &skip, 0);
 }
 
 int64_t clock_ms(void)

@@ -17,8 +17,9 @@ size_t i64_to_str(char *buf, int64_t v);
 /* Formats a double the way Redis replies it: shortest round-trip form ("%.17g" trimmed),
  * integers without exponent when exact, "inf"/"-inf". buf at least 32 bytes. */
 size_t double_to_str(char *buf, double v);
-/* Formats a long double the way INCRBYFLOAT replies it (up to 17 significant digits, no
- * exponent, trailing zeros trimmed). buf at least 5*1024 bytes is never needed: 64 is. */
+/* Formats a long double the way INCRBYFLOAT replies it: fixed notation with every integer
+ * digit (as Redis), 17 decimals with trailing zeros trimmed. buf holds LDOUBLE_STR_MAX. */
+#define LDOUBLE_STR_MAX (5 * 1024)
 size_t ldouble_to_str(char *buf, long double v);
 
 /* Redis glob: * ? [abc] [^a] [a-z] and \ escapes; nocase folds ASCII. 1 on match. */

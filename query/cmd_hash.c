@@ -316,7 +316,7 @@ void cmd_hincrbyfloat(client *c)
         reply_error(c, "increment would produce NaN or Infinity");
         return;
     }
-    char num[64];
+    char num[LDOUBLE_STR_MAX];
     size_t n = ldouble_to_str(num, r);
     if (set_field(c, t, num, n) != 0)
         return;

@@ -412,7 +412,7 @@ void cmd_incrbyfloat(client *c)
         reply_error(c, "increment would produce NaN or Infinity");
         return;
     }
-    char num[64];
+    char num[LDOUBLE_STR_MAX];
     size_t n = ldouble_to_str(num, v);
     int rc = store_set_string(t, c->db, c->argv[1], c->argl[1], num, n,
                               found ? o.expire_ms : 0, clock_ms());

@@ -526,10 +526,7 @@ class TestCompat(Differential):
                    ("INCRBYFLOAT", "q", "0.1"), ("INCRBYFLOAT", "q", "0.2")]
         self.check(script)
 
-    # core/util.c ldouble_to_str() formats into 64 bytes and falls back to "%.17Lg" beyond,
-    # so values of 1e47 and more come back as "1e+300" where Redis writes all the digits
-    # ("%.17Lf", up to 5 KiB). Reported to the lead; remove the decorator once it is fixed.
-    @unittest.expectedFailure
+    # Huge sums are written with every integer digit, as Redis does ("%.17Lf").
     def test_incrbyfloat_huge_values(self):
         self.check([
             ("INCRBYFLOAT", "big", "1e300"), ("INCRBYFLOAT", "big", "1e300"), ("GET", "big"),
