@@ -60,15 +60,15 @@ void query_init(void)
 const command *command_lookup(const char *name, size_t len)
 {
     char low[32];
-    if (len == 0 || len >= sizeof low)
+    /* A name with a NUL in it matches nothing (and would fool strncmp below). */
+    if (len == 0 || len >= sizeof low || memchr(name, '\0', len))
         return NULL;
     for (size_t i = 0; i < len; i++)
         low[i] = (char)tolower((unsigned char)name[i]);
-    /* A name with a NUL in it matches nothing: strncmp below would stop at it. */
     for (size_t slot = hash_bytes(low, len, 0) % LOOKUP_SLOTS; lookup_table[slot];
          slot = (slot + 1) % LOOKUP_SLOTS) {
         const command *cmd = lookup_table[slot];
-        if (memcmp(cmd->name, low, len) == 0 && cmd->name[len] == '\0' && !memchr(low, 0, len))
+        if (strncmp(cmd->name, low, len) == 0 && cmd->name[len] == '\0')
             return cmd;
     }
     return NULL;
