@@ -433,26 +433,25 @@ static int check_size(client *c, size_t total)
     return -1;
 }
 
-void cmd_append(client *c)
+/* Writes data at offset off of the string at argv[1] (found: whether it exists, o: its
+ * value), zero-padding a gap, keeps its expiry, and replies the new length. */
+static void splice(client *c, store_txn *t, int found, const store_obj *o, size_t off,
+                   const char *data, size_t dlen)
 {
-    store_txn *t;
-    store_obj o;
-    int found = rmw_string(c, &t, c->argl[2], &o);
-    if (found < 0)
-        return;
-    size_t oldlen = found ? o.len : 0, total = oldlen + c->argl[2];
-    if (check_size(c, total))
-        return;
+    size_t oldlen = found ? o->len : 0;
+    size_t total = off + dlen > oldlen ? off + dlen : oldlen;
     char *v = try_malloc(total);
     if (!v) {
         reply_store_error(c, ERR_NOMEM);
         return;
     }
     if (oldlen)
-        memcpy(v, o.val, oldlen);
-    memcpy(v + oldlen, c->argv[2], c->argl[2]);
+        memcpy(v, o->val, oldlen); /* o->val dies with the write below: copy first */
+    if (off > oldlen)
+        memset(v + oldlen, 0, off - oldlen);
+    memcpy(v + off, data, dlen);
     int rc = store_set_string(t, c->db, c->argv[1], c->argl[1], v, total,
-                              found ? o.expire_ms : 0, clock_ms());
+                              found ? o->expire_ms : 0, clock_ms());
     xfree(v);
     if (rc) {
         reply_store_error(c, rc);
@@ -460,6 +459,18 @@ void cmd_append(client *c)
     }
     key_changed(c, c->argv[1], c->argl[1]);
     reply_int(c, (long long)total);
+}
+
+void cmd_append(client *c)
+{
+    store_txn *t;
+    store_obj o;
+    int found = rmw_string(c, &t, c->argl[2], &o);
+    if (found < 0)
+        return;
+    size_t oldlen = found ? o.len : 0;
+    if (check_size(c, oldlen + c->argl[2]) == 0)
+        splice(c, t, found, &o, oldlen, c->argv[2], c->argl[2]);
 }
 
 void cmd_strlen(client *c)
@@ -529,24 +540,5 @@ void cmd_setrange(client *c)
     }
     if (check_size(c, end))
         return;
-    size_t total = (size_t)off + c->argl[3] > oldlen ? (size_t)off + c->argl[3] : oldlen;
-    char *v = try_malloc(total);
-    if (!v) {
-        reply_store_error(c, ERR_NOMEM);
-        return;
-    }
-    if (oldlen)
-        memcpy(v, o.val, oldlen);
-    if ((size_t)off > oldlen)
-        memset(v + oldlen, 0, (size_t)off - oldlen);
-    memcpy(v + off, c->argv[3], c->argl[3]);
-    int rc = store_set_string(t, c->db, c->argv[1], c->argl[1], v, total,
-                              found ? o.expire_ms : 0, clock_ms());
-    xfree(v);
-    if (rc) {
-        reply_store_error(c, rc);
-        return;
-    }
-    key_changed(c, c->argv[1], c->argl[1]);
-    reply_int(c, (long long)total);
+    splice(c, t, found, &o, (size_t)off, c->argv[3], c->argl[3]);
 }

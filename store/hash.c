@@ -25,6 +25,22 @@ void store__field_ref(const store *st, uint64_t id, const char *f, size_t flen, 
     }
 }
 
+int store__long_field(const MDB_val *v, const char **field, size_t *flen, const char **val,
+                      size_t *vlen)
+{
+    uint32_t n;
+    if (v->mv_size < 4)
+        return ERR_CORRUPT;
+    memcpy(&n, v->mv_data, 4);
+    if (v->mv_size - 4 < n)
+        return ERR_CORRUPT;
+    *field = (const char *)v->mv_data + 4;
+    *flen = n;
+    *val = *field + n;
+    *vlen = v->mv_size - 4 - n;
+    return 0;
+}
+
 /* Reads a field; for long fields checks the full name. */
 static int field_get(store_txn *t, const store__ref *ref, const char *f, size_t flen,
                      const char **val, size_t *vlen)
@@ -38,16 +54,12 @@ static int field_get(store_txn *t, const store__ref *ref, const char *f, size_t 
         *vlen = v.mv_size;
         return 0;
     }
-    uint32_t n;
-    if (v.mv_size < 4)
-        return ERR_CORRUPT;
-    memcpy(&n, v.mv_data, 4);
-    if (v.mv_size - 4 < n)
-        return ERR_CORRUPT;
-    if (n != flen || memcmp((char *)v.mv_data + 4, f, flen) != 0)
+    const char *name;
+    size_t nlen;
+    if ((rc = store__long_field(&v, &name, &nlen, val, vlen)) != 0)
+        return rc;
+    if (nlen != flen || memcmp(name, f, flen) != 0)
         return ERR_EXISTS;
-    *val = (const char *)v.mv_data + 4 + n;
-    *vlen = v.mv_size - 4 - n;
     return 0;
 }
 

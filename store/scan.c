@@ -134,17 +134,7 @@ int store_iter_next_field(store_iter *it, const char **field, size_t *flen, cons
         *vlen = v.mv_size;
         return 0;
     }
-    uint32_t n;
-    if (v.mv_size < 4)
-        return ERR_CORRUPT;
-    memcpy(&n, v.mv_data, 4);
-    if (v.mv_size - 4 < n)
-        return ERR_CORRUPT;
-    *field = (const char *)v.mv_data + 4;
-    *flen = n;
-    *val = *field + n;
-    *vlen = v.mv_size - 4 - n;
-    return 0;
+    return store__long_field(&v, field, flen, val, vlen);
 }
 
 void store_iter_pos(const store_iter *it, const char **pos, size_t *len)

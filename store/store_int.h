@@ -74,6 +74,9 @@ void store__put_be64(unsigned char *p, uint64_t v);
 uint64_t store__get_be64(const unsigned char *p);
 int store__map_rc(int rc); /* LMDB rc -> ERR_* */
 int store__fail(store_txn *t, int rc); /* poisons the pass on a write error; returns ERR_* */
+/* Splits an "lfields" value (u32 length, field, value). ERR_CORRUPT if malformed. */
+int store__long_field(const MDB_val *v, const char **field, size_t *flen, const char **val,
+                      size_t *vlen);
 /* Deletes every field of hash id. */
 int store__hash_clear(store_txn *t, uint64_t id);
 uint64_t store__new_hash_id(store *st);
