@@ -34,6 +34,7 @@ static const command *lookup_table[LOOKUP_SLOTS];
 static struct call_state {
     int dirty;      /* changes made */
     int propagated; /* the handler logged a rewritten form itself */
+    int64_t now_ms; /* wall clock at the start of the call: one time for all its checks */
 } current;
 
 static void on_expired(void *ctx, int db, const char *key, size_t klen)
@@ -63,8 +64,8 @@ const command *command_lookup(const char *name, size_t len)
     /* A name with a NUL in it matches nothing (and would fool strncmp below). */
     if (len == 0 || len >= sizeof low || memchr(name, '\0', len))
         return NULL;
-    for (size_t i = 0; i < len; i++)
-        low[i] = (char)tolower((unsigned char)name[i]);
+    for (size_t i = 0; i < len; i++) /* ASCII fold: libc tolower() costs a call a byte */
+        low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] | 0x20 : name[i]);
     for (size_t slot = hash_bytes(low, len, 0) % LOOKUP_SLOTS; lookup_table[slot];
          slot = (slot + 1) % LOOKUP_SLOTS) {
         const command *cmd = lookup_table[slot];
@@ -92,11 +93,13 @@ void call(client *c, const command *cmd)
     struct call_state outer = current; /* EXEC calls call() for each queued command */
     current.dirty = current.propagated = 0;
     c->last_cmd = cmd->name;
-    int64_t t0 = clock_mono_us();
+    int64_t t0 = clock_us(); /* wall clock, as Redis: one read serves expiry and timing */
+    current.now_ms = t0 / 1000;
     cmd->proc(c);
     command_stats *st = &cmdstats[cmd - commands];
     st->calls++;
-    st->usec += (uint64_t)(clock_mono_us() - t0);
+    int64_t dt = clock_us() - t0;
+    st->usec += dt > 0 ? (uint64_t)dt : 0;
     if (current.dirty && !current.propagated && (cmd->flags & CMD_WRITE))
         store_log(srv.store, c->db, c->argc, c->argv, c->argl);
     if (store_txn_dirty(srv.store))
@@ -263,7 +266,7 @@ int write_txn(client *c, size_t hint_bytes, store_txn **t)
 
 int lookup_read(client *c, store_txn *t, const char *key, size_t klen, store_obj *o)
 {
-    int rc = store_lookup(t, c->db, key, klen, clock_ms(), o);
+    int rc = store_lookup(t, c->db, key, klen, current.now_ms, o);
     if (rc == 0)
         srv.stats.keyspace_hits++;
     else if (rc == ERR_NOTFOUND)

@@ -340,7 +340,6 @@ static void process_input(client *c)
                 c->argl[i] = c->parser.argv_len[i];
             }
             c->argc = argc;
-            c->last_ms = clock_ms();
             net.stats.commands++;
             net.dispatch(c);
             c->argc = 0;
@@ -380,6 +379,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->qbuf.len += (size_t)n;
+    c->last_ms = clock_ms();
     net.stats.net_in += (uint64_t)n;
     process_input(c);
 }
