@@ -18,7 +18,7 @@ CFLAGS   := -std=c11 -Wall -Wextra -D_GNU_SOURCE -g $(OPT) -I. -MMD -MP -pthread
 CFLAGS   += $(if $(WERROR),-Werror)
 CFLAGS   += $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 LDFLAGS  := -pthread $(if $(SANITIZER),-fsanitize=$(SANITIZER))
-LIBS     := -llmdb -levent -lm
+LIBS     := -llmdb -lrocksdb -levent -lm
 
 # Debian packages the build, tests and benchmarks need (make deps installs what is missing).
 DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \

@@ -42,6 +42,9 @@ void buf_append(buf *b, const void *p, size_t n);
 void buf_appendc(buf *b, char c);
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* CRC32C (Castagnoli), the checksum of every persisted format; crc 0 to start. */
+uint32_t crc32c(uint32_t crc, const void *p, size_t n);
+
 /* 64-bit hash of bytes (FNV-1a variant with a final mix); stable across runs and builds. */
 uint64_t hash_bytes(const void *p, size_t n, uint64_t seed);
 

@@ -55,6 +55,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/util.h"
+
 #define STORE_DBS 16
 #define STORE_SHORT_MAX 500 /* longest stored key kept verbatim; longer ones are digested */
 
@@ -163,5 +165,137 @@ typedef struct store_stats {
     int durability;
 } store_stats;
 void store_get_stats(const store *st, store_stats *out);
+
+/* ==== FEATURE STORE PIECES ================================================================
+ * Typed feature values (parsing client strings, ISO-8601 and epoch timestamps) with their
+ * persisted row format (values.c), and the offline history in RocksDB (history.c). The
+ * catalog and online rows that tie these together land with the FS.* commands.
+ *
+ * THREADING. Values and rows are plain data (any thread). A history handle may be used from
+ * several threads at once (RocksDB is thread-safe); a batch or iterator by one at a time.
+ *
+ * ERRORS. ERR_INVAL (bad client input: detail in the caller's buffer, naming the value),
+ * ERR_CORRUPT (stored bytes fail their checks), ERR_NOTFOUND, ERR_IO / ERR_BACKEND
+ * (RocksDB's error text, converted once in history.c), ERR_NOMEM, ERR_RANGE.
+ *
+ * TIME. Every timestamp is int64 microseconds since the Unix epoch (UTC). Clients give
+ * integer milliseconds, or ISO-8601 ("2021-04-12T10:59:42.123456Z", "2021-04-12 10:59:42",
+ * "+02:00" offsets, up to 9 fraction digits, truncated to microseconds).
+ *
+ * PERSISTED ENUMS (never renumbered): FT_INT32 1, FT_INT64 2, FT_FLOAT32 3, FT_FLOAT64 4,
+ * FT_BOOL 5, FT_STRING 6, FT_BYTES 7, FT_TIMESTAMP 8, FT_VECTOR 9.
+ *
+ * ROW FORMAT (version 1): the values of one row in schema order.
+ *   0   u8   version (1)
+ *   1   u16  field count n (little-endian)
+ *   3   ceil(n/8) bytes: null bitmap, bit i set = field i is NULL
+ *   .   the non-NULL values in order:
+ *         INT32/FLOAT32 4 bytes, INT64/FLOAT64/TIMESTAMP 8 bytes (little-endian), BOOL 1,
+ *         STRING/BYTES: varint length (LEB128) then bytes,
+ *         VECTOR: dim float32 (dim from the schema)
+ *   end  u32 CRC32C of all preceding bytes
+ *
+ * HISTORY KEYS (RocksDB, one column family per view, named "v<view id>"):
+ *   u16 be entity key length, entity key bytes, u64 be ~(event_us ^ 2^63),
+ *   u64 be ~(created_us ^ 2^63)
+ * so an entity's rows sort newest event first, ties newest created first, and one Seek to
+ * (entity, t, newest created) lands on the row that was current at time t. The value is a
+ * row. A compaction filter drops rows whose event time is older than the view's retention.
+ */
+enum {
+    FT_INT32 = 1, FT_INT64 = 2, FT_FLOAT32 = 3, FT_FLOAT64 = 4, FT_BOOL = 5,
+    FT_STRING = 6, FT_BYTES = 7, FT_TIMESTAMP = 8, FT_VECTOR = 9,
+};
+
+#define FT_MAX_VECTOR_DIM 65536
+#define FT_MAX_FIELDS 4096
+
+typedef struct store_ftype {
+    int type;     /* FT_* */
+    uint32_t dim; /* VECTOR only */
+} store_ftype;
+
+/* One value. Pointers (str, vec) borrow from whatever was parsed or decoded. */
+typedef struct store_fvalue {
+    int is_null;
+    int64_t i;         /* INT32, INT64, BOOL (0/1), TIMESTAMP (us) */
+    double f;          /* FLOAT32, FLOAT64 */
+    const char *bytes; /* STRING, BYTES: the bytes; VECTOR: dim little-endian float32 */
+    size_t len;
+} store_fvalue;
+
+/* "INT64" -> FT_INT64 (case-insensitive); 0 if unknown. And back (upper case). */
+int store_ftype_parse(const char *name, size_t len);
+const char *store_ftype_name(int type);
+
+/* Parses a timestamp as described under TIME. ERR_INVAL with detail. */
+int store_parse_ts(const char *s, size_t len, int64_t *us, char *err, size_t errlen);
+/* Formats us as ISO-8601 UTC with microseconds ("2021-04-12T10:59:42.123456Z"). buf >= 32. */
+size_t store_format_ts(int64_t us, char *buf);
+
+/* Parses a client's bytes as a value of type t: integers strictly (INT32 range checked),
+ * floats finite, BOOL as 1/0/true/false, TIMESTAMP as store_parse_ts, VECTOR as exactly dim*4
+ * raw bytes. STRING/BYTES/VECTOR borrow s. ERR_INVAL: err names what was wrong. */
+int store_parse_value(const store_ftype *t, const char *s, size_t len, store_fvalue *out, char *err,
+                   size_t errlen);
+
+/* Row codec (see ROW FORMAT). encode appends to out and trusts its input (values parsed by
+ * store_parse_value, n <= FT_MAX_FIELDS). decode fills vals[0..n) borrowing from p (valid
+ * while p is) and returns ERR_CORRUPT on any inconsistency: version, count, lengths, CRC,
+ * trailing bytes, set padding bits in the bitmap, a BOOL other than 0/1, a non-finite float,
+ * a non-minimal varint. It never reads out of bounds, and decode-then-encode gives back the
+ * same bytes. A string of digits is always milliseconds ("2021" is 2021 ms, not a year). */
+void store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out);
+int store_row_decode(const store_ftype *schema, int n, const char *p, size_t len, store_fvalue *vals);
+
+/* ---- offline history (RocksDB) ---------------------------------------------------- */
+
+typedef struct store_hist store_hist;
+typedef struct store_hbatch store_hbatch;
+typedef struct store_hiter store_hiter;
+
+/* Opens (creating) the RocksDB database in dir with every existing view column family. */
+int store_hist_open(const char *dir, store_hist **out, char *err, size_t errlen);
+void store_hist_close(store_hist *h);
+/* Creates the view's column family (ERR_EXISTS if there). retention_us 0 = keep forever;
+ * can be changed later with store_hist_set_retention (takes effect at compactions).
+ * Retention is not persisted here: after store_hist_open every view keeps everything until
+ * the catalog (its owner) sets it again. Negative retention: ERR_INVAL. RocksDB's error
+ * text for these calls goes to the log. */
+int store_hist_create_view(store_hist *h, uint32_t view, int64_t retention_us);
+int store_hist_set_retention(store_hist *h, uint32_t view, int64_t retention_us);
+/* Drops the view's column family and all its rows. ERR_NOTFOUND. */
+int store_hist_drop_view(store_hist *h, uint32_t view);
+
+/* Writes are batched; a batch is applied atomically, or not at all: a batch naming a view
+ * dropped since its put is refused whole (ERR_NOTFOUND). sync = fsync the RocksDB WAL
+ * first. A written batch is emptied for reuse; a refused one keeps its rows. A batch must
+ * not outlive the handle it was filled from; put on an unknown view is ERR_NOTFOUND and an
+ * entity key over 65535 bytes ERR_INVAL. Ascending ranges are the exact reverse of
+ * descending ones (oldest event, then oldest created, first). */
+store_hbatch *store_hbatch_new(void);
+void store_hbatch_free(store_hbatch *b);
+size_t store_hbatch_count(const store_hbatch *b);
+int store_hbatch_put(store_hbatch *b, store_hist *h, uint32_t view, const char *entity, size_t elen,
+                  int64_t event_us, int64_t created_us, const char *row, size_t rowlen);
+int store_hist_write(store_hist *h, store_hbatch *b, int sync, char *err, size_t errlen);
+
+/* The row current at time t for entity: largest event_us <= t, ties by largest created_us,
+ * ignoring rows with event_us < min_event_us (TTL windows; INT64_MIN = none). The row bytes
+ * are copied into row (cleared first). ERR_NOTFOUND when none qualifies. */
+int store_hist_asof(store_hist *h, uint32_t view, const char *entity, size_t elen, int64_t t,
+                    int64_t min_event_us, int64_t *event_us, int64_t *created_us, buf *row);
+
+/* An entity's rows with from <= event_us <= to, newest first (or oldest first with asc).
+ * store_hiter_next returns ERR_NOTFOUND at the end; pointers live until the next call. */
+int store_hist_range(store_hist *h, uint32_t view, const char *entity, size_t elen,
+                     int64_t from, int64_t to, int asc, store_hiter **out);
+int store_hiter_next(store_hiter *it, int64_t *event_us, int64_t *created_us, const char **row,
+                  size_t *rowlen);
+void store_hiter_free(store_hiter *it);
+
+/* Forces a compaction of the view (retention applies), for tests and operators. */
+int store_hist_compact(store_hist *h, uint32_t view);
+
 
 #endif

@@ -1,0 +1,684 @@
+/* history.c: the offline feature history, kept in RocksDB through its C API. One database
+ * holds one column family per view ("v<view id>"), whose keys are laid out as store.h's
+ * HISTORY KEYS so that an entity's rows sort newest event first (ties newest created first):
+ * an as-of lookup is one Seek, and a range is one bounded iterator. A small table maps view
+ * ids to column family handles, each with its retention, which a compaction filter reads to
+ * drop rows older than now - retention. RocksDB's `char **errptr` convention is converted to
+ * Quiver's error codes in one place, rdb_error().
+ *
+ * Threads: RocksDB calls are thread-safe; the view table is guarded by a rwlock (write side
+ * only for create and drop). A view's column family handle is reference-counted, so a view
+ * dropped while another thread reads it (or an iterator is open on it) stays valid until the
+ * last user lets go. A view's compaction filter (and the small struct it reads) is freed only
+ * at close, because a background compaction of a dropped column family may still run it. */
+#include "store.h"
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define HIST_ENTITY_MAX 65535u        /* u16 length prefix */
+#define HIST_KEY_TAIL 16u             /* two u64 be times */
+#define HIST_WRITE_BUFFER (16u << 20) /* per column family memtable */
+#define HIST_BLOCK_CACHE (64u << 20)  /* shared by every column family */
+#define HIST_SIGN (UINT64_C(1) << 63)
+
+/* ---- key encoding (store.h, HISTORY KEYS) ------------------------------------------- */
+
+static void put_be64(char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+static uint64_t get_be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
+}
+
+/* ~(t ^ 2^63): signed order becomes unsigned order, then reversed (newest first). */
+static uint64_t time_enc(int64_t t)
+{
+    return ~((uint64_t)t ^ HIST_SIGN);
+}
+
+static int64_t time_dec(uint64_t u)
+{
+    uint64_t v = ~u ^ HIST_SIGN;
+    int64_t t;
+    memcpy(&t, &v, sizeof t);
+    return t;
+}
+
+/* Replaces b's contents by the key (entity, event_us, created_us). elen <= HIST_ENTITY_MAX. */
+static void key_encode(buf *b, const char *entity, size_t elen, int64_t event_us,
+                       int64_t created_us)
+{
+    char tail[HIST_KEY_TAIL];
+    b->len = 0;
+    buf_reserve(b, 2 + elen + HIST_KEY_TAIL);
+    buf_appendc(b, (char)(elen >> 8));
+    buf_appendc(b, (char)(elen & 0xff));
+    buf_append(b, entity, elen);
+    put_be64(tail, time_enc(event_us));
+    put_be64(tail + 8, time_enc(created_us));
+    buf_append(b, tail, sizeof tail);
+}
+
+/* The exclusive upper bound just past every key of entity with event_us >= min_event_us. */
+static void key_upper_bound(buf *b, const char *entity, size_t elen, int64_t min_event_us)
+{
+    key_encode(b, entity, elen, min_event_us, INT64_MIN);
+    buf_appendc(b, '\0');
+}
+
+/* Splits a stored key; ERR_CORRUPT if its length does not add up. */
+static int key_decode(const char *k, size_t klen, const char **entity, size_t *elen,
+                      int64_t *event_us, int64_t *created_us)
+{
+    if (klen < 2 + HIST_KEY_TAIL)
+        return ERR_CORRUPT;
+    size_t n = ((size_t)(unsigned char)k[0] << 8) | (unsigned char)k[1];
+    if (klen != 2 + n + HIST_KEY_TAIL)
+        return ERR_CORRUPT;
+    *entity = k + 2;
+    *elen = n;
+    *event_us = time_dec(get_be64(k + 2 + n));
+    *created_us = time_dec(get_be64(k + 2 + n + 8));
+    return 0;
+}
+
+/* ---- RocksDB errors: the one conversion ------------------------------------------------ */
+
+/* Converts and frees a RocksDB error string (NULL = success). The text goes into err when
+ * the caller gave a buffer, else to the log. */
+static int rdb_error(char *msg, const char *what, char *err, size_t errlen)
+{
+    if (!msg)
+        return 0;
+    int code = ERR_BACKEND;
+    if (strncmp(msg, "IO error", 8) == 0)
+        code = ERR_IO;
+    else if (strncmp(msg, "Corruption", 10) == 0)
+        code = ERR_CORRUPT;
+    if (err && errlen)
+        snprintf(err, errlen, "history: %s: %s", what, msg);
+    else
+        log_warn("history: %s: %s", what, msg);
+    rocksdb_free(msg);
+    return code;
+}
+
+/* ---- the view table ---------------------------------------------------------------------- */
+
+typedef struct hview {
+    uint32_t id;
+    int dropped;                  /* under store_hist.lock */
+    _Atomic int64_t retention_us; /* 0 = keep forever; read by the compaction filter */
+    atomic_int refs;              /* the table's reference + readers; 0 frees cf */
+    rocksdb_column_family_handle_t *cf;
+    rocksdb_compactionfilter_t *filter; /* state = this struct; destroyed at close */
+} hview;
+
+struct store_hist {
+    rocksdb_t *db;
+    rocksdb_options_t *dbopts; /* database options, also the default column family's */
+    rocksdb_cache_t *cache;
+    rocksdb_block_based_table_options_t *table;
+    rocksdb_writeoptions_t *wsync, *wnosync;
+    pthread_rwlock_t lock; /* guards views, nviews, cap and every hview.dropped */
+    hview **views;         /* live and dropped views (dropped ones kept until close) */
+    size_t nviews, cap;
+    rocksdb_column_family_handle_t **others; /* "default" and unknown column families */
+    size_t nothers;
+};
+
+struct store_hbatch {
+    rocksdb_writebatch_t *wb;
+    buf key;
+    hview **views; /* the views the batch writes to, each once (they outlive the batch) */
+    size_t nviews, cap;
+};
+
+struct store_hiter {
+    hview *v;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    buf lo, hi; /* iterator bounds: they must outlive it */
+    int asc, started, done;
+};
+
+static unsigned char retention_filter(void *state, int level, const char *key, size_t klen,
+                                      const char *val, size_t vlen, char **new_val,
+                                      size_t *new_vlen, unsigned char *changed)
+{
+    (void)level, (void)val, (void)vlen, (void)new_val, (void)new_vlen, (void)changed;
+    hview *v = state;
+    int64_t keep = atomic_load_explicit(&v->retention_us, memory_order_relaxed);
+    const char *e;
+    size_t elen;
+    int64_t event_us, created_us;
+    if (keep <= 0 || key_decode(key, klen, &e, &elen, &event_us, &created_us) != 0)
+        return 0;
+    return event_us < clock_us() - keep;
+}
+
+static const char *retention_filter_name(void *state)
+{
+    (void)state;
+    return "quiver.retention";
+}
+
+static void retention_filter_destroy(void *state)
+{
+    (void)state; /* the hview is freed by store_hist_close */
+}
+
+static hview *view_new(uint32_t id, int64_t retention_us)
+{
+    hview *v = xcalloc(1, sizeof *v);
+    v->id = id;
+    atomic_init(&v->retention_us, retention_us);
+    atomic_init(&v->refs, 1);
+    v->filter = rocksdb_compactionfilter_create(v, retention_filter_destroy, retention_filter,
+                                                retention_filter_name);
+    return v;
+}
+
+/* Frees a view whose column family handle is gone (or never was), after the database. */
+static void view_free(hview *v)
+{
+    rocksdb_compactionfilter_destroy(v->filter);
+    xfree(v);
+}
+
+static void view_name(uint32_t id, char name[16])
+{
+    snprintf(name, 16, "v%u", (unsigned)id);
+}
+
+/* "v<decimal u32>" -> 1 and *id; anything else 0. */
+static int view_parse_name(const char *name, uint32_t *id)
+{
+    size_t n = strlen(name);
+    int64_t v;
+    if (n < 2 || name[0] != 'v' || name[1] < '0' || name[1] > '9')
+        return 0;
+    if (str_to_i64(name + 1, n - 1, &v) != 0 || v < 0 || v > (int64_t)UINT32_MAX)
+        return 0;
+    *id = (uint32_t)v;
+    return 1;
+}
+
+/* Column family options for one view; the caller destroys them once the family is open. */
+static rocksdb_options_t *view_options(store_hist *h, hview *v)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_write_buffer_size(o, HIST_WRITE_BUFFER);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_block_based_table_factory(o, h->table);
+    rocksdb_options_set_compaction_filter(o, v->filter);
+    return o;
+}
+
+static hview *find_live_locked(store_hist *h, uint32_t id)
+{
+    for (size_t i = 0; i < h->nviews; i++)
+        if (h->views[i]->id == id && !h->views[i]->dropped)
+            return h->views[i];
+    return NULL;
+}
+
+static void add_view_locked(store_hist *h, hview *v)
+{
+    if (h->nviews == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 8;
+        h->views = xrealloc(h->views, h->cap * sizeof *h->views);
+    }
+    h->views[h->nviews++] = v;
+}
+
+/* Takes a reference on a live view (NULL if there is none); view_put releases it. */
+static hview *view_get(store_hist *h, uint32_t id)
+{
+    pthread_rwlock_rdlock(&h->lock);
+    hview *v = find_live_locked(h, id);
+    if (v)
+        atomic_fetch_add(&v->refs, 1);
+    pthread_rwlock_unlock(&h->lock);
+    return v;
+}
+
+static void view_put(hview *v)
+{
+    if (atomic_fetch_sub(&v->refs, 1) == 1) {
+        rocksdb_column_family_handle_destroy(v->cf);
+        v->cf = NULL;
+    }
+}
+
+/* ---- open and close ------------------------------------------------------------------ */
+
+/* Frees whatever of h exists: handles first, then the database, then what it referenced. */
+static void hist_free(store_hist *h)
+{
+    for (size_t i = 0; i < h->nviews; i++) {
+        hview *v = h->views[i];
+        if (v->cf && atomic_load(&v->refs) > 1)
+            log_warn("history: view %u closed with %d open users", (unsigned)v->id,
+                     atomic_load(&v->refs) - 1);
+        if (v->cf)
+            rocksdb_column_family_handle_destroy(v->cf);
+        v->cf = NULL;
+    }
+    for (size_t i = 0; i < h->nothers; i++)
+        rocksdb_column_family_handle_destroy(h->others[i]);
+    if (h->db)
+        rocksdb_close(h->db);
+    for (size_t i = 0; i < h->nviews; i++)
+        view_free(h->views[i]);
+    xfree(h->views);
+    xfree(h->others);
+    if (h->wsync)
+        rocksdb_writeoptions_destroy(h->wsync);
+    if (h->wnosync)
+        rocksdb_writeoptions_destroy(h->wnosync);
+    if (h->dbopts)
+        rocksdb_options_destroy(h->dbopts);
+    if (h->table)
+        rocksdb_block_based_options_destroy(h->table);
+    if (h->cache)
+        rocksdb_cache_destroy(h->cache);
+    pthread_rwlock_destroy(&h->lock);
+    xfree(h);
+}
+
+int store_hist_open(const char *dir, store_hist **out, char *err, size_t errlen)
+{
+    char **names = NULL, *msg = NULL;
+    size_t nnames = 0;
+    const char **cfnames = NULL;
+    const rocksdb_options_t **cfopts = NULL;
+    rocksdb_column_family_handle_t **handles = NULL;
+    hview **slot = NULL; /* per column family: its view, or NULL */
+    int rc = 0;
+
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    store_hist *h = xcalloc(1, sizeof *h);
+    pthread_rwlockattr_t attr; /* writers first: a drop must not wait out a stream of writes */
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&h->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    h->cache = rocksdb_cache_create_lru(HIST_BLOCK_CACHE);
+    h->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(h->table, h->cache);
+    h->dbopts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(h->dbopts, 1);
+    rocksdb_options_set_create_missing_column_families(h->dbopts, 1);
+    rocksdb_options_set_keep_log_file_num(h->dbopts, 4);
+    rocksdb_options_set_write_buffer_size(h->dbopts, HIST_WRITE_BUFFER);
+    rocksdb_options_set_compression(h->dbopts, rocksdb_lz4_compression);
+    rocksdb_options_set_block_based_table_factory(h->dbopts, h->table);
+    h->wsync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(h->wsync, 1);
+    h->wnosync = rocksdb_writeoptions_create();
+
+    /* A database that exists lists its column families; a new one has only "default". */
+    char current[4096];
+    if ((size_t)snprintf(current, sizeof current, "%s/CURRENT", dir) >= sizeof current) {
+        if (err && errlen)
+            snprintf(err, errlen, "history: directory name too long");
+        rc = ERR_INVAL;
+        goto fail;
+    }
+    if (access(current, F_OK) == 0) {
+        names = rocksdb_list_column_families(h->dbopts, dir, &nnames, &msg);
+        if ((rc = rdb_error(msg, "listing column families", err, errlen)) != 0)
+            goto fail;
+    }
+    size_t ncf = names ? nnames : 1;
+    cfnames = xcalloc(ncf, sizeof *cfnames);
+    cfopts = xcalloc(ncf, sizeof *cfopts);
+    handles = xcalloc(ncf, sizeof *handles);
+    slot = xcalloc(ncf, sizeof *slot);
+    for (size_t i = 0; i < ncf; i++) {
+        uint32_t id;
+        cfnames[i] = names ? names[i] : "default";
+        cfopts[i] = h->dbopts;
+        if (view_parse_name(cfnames[i], &id)) {
+            /* Retention is not persisted here: 0 until the caller sets it again. */
+            slot[i] = view_new(id, 0);
+            add_view_locked(h, slot[i]);
+            cfopts[i] = view_options(h, slot[i]);
+        } else if (strcmp(cfnames[i], "default") != 0) {
+            log_warn("history: %s: unknown column family \"%s\" kept as is", dir, cfnames[i]);
+        }
+    }
+    h->db = rocksdb_open_column_families(h->dbopts, dir, (int)ncf, cfnames, cfopts, handles, &msg);
+    for (size_t i = 0; i < ncf; i++)
+        if (cfopts[i] != h->dbopts)
+            rocksdb_options_destroy((rocksdb_options_t *)cfopts[i]);
+    if ((rc = rdb_error(msg, "open", err, errlen)) != 0) {
+        h->db = NULL;
+        goto fail;
+    }
+    h->others = xcalloc(ncf, sizeof *h->others);
+    for (size_t i = 0; i < ncf; i++) {
+        if (slot[i])
+            slot[i]->cf = handles[i];
+        else
+            h->others[h->nothers++] = handles[i];
+    }
+    *out = h;
+    goto done;
+
+fail:
+    if (err && errlen && !err[0])
+        snprintf(err, errlen, "history: cannot open %s: %s", dir, err_str(rc));
+    hist_free(h);
+done:
+    if (names)
+        rocksdb_list_column_families_destroy(names, nnames);
+    xfree(cfnames);
+    xfree(cfopts);
+    xfree(handles);
+    xfree(slot);
+    return rc;
+}
+
+void store_hist_close(store_hist *h)
+{
+    if (h)
+        hist_free(h);
+}
+
+/* ---- views ----------------------------------------------------------------------------- */
+
+int store_hist_create_view(store_hist *h, uint32_t view, int64_t retention_us)
+{
+    char name[16], *msg = NULL;
+    if (retention_us < 0)
+        return ERR_INVAL;
+    view_name(view, name);
+    pthread_rwlock_wrlock(&h->lock);
+    if (find_live_locked(h, view)) {
+        pthread_rwlock_unlock(&h->lock);
+        return ERR_EXISTS;
+    }
+    hview *v = view_new(view, retention_us);
+    rocksdb_options_t *o = view_options(h, v);
+    v->cf = rocksdb_create_column_family(h->db, o, name, &msg);
+    rocksdb_options_destroy(o);
+    int rc = rdb_error(msg, "creating a view's column family", NULL, 0);
+    if (rc == 0)
+        add_view_locked(h, v);
+    pthread_rwlock_unlock(&h->lock);
+    if (rc != 0)
+        view_free(v); /* no column family was made: nothing can run its filter */
+    return rc;
+}
+
+int store_hist_set_retention(store_hist *h, uint32_t view, int64_t retention_us)
+{
+    if (retention_us < 0)
+        return ERR_INVAL;
+    pthread_rwlock_rdlock(&h->lock);
+    hview *v = find_live_locked(h, view);
+    if (v)
+        atomic_store(&v->retention_us, retention_us);
+    pthread_rwlock_unlock(&h->lock);
+    return v ? 0 : ERR_NOTFOUND;
+}
+
+int store_hist_drop_view(store_hist *h, uint32_t view)
+{
+    char *msg = NULL;
+    pthread_rwlock_wrlock(&h->lock);
+    hview *v = find_live_locked(h, view);
+    if (!v) {
+        pthread_rwlock_unlock(&h->lock);
+        return ERR_NOTFOUND;
+    }
+    rocksdb_drop_column_family(h->db, v->cf, &msg);
+    int rc = rdb_error(msg, "dropping a view's column family", NULL, 0);
+    if (rc == 0)
+        v->dropped = 1;
+    pthread_rwlock_unlock(&h->lock);
+    if (rc == 0)
+        view_put(v); /* the table's reference; the handle goes with the last user */
+    return rc;
+}
+
+int store_hist_compact(store_hist *h, uint32_t view)
+{
+    hview *v = view_get(h, view);
+    if (!v)
+        return ERR_NOTFOUND;
+    rocksdb_compact_range_cf(h->db, v->cf, NULL, 0, NULL, 0);
+    view_put(v);
+    return 0;
+}
+
+/* ---- writes -------------------------------------------------------------------------------- */
+
+store_hbatch *store_hbatch_new(void)
+{
+    store_hbatch *b = xcalloc(1, sizeof *b);
+    b->wb = rocksdb_writebatch_create();
+    buf_init(&b->key);
+    return b;
+}
+
+void store_hbatch_free(store_hbatch *b)
+{
+    if (!b)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    buf_free(&b->key);
+    xfree(b->views);
+    xfree(b);
+}
+
+size_t store_hbatch_count(const store_hbatch *b)
+{
+    return (size_t)rocksdb_writebatch_count(b->wb);
+}
+
+int store_hbatch_put(store_hbatch *b, store_hist *h, uint32_t view, const char *entity, size_t elen,
+                     int64_t event_us, int64_t created_us, const char *row, size_t rowlen)
+{
+    if (elen > HIST_ENTITY_MAX)
+        return ERR_INVAL;
+    hview *v = view_get(h, view);
+    if (!v)
+        return ERR_NOTFOUND;
+    key_encode(&b->key, entity, elen, event_us, created_us);
+    rocksdb_writebatch_put_cf(b->wb, v->cf, b->key.data, b->key.len, row, rowlen);
+    size_t i = 0;
+    while (i < b->nviews && b->views[i] != v)
+        i++;
+    if (i == b->nviews) {
+        if (b->nviews == b->cap) {
+            b->cap = b->cap ? b->cap * 2 : 4;
+            b->views = xrealloc(b->views, b->cap * sizeof *b->views);
+        }
+        b->views[b->nviews++] = v;
+    }
+    view_put(v);
+    return 0;
+}
+
+/* RocksDB 7.8 is not atomic about a batch that names a dropped column family: it applies
+ * the entries before that one to the memtables, then fails with "Invalid column family".
+ * So the write holds the table's read lock (no drop can start) and refuses a batch whose
+ * views are not all live, before RocksDB sees it. */
+int store_hist_write(store_hist *h, store_hbatch *b, int sync, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = 0;
+    pthread_rwlock_rdlock(&h->lock);
+    for (size_t i = 0; i < b->nviews; i++) {
+        if (b->views[i]->dropped) {
+            if (err && errlen)
+                snprintf(err, errlen, "history: write: view %u was dropped",
+                         (unsigned)b->views[i]->id);
+            rc = ERR_NOTFOUND;
+            break;
+        }
+    }
+    if (rc == 0) {
+        rocksdb_write(h->db, sync ? h->wsync : h->wnosync, b->wb, &msg);
+        rc = rdb_error(msg, "write", err, errlen);
+    }
+    pthread_rwlock_unlock(&h->lock);
+    if (rc == 0) { /* written: the batch can be reused */
+        rocksdb_writebatch_clear(b->wb);
+        b->nviews = 0;
+    }
+    return rc;
+}
+
+/* ---- reads ----------------------------------------------------------------------------- */
+
+int store_hist_asof(store_hist *h, uint32_t view, const char *entity, size_t elen, int64_t t,
+                    int64_t min_event_us, int64_t *event_us, int64_t *created_us, buf *row)
+{
+    row->len = 0;
+    if (elen > HIST_ENTITY_MAX)
+        return ERR_INVAL;
+    hview *v = view_get(h, view);
+    if (!v)
+        return ERR_NOTFOUND;
+    if (t < min_event_us) {
+        view_put(v);
+        return ERR_NOTFOUND;
+    }
+    buf seek, upper;
+    buf_init(&seek);
+    buf_init(&upper);
+    key_encode(&seek, entity, elen, t, INT64_MAX);
+    key_upper_bound(&upper, entity, elen, min_event_us);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, upper.data, upper.len);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(h->db, ro, v->cf);
+    rocksdb_iter_seek(it, seek.data, seek.len);
+
+    int rc = ERR_NOTFOUND;
+    if (rocksdb_iter_valid(it)) {
+        size_t klen, vlen, n;
+        const char *k = rocksdb_iter_key(it, &klen), *e;
+        int64_t ev, cr;
+        rc = key_decode(k, klen, &e, &n, &ev, &cr);
+        if (rc == 0 && (n != elen || memcmp(e, entity, n) != 0 || ev > t || ev < min_event_us))
+            rc = ERR_CORRUPT; /* the bounds make this impossible unless keys are bad */
+        if (rc == 0) {
+            const char *val = rocksdb_iter_value(it, &vlen);
+            buf_append(row, val, vlen);
+            *event_us = ev;
+            *created_us = cr;
+        }
+    } else {
+        char *msg = NULL;
+        rocksdb_iter_get_error(it, &msg);
+        if (msg)
+            rc = rdb_error(msg, "as-of read", NULL, 0);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    buf_free(&seek);
+    buf_free(&upper);
+    view_put(v);
+    return rc;
+}
+
+int store_hist_range(store_hist *h, uint32_t view, const char *entity, size_t elen, int64_t from,
+                     int64_t to, int asc, store_hiter **out)
+{
+    *out = NULL;
+    if (elen > HIST_ENTITY_MAX)
+        return ERR_INVAL;
+    hview *v = view_get(h, view);
+    if (!v)
+        return ERR_NOTFOUND;
+    store_hiter *it = xcalloc(1, sizeof *it);
+    it->asc = asc != 0;
+    buf_init(&it->lo);
+    buf_init(&it->hi);
+    if (from > to) {
+        view_put(v);
+        it->done = 1;
+        *out = it;
+        return 0;
+    }
+    it->v = v;
+    key_encode(&it->lo, entity, elen, to, INT64_MAX); /* newest qualifying key, inclusive */
+    key_upper_bound(&it->hi, entity, elen, from);     /* just past the oldest, exclusive */
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->lo.data, it->lo.len);
+    rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->hi.data, it->hi.len);
+    it->it = rocksdb_create_iterator_cf(h->db, it->ro, v->cf);
+    if (it->asc) /* the oldest row: the last key before the upper bound */
+        rocksdb_iter_seek_for_prev(it->it, it->hi.data, it->hi.len - 1);
+    else
+        rocksdb_iter_seek(it->it, it->lo.data, it->lo.len);
+    *out = it;
+    return 0;
+}
+
+int store_hiter_next(store_hiter *it, int64_t *event_us, int64_t *created_us, const char **row,
+                     size_t *rowlen)
+{
+    if (it->done)
+        return ERR_NOTFOUND;
+    if (it->started) {
+        if (it->asc)
+            rocksdb_iter_prev(it->it);
+        else
+            rocksdb_iter_next(it->it);
+    }
+    it->started = 1;
+    if (!rocksdb_iter_valid(it->it)) {
+        char *msg = NULL;
+        it->done = 1;
+        rocksdb_iter_get_error(it->it, &msg);
+        return msg ? rdb_error(msg, "history read", NULL, 0) : ERR_NOTFOUND;
+    }
+    size_t klen, elen;
+    const char *k = rocksdb_iter_key(it->it, &klen), *e;
+    int rc = key_decode(k, klen, &e, &elen, event_us, created_us);
+    if (rc != 0) {
+        it->done = 1;
+        return rc;
+    }
+    *row = rocksdb_iter_value(it->it, rowlen);
+    return 0;
+}
+
+void store_hiter_free(store_hiter *it)
+{
+    if (!it)
+        return;
+    if (it->it)
+        rocksdb_iter_destroy(it->it);
+    if (it->ro)
+        rocksdb_readoptions_destroy(it->ro);
+    if (it->v)
+        view_put(it->v);
+    buf_free(&it->lo);
+    buf_free(&it->hi);
+    xfree(it);
+}
