@@ -73,11 +73,34 @@ static void active_expire(void)
     }
 }
 
+static void sample_ops(void)
+{
+    server_stats *st = &srv.stats;
+    int64_t now = clock_mono_us();
+    uint64_t commands = net_get_stats()->commands;
+    if (st->ops_last_us && now > st->ops_last_us) {
+        st->ops_sample[st->ops_next] =
+            (commands - st->ops_last_commands) * 1000000 / (uint64_t)(now - st->ops_last_us);
+        st->ops_next = (st->ops_next + 1) % OPS_SAMPLES;
+    }
+    st->ops_last_us = now;
+    st->ops_last_commands = commands;
+}
+
+uint64_t server_ops_per_sec(void)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < OPS_SAMPLES; i++)
+        sum += srv.stats.ops_sample[i];
+    return sum / OPS_SAMPLES;
+}
+
 static void on_cron(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     (void)arg;
+    sample_ops();
     active_expire();
     net_cron(clock_ms());
     schedule_cron();

@@ -20,9 +20,16 @@
 struct event_base;
 struct event;
 
+#define OPS_SAMPLES 16
+
 typedef struct server_stats {
     uint64_t expired_keys, keyspace_hits, keyspace_misses;
     uint64_t failed_passes;
+    /* commands per second over the last OPS_SAMPLES cron ticks */
+    uint64_t ops_sample[OPS_SAMPLES];
+    int ops_next;
+    uint64_t ops_last_commands;
+    int64_t ops_last_us;
 } server_stats;
 
 typedef struct server {
@@ -43,6 +50,9 @@ extern server srv;
 int server_start(char *err, size_t errlen);
 /* Runs passes until shutdown, then closes down with a final sync. */
 int server_run(void);
+/* Commands per second, averaged over the last few cron ticks (INFO's
+ * instantaneous_ops_per_sec). */
+uint64_t server_ops_per_sec(void);
 /* Pushes run-time config changes (CONFIG SET) to the modules. */
 void server_apply_config(void);
 

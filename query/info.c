@@ -91,12 +91,14 @@ static void section_stats(buf *b)
 {
     const net_stats *ns = net_get_stats();
     buf_printf(b, "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+                  "instantaneous_ops_per_sec:%llu\r\n"
                   "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
                   "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
                   "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
                   "client_output_buffer_limit_disconnections:%llu\r\n"
                   "total_protocol_errors:%llu\r\nfailed_write_passes:%llu\r\n",
                (unsigned long long)ns->connections, (unsigned long long)ns->commands,
+               (unsigned long long)server_ops_per_sec(),
                (unsigned long long)ns->net_in, (unsigned long long)ns->net_out,
                (unsigned long long)ns->rejected, (unsigned long long)srv.stats.expired_keys,
                (unsigned long long)srv.stats.keyspace_hits,

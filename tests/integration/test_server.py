@@ -337,6 +337,26 @@ class Running(unittest.TestCase):
     def tearDown(self):
         self.r.close()
 
+    def test_instantaneous_ops_per_sec(self):
+        """INFO's rate follows the load: non-zero while commands flow, back to 0 idle."""
+        def rate():
+            return int(self.r.info("stats")["instantaneous_ops_per_sec"])
+
+        raw = self.server.raw()
+        self.addCleanup(raw.close)
+        busy = 0
+        deadline = time.time() + 5
+        while time.time() < deadline and busy == 0:
+            raw.send(b"PING\r\n" * 2000)
+            for _ in range(2000):
+                self.assertEqual(raw.read(), b"PONG")
+            busy = rate()
+        self.assertGreater(busy, 0)
+        deadline = time.time() + 5  # 16 samples at hz 10 drain in 1.6 s
+        while time.time() < deadline and rate() > 10:
+            time.sleep(0.2)
+        self.assertLessEqual(rate(), 10)  # only the rate() calls themselves remain
+
     def test_info_sections_and_fields(self):
         r = self.r
         raw = self.server.raw()
