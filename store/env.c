@@ -276,7 +276,8 @@ static size_t used_bytes(store *st)
     return (info.me_last_pgno + 1) * (size_t)st->psize;
 }
 
-/* Doubles the map until need bytes fit in half of it. Only between write transactions. */
+/* Doubles the map until need bytes fit in half of it. Only between write transactions;
+ * the pass's read snapshot is released first (LMDB remaps, and wants no live reader). */
 static int grow_map(store *st, size_t need)
 {
     size_t size = st->map_size;
@@ -284,6 +285,10 @@ static int grow_map(store *st, size_t need)
         size *= 2;
     if (size == st->map_size)
         return 0;
+    if (st->rd_open && !st->rd_reset) {
+        mdb_txn_reset(st->rd.txn);
+        st->rd_reset = 1;
+    }
     int rc = mdb_env_set_mapsize(st->env, size);
     if (rc) {
         log_warn("store: cannot grow the map to %zu bytes: %s", size, mdb_strerror(rc));
