@@ -130,6 +130,13 @@ void cmd_exec(client *c)
     int argc = c->argc;
     const char **argv = c->argv;
     size_t *argl = c->argl;
+    /* Room for everything the transaction could write, made before it starts, so that no
+     * growth commits half of it. */
+    size_t hint = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < qs->queue[i].argc; j++)
+            hint += qs->queue[i].argl[j];
+    store_txn_hold(srv.store, hint, 1);
     for (int i = 0; i < n && c->state != CONN_CLOSED; i++) {
         struct queued *q = &qs->queue[i];
         c->argc = q->argc;
@@ -137,6 +144,7 @@ void cmd_exec(client *c)
         c->argl = q->argl;
         call(c, q->cmd);
     }
+    store_txn_hold(srv.store, 0, 0);
     c->argc = argc;
     c->argv = argv;
     c->argl = argl;

@@ -5,7 +5,9 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -149,6 +151,8 @@ fail:
     return store__map_rc(rc);
 }
 
+static int back_map(store *st, size_t size);
+
 static void *sync_main(void *arg)
 {
     store *st = arg;
@@ -161,9 +165,13 @@ static void *sync_main(void *arg)
         if (st->sync_stop || !atomic_exchange(&st->sync_pending, 0))
             continue;
         pthread_mutex_unlock(&st->sync_mu);
+        pthread_mutex_lock(&st->map_mu);
         int rc = mdb_env_sync(st->env, 1);
-        if (rc)
+        pthread_mutex_unlock(&st->map_mu);
+        if (rc) {
             log_warn("store: background fsync failed: %s", mdb_strerror(rc));
+            atomic_store(&st->sync_pending, 1); /* try again next second */
+        }
         atomic_fetch_add(&st->syncs, 1);
         atomic_store(&st->last_sync_ms, (uint64_t)clock_ms());
         pthread_mutex_lock(&st->sync_mu);
@@ -182,6 +190,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->map_size = cfg->map_size ? cfg->map_size : (size_t)1 << 30;
     st->log_db = -1;
     pthread_mutex_init(&st->sync_mu, NULL);
+    pthread_mutex_init(&st->map_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
     int rc = mdb_env_create(&st->env);
     if (!rc)
@@ -205,6 +214,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     MDB_stat ms;
     mdb_env_stat(st->env, &ms);
     st->psize = ms.ms_psize;
+    st->backed = back_map(st, st->map_size) == 0; /* if not, writes retry it (ERR_FULL) */
     if ((rc = open_dbs(st, err, errlen)) != 0)
         goto fail_mapped;
     store_set_durability(st, cfg->durability);
@@ -218,6 +228,8 @@ fail_mapped:
     if (st->env)
         mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
+    pthread_mutex_destroy(&st->map_mu);
+    pthread_mutex_destroy(&st->map_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
     return rc;
@@ -240,6 +252,7 @@ void store_close(store *st)
     mdb_env_sync(st->env, 1);
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
+    pthread_mutex_destroy(&st->map_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
 }
@@ -276,6 +289,23 @@ static size_t used_bytes(store *st)
     return (info.me_last_pgno + 1) * (size_t)st->psize;
 }
 
+/* Gives the first size bytes of the data file real disk blocks. With MDB_WRITEMAP the map
+ * is written through directly, and a write to a page with no block behind it (a sparse
+ * file on a full disk) is a SIGBUS, not an error: so no page is used before it is backed. */
+static int back_map(store *st, size_t size)
+{
+    int fd;
+    if (mdb_env_get_fd(st->env, &fd) != 0)
+        return ERR_BACKEND;
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc) {
+        log_warn("store: cannot reserve %zu MiB of disk for the data file: %s", size >> 20,
+                 strerror(rc));
+        return rc == ENOSPC ? ERR_FULL : ERR_IO;
+    }
+    return 0;
+}
+
 /* Doubles the map until need bytes fit in half of it. Only between write transactions;
  * the pass's read snapshot is released first (LMDB remaps, and wants no live reader). */
 static int grow_map(store *st, size_t need)
@@ -285,11 +315,21 @@ static int grow_map(store *st, size_t need)
         size *= 2;
     if (size == st->map_size)
         return 0;
+    int rc = back_map(st, size); /* disk first: a failure leaves the map as it was */
+    if (rc)
+        return rc;
     if (st->rd_open && !st->rd_reset) {
         mdb_txn_reset(st->rd.txn);
         st->rd_reset = 1;
     }
-    int rc = mdb_env_set_mapsize(st->env, size);
+    pthread_mutex_lock(&st->map_mu);
+    rc = mdb_env_set_mapsize(st->env, size);
+    if (rc && mdb_env_set_mapsize(st->env, st->map_size) != 0) {
+        /* LMDB unmapped the old map and can map neither size: nothing can run on. */
+        log_warn("store: cannot map the data file again after a failed growth: aborting");
+        abort();
+    }
+    pthread_mutex_unlock(&st->map_mu);
     if (rc) {
         log_warn("store: cannot grow the map to %zu bytes: %s", size, mdb_strerror(rc));
         return store__map_rc(rc);
@@ -353,11 +393,16 @@ int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
 {
     if (st->pass_err)
         return st->pass_err;
+    if (!st->backed) {
+        if (back_map(st, st->map_size) != 0)
+            return ERR_FULL; /* writes are refused; reads go on */
+        st->backed = 1;
+    }
     /* Keep the map at most half full, counting what this pass has announced, so that a
      * put never meets MDB_MAP_FULL in practice. A large write mid-pass commits what the
      * pass has so far (nothing is acknowledged before store_txn_end) and grows first. */
     size_t need = used_bytes(st) + 2 * (st->pass_bytes + hint_bytes) + ((size_t)1 << 20);
-    if (need > st->map_size / 2) {
+    if (need > st->map_size / 2 && !(st->hold && st->wr_open)) {
         if (st->wr_open) {
             int rc = commit(st);
             if (rc)
@@ -378,6 +423,15 @@ int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
     }
     *out = &st->wr;
     return 0;
+}
+
+void store_txn_hold(store *st, size_t hint_bytes, int on)
+{
+    if (on) {
+        store_txn *t;
+        store_txn_write(st, hint_bytes, &t); /* grows (committing) before, not during */
+    }
+    st->hold = on;
 }
 
 int store_txn_dirty(const store *st)

@@ -103,6 +103,10 @@ void store_set_log_hook(store *st, store_log_fn fn, void *ctx);
 int store_txn_read(store *st, store_txn **out);
 int store_txn_write(store *st, size_t hint_bytes, store_txn **out);
 int store_txn_end(store *st);
+/* Brackets a multi-command transaction (EXEC): on = 1 first makes room for hint_bytes
+ * (growing, and so committing what the pass had, now), then no write commits mid-pass
+ * until on = 0, so that the transaction's commands commit together or not at all. */
+void store_txn_hold(store *st, size_t hint_bytes, int on);
 /* 1 if the pass has an open write transaction (someone wrote). */
 int store_txn_dirty(const store *st);
 

@@ -27,6 +27,8 @@ struct store {
     int rd_open, rd_reset, wr_open;
     int pass_err;          /* first error that poisoned the write transaction */
     size_t pass_bytes;     /* bytes announced by writers this pass */
+    int hold;              /* inside a transaction (EXEC): no mid-pass commit */
+    int backed;            /* the whole map has disk blocks (posix_fallocate succeeded) */
 
     uint64_t counts[STORE_DBS][2]; /* keys, keys with expiry (as of the open txn) */
     int counts_dirty;
@@ -43,6 +45,7 @@ struct store {
     pthread_t sync_thread;
     int sync_started;
     pthread_mutex_t sync_mu;
+    pthread_mutex_t map_mu; /* a remap must not run under the sync thread's env_sync */
     pthread_cond_t sync_cv;
     int sync_stop;
     atomic_int sync_pending;

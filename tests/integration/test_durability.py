@@ -5,12 +5,15 @@ with `durability no`; expiry times survive a restart."""
 import os
 import random
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
 import redis
 
+import harness
 from harness import Server
 
 CLIENTS = 4
@@ -213,3 +216,48 @@ class Expiry(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DiskFull(unittest.TestCase):
+    """A full disk refuses writes with a clear error, keeps serving reads, loses nothing
+    acknowledged, and never crashes (with MDB_WRITEMAP an unbacked page would be SIGBUS)."""
+
+    def setUp(self):
+        if os.environ.get("TEST_SERVER"):
+            self.skipTest("needs its own server")
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        self.mnt = tempfile.mkdtemp(prefix="quiver-full-")
+        if subprocess.call(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", self.mnt]) != 0:
+            os.rmdir(self.mnt)
+            self.skipTest("cannot mount a tmpfs here")
+        self.addCleanup(lambda: (subprocess.call(["umount", self.mnt]), os.rmdir(self.mnt)))
+
+    def test_full_disk_refuses_writes_and_keeps_data(self):
+        with Server(durability="always", lmdb_map_size="1mb") as s:
+            s.stop()  # restart it with its data on the small disk
+            data = os.path.join(self.mnt, "data")
+            s.args = lambda: [harness.BINARY, "--bind", "127.0.0.1", "--port", str(s.port),
+                              "--dir", data, "--durability", "always", "--lmdb-map-size", "1mb"]
+            s.start()
+            r = s.client()
+            acked = []
+            error = None
+            for i in range(500):
+                try:
+                    r.set("k%d" % i, b"x" * 100000)
+                    acked.append("k%d" % i)
+                except redis.ResponseError as e:
+                    error = str(e)
+                    break
+            self.assertIsNotNone(error, "8 MB of disk took 50 MB of values")
+            self.assertIn("storage is full", error)
+            self.assertGreater(len(acked), 0)
+            self.assertEqual(r.get(acked[0]), b"x" * 100000)  # reads go on
+            self.assertEqual(r.dbsize(), len(acked))
+            s.stop()
+            s.start()
+            r = s.client()
+            self.assertEqual(r.dbsize(), len(acked))
+            for k in acked:
+                self.assertEqual(r.strlen(k), 100000)

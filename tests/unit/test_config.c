@@ -123,7 +123,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.loglevel, 2); /* notice */
     assert_string_equal(cfg.logfile, "");
     assert_string_equal(cfg.pidfile, "");
-    assert_true(cfg.lmdb_map_size == GB);
+    assert_true(cfg.lmdb_map_size == 256 * MB);
     assert_int_equal(cfg.databases, 16);
     assert_int_equal(cfg.save, 0);
     assert_int_equal(cfg.appendonly, 0);
@@ -582,7 +582,7 @@ static void test_get(void **state)
     assert_string_equal(get1(&cfg, "appendonly", &g), "no");
     assert_string_equal(get1(&cfg, "databases", &g), "16");
     assert_string_equal(get1(&cfg, "loglevel", &g), "notice");
-    assert_string_equal(get1(&cfg, "lmdb-map-size", &g), "1073741824");
+    assert_string_equal(get1(&cfg, "lmdb-map-size", &g), "268435456");
     assert_string_equal(get1(&cfg, "client-output-buffer-limit", &g),
                         "normal 1073741824 0 0 replica 268435456 67108864 60 pubsub 33554432 "
                         "8388608 60");
