@@ -245,6 +245,26 @@ static int expire_one(store_txn *t, const unsigned char *ek, size_t eklen)
     return rc;
 }
 
+int store_expire_due(store_txn *t, int64_t now_ms)
+{
+    store *st = t->st;
+    MDB_cursor *c;
+    if (mdb_cursor_open(t->txn, st->expires, &c) != 0)
+        return 0;
+    int due = 0;
+    for (int db = 0; db < STORE_DBS && !due; db++) {
+        if (!st->counts[db][1])
+            continue;
+        unsigned char first = (unsigned char)db;
+        MDB_val k = {1, &first}, v;
+        due = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size > 10 &&
+              ((unsigned char *)k.mv_data)[0] == db &&
+              (int64_t)store__get_be64((unsigned char *)k.mv_data + 1) <= now_ms;
+    }
+    mdb_cursor_close(c);
+    return due;
+}
+
 int store_expire_cycle(store_txn *t, int64_t now_ms, int max, int *more)
 {
     store *st = t->st;

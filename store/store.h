@@ -156,6 +156,8 @@ void store_iter_free(store_iter *it);
 
 /* Deletes every key of db, or of all databases when db < 0. */
 int store_flush(store_txn *t, int db);
+/* 1 if some key's expiry is <= now_ms (a read: lets the cron skip an empty write). */
+int store_expire_due(store_txn *t, int64_t now_ms);
 /* Deletes up to max keys whose expiry is <= now_ms; *more = 1 if due keys remain. */
 int store_expire_cycle(store_txn *t, int64_t now_ms, int max, int *more);
 

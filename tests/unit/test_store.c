@@ -616,6 +616,11 @@ static void test_expire_cycle(void **state)
     uint64_t hid = lookup(t, 15, S("dueh"), NOW).id;
     end(f);
 
+    t = rd(f);
+    assert_int_equal(store_expire_due(t, NOW - 1), 0); /* nothing due yet */
+    assert_int_equal(store_expire_due(t, NOW), 1);     /* due5, exactly at its time */
+    end(f);
+
     t = wr(f);
     assert_int_equal(cycle(f, t, NOW + 9, 100, 0), 1); /* only due5 */
     assert_int_equal(keylist_count(&f->exp, 5, S("due5")), 1);
@@ -630,6 +635,8 @@ static void test_expire_cycle(void **state)
     counts(f, 5, 0, 0);
     counts(f, 15, 0, 0);
     t = rd(f);
+    assert_int_equal(store_expire_due(t, NOW + 999), 0); /* later0 is due only at +1000 */
+    assert_int_equal(store_expire_due(t, NOW + 1000), 1);
     expect_str(t, 0, S("later0"), NOW + 500, S("v"));
     expect_str(t, 0, S("forever"), NOW + 500, S("v"));
     expect_missing(t, 0, S("due0"), 0); /* deleted, not just hidden */
