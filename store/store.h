@@ -303,5 +303,173 @@ void store_hiter_free(store_hiter *it);
 /* Forces a compaction of the view (retention applies), for tests and operators. */
 int store_hist_compact(store_hist *h, uint32_t view);
 
+/* A cursor over one view's history for scans and joins, reading one consistent snapshot
+ * taken at store_hcur_new (later writes are invisible to it). Usable from any one thread at
+ * a time; the view may be dropped meanwhile (the cursor keeps reading its snapshot). */
+typedef struct store_hcur store_hcur;
+int store_hcur_new(store_hist *h, uint32_t view, store_hcur **out); /* ERR_NOTFOUND */
+void store_hcur_free(store_hcur *c);
+/* Positions on entity's newest row with event_us <= t (ties: newest created).
+ * ERR_NOTFOUND when the entity has no such row (the cursor is then unpositioned). */
+int store_hcur_seek(store_hcur *c, const char *entity, size_t elen, int64_t t);
+/* Steps to the next older row of the same entity; ERR_NOTFOUND past its oldest. */
+int store_hcur_next(store_hcur *c);
+/* Positions on the newest row of the first entity after the current one (the first
+ * entity of the view when unpositioned). ERR_NOTFOUND past the last entity. */
+int store_hcur_next_entity(store_hcur *c);
+/* The row under a positioned cursor; pointers live until the cursor moves. */
+void store_hcur_row(const store_hcur *c, const char **entity, size_t *elen, int64_t *event_us,
+                    int64_t *created_us, const char **row, size_t *rowlen);
+/* The ids of the views that have a column family (for reconciling with the catalog):
+ * fills up to max ids, returns how many exist. */
+int store_hist_views(store_hist *h, uint32_t *ids, int max);
+
+/* ==== THE FEATURE STORE: CATALOG, ONLINE ROWS, THE WRITE PATH =============================
+ * The store owns the catalog and the history handle: store_open() opens the RocksDB
+ * history in <dir>/history, loads the catalog from LMDB, gives every view its retention,
+ * and drops column families that no catalog view owns (left by a crash between a create and
+ * its commit, or between a drop's commit and its column family drop).
+ *
+ * CATALOG. Entities, views and services live in LMDB (dbi "catalog") and, decoded, in
+ * memory: the getters below return pointers into that copy, valid until the next catalog
+ * change or store_txn_end() (a failed commit reloads the catalog from LMDB, which undoes the
+ * pass's changes). Copy what must live longer (a worker thread copies what it reads).
+ * Changes are made inside the pass's write transaction, like every write. View ids are
+ * never reused (a counter in the catalog), so a dropped view's rows never reappear under a
+ * new one. Names are 1 to 255 bytes of printable ASCII without spaces or ':' (field names
+ * too). Errors: ERR_EXISTS, ERR_NOTFOUND (naming what is missing in err), ERR_INVAL (err
+ * names the argument), ERR_PERM (dropping what another object uses: err says which), and
+ * the storage errors.
+ *
+ * ENTITY KEYS. A view keyed by entities (e1..en) stores an entity key as the n values, each
+ * as u16 be length then bytes (at most STORE_EKEY_MAX bytes in all). Clients write one
+ * argument with the values joined by ':' in ENTITIES order; a ':' or '\' inside a value is
+ * written "\:" or "\\". An INT64 entity's value must be a canonical integer ("42", "-7").
+ *
+ * ONLINE ROWS (LMDB dbi "online"): key u32 be view id, stored entity key; value i64 event_us,
+ * i64 created_us, row. A row is replaced when the new (event_us, created_us) is >= the
+ * stored one (an equal pair replaces, as the same history key is overwritten).
+ *
+ * THE WRITE PATH. store_fs_push() appends to the pass's history batch and writes the online
+ * row in the pass's LMDB transaction. At commit the history batch is written first (synced
+ * under `durability always`), then LMDB commits, then dropped views' column families go. A
+ * crash between the two commits leaves history rows whose online row was not updated and
+ * whose push was never acknowledged (MATERIALIZE rebuilds online rows from history). A
+ * read of history in the middle of a pass first writes the pass's pending batch
+ * (store_history()), so a client reads its own pushes. */
+
+#define STORE_EKEY_MAX 500
+#define STORE_NAME_MAX 255
+
+enum { STORE_KEY_STRING = 1, STORE_KEY_INT64 = 2 };                /* persisted */
+enum { STORE_METRIC_L2 = 1, STORE_METRIC_IP = 2, STORE_METRIC_COSINE = 3 };       /* persisted */
+enum { STORE_VINDEX_NONE = 0, STORE_VINDEX_HNSW = 1, STORE_VINDEX_FLAT = 2 };    /* persisted */
+
+typedef struct store_entity {
+    char *name;
+    int key_type; /* STORE_KEY_* */
+    char *description; /* "" when none */
+} store_entity;
+
+typedef struct store_field {
+    char *name;
+    store_ftype type;
+    /* VECTOR only (defaults: L2, HNSW, 16, 200) */
+    int metric, vindex;
+    uint32_t m, ef_construction;
+} store_field;
+
+typedef struct store_view {
+    char *name;
+    uint32_t id;
+    int nentities;
+    char **entities;   /* entity names, in ENTITIES order */
+    int *key_types;    /* their STORE_KEY_* */
+    int64_t ttl_us;    /* 0 = no limit */
+    int64_t retention_us; /* 0 = forever */
+    int online;
+    int nfields;
+    store_field *fields;
+    store_ftype *schema; /* the fields' types, for store_row_encode/decode */
+    int64_t created_ms;
+} store_view;
+
+/* One feature of a service: a view's field, or every field of the view (field NULL). */
+typedef struct store_feature_ref {
+    char *view;
+    char *field;
+} store_feature_ref;
+
+typedef struct store_service {
+    char *name;
+    int n;
+    store_feature_ref *features;
+} store_service;
+
+int store_entity_create(store_txn *t, const char *name, size_t len, int key_type,
+                        const char *desc, size_t dlen, char *err, size_t errlen);
+/* ERR_PERM while a view uses the entity. */
+int store_entity_drop(store_txn *t, const char *name, size_t len, char *err, size_t errlen);
+/* spec->name, entities, ttl_us, retention_us, online, nfields and fields are read (id,
+ * key_types, schema and created_ms are filled by the store). Checks: entities exist and are
+ * distinct, 1 to FT_MAX_FIELDS fields with distinct names, ttl and retention >= 0. */
+int store_view_create(store_txn *t, const store_view *spec, char *err, size_t errlen);
+/* Removes the view, its online rows and (after the commit) its history. ERR_PERM while a
+ * service uses it. */
+int store_view_drop(store_txn *t, const char *name, size_t len, char *err, size_t errlen);
+/* Every feature must exist (a view, and a field of it unless field is NULL). */
+int store_service_create(store_txn *t, const char *name, size_t len, int n,
+                         const store_feature_ref *features, char *err, size_t errlen);
+int store_service_drop(store_txn *t, const char *name, size_t len, char *err, size_t errlen);
+
+/* Lookups and listings (in name order) of the in-memory catalog; NULL when absent. */
+const store_entity *store_entity_get(const store *st, const char *name, size_t len);
+const store_view *store_view_get(const store *st, const char *name, size_t len);
+const store_service *store_service_get(const store *st, const char *name, size_t len);
+int store_entity_count(const store *st);
+const store_entity *store_entity_at(const store *st, int i);
+int store_view_count(const store *st);
+const store_view *store_view_at(const store *st, int i);
+int store_service_count(const store *st);
+const store_service *store_service_at(const store *st, int i);
+/* The index of a field of v by name, or -1. */
+int store_view_field(const store_view *v, const char *name, size_t len);
+
+/* Entity keys (see ENTITY KEYS). build: from v->nentities separate values; parse: from a
+ * client's composite argument. Both replace out's contents; ERR_INVAL with err naming the
+ * bad value (wrong count of parts, not an INT64, too long). format: back to the client form
+ * (appended to out). */
+int store_ekey_build(const store_view *v, const char *const *parts, const size_t *lens, buf *out,
+                     char *err, size_t errlen);
+int store_ekey_parse(const store_view *v, const char *arg, size_t len, buf *out, char *err,
+                     size_t errlen);
+void store_ekey_format(const char *ekey, size_t elen, buf *out);
+
+/* FS.PUSH's writes: the row (already encoded with v->schema) goes to the pass's history
+ * batch when to_offline, and replaces the online row (see ONLINE ROWS) when to_online and
+ * v->online. *online_replaced (may be NULL) tells whether it did. */
+int store_fs_push(store_txn *t, const store_view *v, const char *ekey, size_t elen,
+                  int64_t event_us, int64_t created_us, const char *row, size_t rowlen,
+                  int to_online, int to_offline, int *online_replaced);
+/* The online row of (v, ekey); ERR_NOTFOUND. row borrows from LMDB (see READS above). */
+int store_online_get(store_txn *t, const store_view *v, const char *ekey, size_t elen,
+                     int64_t *event_us, int64_t *created_us, const char **row, size_t *rowlen);
+/* Replaces the online row if (event_us, created_us) is >= the stored one (MATERIALIZE). */
+int store_online_put(store_txn *t, const store_view *v, const char *ekey, size_t elen,
+                     int64_t event_us, int64_t created_us, const char *row, size_t rowlen,
+                     int *replaced);
+/* Number of online rows of v (a count of the view's key range). */
+int store_online_count(store_txn *t, const store_view *v, uint64_t *n);
+
+/* The history handle, after writing the pass's pending history batch (so reads see this
+ * pass's pushes). On a write failure the pass is poisoned and the error returned. */
+int store_history(store *st, store_hist **out);
+
+/* Figures for INFO featurestore. */
+typedef struct store_fs_stats {
+    uint64_t pushes, history_batches, history_rows, history_write_errors;
+} store_fs_stats;
+void store_get_fs_stats(const store *st, store_fs_stats *out);
+
 
 #endif
