@@ -327,7 +327,7 @@ class TestPushAndRead(FSCase):
         self.assertEqual(asof(T0), [2])  # ties broken by the largest created
         self.assertEqual(asof(T0 + 10_000), [2])  # event == t - TTL qualifies
         self.assertEqual(asof(T0 + 10_001), [None])  # one ms later it does not
-        self.assertEqual(asof(T0 + 10_001, "WITHMETA"), [[None, T0, b"OUTSIDE_MAX_AGE"]])
+        self.assertEqual(asof(T0 + 10_001, "WITHMETA"), [[None, None, b"NOT_FOUND"]])
         self.assertEqual(asof(T0 + 20_000, "WITHMETA"), [[3, T0 + 20_000, b"PRESENT"]])
         self.assertEqual(asof("2020-09-13T12:26:40Z"), [2])  # T0 in ISO-8601
         self.assertEqual(self.fs("FS.ASOF", v, "d", T0, "WITHMETA"),
