@@ -845,9 +845,20 @@ out:
 
 /* ---- history reads --------------------------------------------------------------------- */
 
+/* The oldest event that can answer a point-in-time read at t: t - TTL (inclusive), and
+ * never older than now - RETENTION (rows a compaction may already have dropped). */
+static int64_t window_start(const store_view *v, int64_t t)
+{
+    int64_t lo = INT64_MIN;
+    if (v->ttl_us > 0 && t >= INT64_MIN + v->ttl_us)
+        lo = t - v->ttl_us;
+    int64_t oldest = v->retention_us > 0 ? clock_us() - v->retention_us : INT64_MIN;
+    return lo > oldest ? lo : oldest;
+}
+
 /* FS.ASOF <view> <entity_key> <ts> [FEATURES <n> <f>...] [WITHMETA]: the values current at
- * ts (largest event <= ts, ties by largest created). A row older than ts - TTL is served as
- * NULL with status OUTSIDE_MAX_AGE; rows older than now - RETENTION do not exist. */
+ * ts (largest event <= ts, ties by largest created, within the window above), as FS.JOIN
+ * answers one row: NOT_FOUND when no row qualifies. */
 void cmd_fs_asof(client *c)
 {
     fs_request rq = {0};
@@ -864,9 +875,8 @@ void cmd_fs_asof(client *c)
     int rc = store_history(srv.store, &h);
     view_row *rows = view_rows_new(&rq);
     if (rc == 0) {
-        int64_t min = v->retention_us > 0 ? clock_us() - v->retention_us : INT64_MIN;
-        rc = store_hist_asof(h, v->id, key.data, key.len, ts, min, &rows[0].event_us, &created,
-                             &row);
+        rc = store_hist_asof(h, v->id, key.data, key.len, ts, window_start(v, ts),
+                             &rows[0].event_us, &created, &row);
         rows[0].found = rc == 0;
         if (rc == 0)
             rc = store_row_decode(v->schema, v->nfields, row.data, row.len, rows[0].vals);
