@@ -1007,7 +1007,21 @@ static int window_row(store_hcur *cur, buf *ent, int64_t start, int64_t end)
     return rc ? rc : 0;
 }
 
-/* Writes each entity's newest row of [start, end] online; *written counts replacements. */
+/* 1 when the online row of (v, ekey) is at least as new as (event_us, created_us): then
+ * it already is this history row or a newer one, and is left alone. */
+static int online_has(store_txn *t, const store_view *v, const char *ekey, size_t elen,
+                      int64_t event_us, int64_t created_us)
+{
+    int64_t ev, cr;
+    const char *row;
+    size_t len;
+    if (store_online_get(t, v, ekey, elen, &ev, &cr, &row, &len) != 0)
+        return 0;
+    return ev > event_us || (ev == event_us && cr >= created_us);
+}
+
+/* Writes each entity's newest row of [start, end] online where the online row is older;
+ * *written counts them. */
 static int materialize(store_txn *t, const store_view *v, store_hcur *cur, int64_t start,
                        int64_t end, long long *written)
 {
@@ -1027,6 +1041,8 @@ static int materialize(store_txn *t, const store_view *v, store_hcur *cur, int64
         int64_t event, created;
         int replaced;
         store_hcur_row(cur, &e, &elen, &event, &created, &row, &rowlen);
+        if (online_has(t, v, e, elen, event, created))
+            continue;
         if ((rc = store_online_put(t, v, e, elen, event, created, row, rowlen, &replaced)))
             break;
         *written += replaced;
