@@ -1,7 +1,10 @@
 /* env.c: the LMDB environment and the one write path around it: opening and checking the
  * data directory, the per-pass read snapshot and group-committed write transaction, the
  * durability policy (fsync per commit, a background sync every second, or none), growth of
- * the memory map before it fills, and the replication log's offsets. */
+ * the memory map before it fills, and the replication log's offsets. The feature store's
+ * second engine joins the same path: the history (RocksDB) is opened and matched to the
+ * catalog here, a commit writes the pass's history batch before LMDB commits and drops
+ * the dropped views' column families after, and a failed pass undoes the catalog. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -279,6 +282,10 @@ static void *sync_main(void *arg)
         if (st->sync_stop || !atomic_exchange(&st->sync_pending, 0))
             continue;
         pthread_mutex_unlock(&st->sync_mu);
+        /* history first: what LMDB has on disk never runs ahead of it by more than the
+         * commits of this last moment */
+        if (store__hist_sync(st->hist) != 0)
+            atomic_store(&st->sync_pending, 1);
         pthread_mutex_lock(&st->map_mu);
         int rc = mdb_env_sync(st->env, 1);
         pthread_mutex_unlock(&st->map_mu);
@@ -365,6 +372,7 @@ void store_close(store *st)
         pthread_mutex_unlock(&st->sync_mu);
         pthread_join(st->sync_thread, NULL);
     }
+    store__hist_sync(st->hist);
     close_fs(st);
     mdb_env_sync(st->env, 1);
     mdb_env_close(st->env);
