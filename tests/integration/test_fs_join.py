@@ -144,12 +144,9 @@ class JoinBase(unittest.TestCase):
     def setUpClass(cls):
         cls.server = harness.Server(durability="no")
         cls.server.__enter__()
+        cls.addClassCleanup(cls.server.__exit__, None, None, None)  # also if setUpClass fails
         cls.r = cls.server.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.r.close()
-        cls.server.__exit__(None, None, None)
+        cls.addClassCleanup(cls.r.close)
 
     def cmd(self, *args):
         return self.r.execute_command(*args)
