@@ -670,6 +670,8 @@ int main(int argc, char **argv)
         fprintf(stderr, TOOL ": cannot open %s: %s\n", J.o.file, strerror(errno));
         return 1;
     }
+    if (fd == STDIN_FILENO)
+        J.o.file = "<stdin>";
     struct stat st;
     uint64_t total = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
     J.rd = csv_open_fd(fd);

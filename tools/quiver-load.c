@@ -52,6 +52,9 @@ static const char usage[] =
     "  --help             this text\n"
     "\n"
     "An unquoted empty cell is NULL (the field is left out); \"\" is the empty string.\n"
+    "A regular file is checked whole before anything is sent: a malformed file, or a row\n"
+    "without an entity value or a timestamp, changes nothing. The pushes are not one\n"
+    "transaction: when the server refuses a row, the rows before it stay stored.\n"
     "Exit status: 0 when every row was stored (or --skip-errors), 1 otherwise.\n";
 
 typedef struct load_opts {
@@ -255,53 +258,75 @@ static void row_error(load *L, uint64_t line, const char *msg)
         fprintf(stderr, TOOL ": (further errors are counted, not shown)\n");
 }
 
-/* Queues the FS.PUSH of one data row, or says what is wrong with the row. */
-static int queue_row(load *L, const csv_record *rec, char *err, size_t errlen)
+/* What one data row sends besides its fields, once checked. */
+typedef struct row_args {
+    const csv_field *ent[64]; /* or ent_more when the view has more entities */
+    const csv_field **ent_more;
+    char tsbuf[CLI_TS_MAX], crbuf[CLI_TS_MAX];
+    const char *ts, *created; /* created NULL: the server's time */
+    size_t tslen, crlen;
+    int present; /* fields that are not NULL */
+} row_args;
+
+static const csv_field **row_ents(row_args *a)
 {
-    const csv_field *ents[64];
-    const csv_field **ent = L->nent <= 64 ? ents : xmalloc((size_t)L->nent * sizeof *ent);
-    int rc = 0;
+    return a->ent_more ? a->ent_more : a->ent;
+}
+
+/* Checks one data row (entity values present, timestamps in range) into *a, or says what
+ * is wrong with it. row_args_free() after either. */
+static int check_row(const load *L, const csv_record *rec, row_args *a, char *err, size_t errlen)
+{
+    a->ent_more = L->nent > 64 ? xmalloc((size_t)L->nent * sizeof *a->ent_more) : NULL;
+    const csv_field **ent = row_ents(a);
     for (int e = 0; e < L->nent; e++) {
         ent[e] = &rec->fields[L->ent_col[e]];
         if (ent[e]->len == 0) {
             snprintf(err, errlen, "no value in the entity column '%s'", L->ent_name[e]);
-            rc = ERR_INVAL;
-            goto done;
+            return ERR_INVAL;
         }
     }
     const csv_field *ts = &rec->fields[L->ts_col];
-    char tsbuf[CLI_TS_MAX], crbuf[CLI_TS_MAX];
-    const char *tsarg, *crarg = NULL;
-    size_t tslen, crlen = 0;
-    if (ts->len == 0 || cli_ts(ts->p, ts->len, L->o.ts_unit, tsbuf, &tsarg, &tslen)) {
+    if (ts->len == 0 || cli_ts(ts->p, ts->len, L->o.ts_unit, a->tsbuf, &a->ts, &a->tslen)) {
         snprintf(err, errlen, "%s timestamp in the column '%s'",
                  ts->len ? "out of range" : "no", L->o.ts);
-        rc = ERR_INVAL;
-        goto done;
+        return ERR_INVAL;
     }
+    a->created = NULL;
     if (L->created_col >= 0) {
         const csv_field *cr = &rec->fields[L->created_col];
-        if (cr->len && cli_ts(cr->p, cr->len, L->o.ts_unit, crbuf, &crarg, &crlen)) {
+        if (cr->len && cli_ts(cr->p, cr->len, L->o.ts_unit, a->crbuf, &a->created, &a->crlen)) {
             snprintf(err, errlen, "out of range timestamp in the column '%s'", L->o.created);
-            rc = ERR_INVAL;
-            goto done;
+            return ERR_INVAL;
         }
     }
-    int present = 0;
+    a->present = 0;
     for (int i = 0; i < L->nfields; i++) {
         const csv_field *f = &rec->fields[L->field_col[i]];
-        present += f->len > 0 || f->quoted;
+        a->present += f->len > 0 || f->quoted;
     }
+    return 0;
+}
+
+static void row_args_free(row_args *a)
+{
+    xfree(a->ent_more);
+    a->ent_more = NULL;
+}
+
+/* Queues the FS.PUSH of a checked row. */
+static void queue_row(load *L, const csv_record *rec, row_args *a)
+{
     buf *out = conn_out(L->c);
-    resp_cmd(out, 4 + (crarg ? 2 : 0) + L->tail_args + 2 * present);
+    resp_cmd(out, 4 + (a->created ? 2 : 0) + L->tail_args + 2 * a->present);
     buf_append(out, L->head.data, L->head.len);
     L->key.len = 0;
-    cli_entity_key(&L->key, ent, L->nent);
+    cli_entity_key(&L->key, row_ents(a), L->nent);
     resp_arg(out, L->key.data, L->key.len);
-    resp_arg(out, tsarg, tslen);
-    if (crarg) {
+    resp_arg(out, a->ts, a->tslen);
+    if (a->created) {
         resp_argz(out, "CREATED");
-        resp_arg(out, crarg, crlen);
+        resp_arg(out, a->created, a->crlen);
     }
     buf_append(out, L->tail.data, L->tail.len);
     for (int i = 0; i < L->nfields; i++) {
@@ -311,10 +336,6 @@ static int queue_row(load *L, const csv_record *rec, char *err, size_t errlen)
         buf_append(out, L->field_arg.data + L->field_off[i], L->field_off[i + 1] - L->field_off[i]);
         resp_arg(out, f->p, f->len);
     }
-done:
-    if (ent != ents)
-        xfree(ent);
-    return rc;
 }
 
 /* Checks one reply against the command it answers. */
@@ -350,7 +371,12 @@ static int run(load *L)
                 L->stop = 2;
                 break;
             }
-            if (queue_row(L, &rec, err, sizeof err) != 0) {
+            row_args a;
+            int bad = check_row(L, &rec, &a, err, sizeof err);
+            if (!bad)
+                queue_row(L, &rec, &a);
+            row_args_free(&a);
+            if (bad) {
                 row_error(L, rec.line, err);
                 continue;
             }
@@ -386,6 +412,42 @@ lost:
     return 1;
 }
 
+/* A regular file is read once before anything is sent, so that a malformed file (or,
+ * without --skip-errors, a row that cannot be sent) changes nothing. Then L->rd starts
+ * again at the first data row. 0, or 1 after reporting. */
+static int precheck(load *L, int fd)
+{
+    char err[512];
+    csv_record rec;
+    uint64_t bad = 0;
+    int rc;
+    while ((rc = csv_next(L->rd, &rec, err, sizeof err)) == 1) {
+        if (L->o.skip_errors)
+            continue;
+        row_args a;
+        if (check_row(L, &rec, &a, err, sizeof err) && ++bad <= MAX_SHOWN_ERRORS)
+            fprintf(stderr, TOOL ": %s: line %llu: %s\n", L->o.file,
+                    (unsigned long long)rec.line, err);
+        row_args_free(&a);
+    }
+    if (rc < 0)
+        fprintf(stderr, TOOL ": %s: %s\n", L->o.file, err);
+    if (rc < 0 || bad) {
+        fprintf(stderr, TOOL ": nothing was sent%s\n",
+                bad ? " (rows that cannot be sent are listed above; --skip-errors skips them)"
+                    : "");
+        return 1;
+    }
+    csv_close(L->rd);
+    L->rd = NULL;
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        fprintf(stderr, TOOL ": %s: %s\n", L->o.file, strerror(errno));
+        return 1;
+    }
+    L->rd = csv_open_fd(fd);
+    return csv_next(L->rd, &rec, err, sizeof err) == 1 ? 0 : 1;
+}
+
 static void load_free(load *L)
 {
     for (int e = 0; e < L->nent && L->ent_name; e++)
@@ -413,8 +475,12 @@ int main(int argc, char **argv)
         fprintf(stderr, TOOL ": cannot open %s: %s\n", L.o.file, strerror(errno));
         return 1;
     }
+    if (fd == STDIN_FILENO)
+        L.o.file = "<stdin>";
     struct stat st;
-    uint64_t total = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+    if (fstat(fd, &st) != 0)
+        st.st_mode = 0;
+    uint64_t total = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
     L.rd = csv_open_fd(fd);
     csv_record hdr;
     int status = 1, rc = csv_next(L.rd, &hdr, err, sizeof err);
@@ -427,6 +493,8 @@ int main(int argc, char **argv)
         goto out;
     }
     build_constants(&L);
+    if (S_ISREG(st.st_mode) && precheck(&L, fd))
+        goto out;
     if (conn_open(&L.o.conn, &L.c, err, sizeof err) != 0) {
         fprintf(stderr, TOOL ": %s\n", err);
         goto out;
