@@ -212,6 +212,7 @@ static int parse_entities(client *c, int i, store_view *spec)
     return 0;
 }
 
+/* One of nwords words after the option word at argv[i]; *out gets its value. */
 static int parse_word(client *c, int i, const char *const *words, int nwords, const int *vals,
                       int *out)
 {
@@ -222,7 +223,13 @@ static int parse_word(client *c, int i, const char *const *words, int nwords, co
             *out = vals[k];
             return 0;
         }
-    reply_errorf(c, "%.*s '%.*s' is not one of the allowed values", ARG(c, i), ARG(c, i + 1));
+    buf b;
+    buf_init(&b);
+    for (int k = 0; k < nwords; k++)
+        buf_printf(&b, "%s%s", k ? "|" : "", words[k]);
+    reply_errorf(c, "%.*s '%.*s' is not one of %.*s", ARG(c, i), ARG(c, i + 1), (int)b.len,
+                 b.data);
+    buf_free(&b);
     return -1;
 }
 
@@ -872,8 +879,8 @@ void cmd_fs_asof(client *c)
     if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, &ts) ||
         fs_parse_view_features(c, v, 4, &rq, &next) || (withmeta = withmeta_tail(c, next)) < 0)
         goto done;
-    int rc = store_history(srv.store, &h);
     view_row *rows = view_rows_new(&rq);
+    int rc = store_history(srv.store, &h);
     if (rc == 0) {
         rc = store_hist_asof(h, v->id, key.data, key.len, ts, window_start(v, ts),
                              &rows[0].event_us, &created, &row);
@@ -1007,7 +1014,21 @@ static int window_row(store_hcur *cur, buf *ent, int64_t start, int64_t end)
     return rc ? rc : 0;
 }
 
-/* Writes each entity's newest row of [start, end] online; *written counts replacements. */
+/* 1 when the online row of (v, ekey) is at least as new as (event_us, created_us): then
+ * it already is this history row or a newer one, and is left alone. */
+static int online_has(store_txn *t, const store_view *v, const char *ekey, size_t elen,
+                      int64_t event_us, int64_t created_us)
+{
+    int64_t ev, cr;
+    const char *row;
+    size_t len;
+    if (store_online_get(t, v, ekey, elen, &ev, &cr, &row, &len) != 0)
+        return 0;
+    return ev > event_us || (ev == event_us && cr >= created_us);
+}
+
+/* Writes each entity's newest row of [start, end] online where the online row is older;
+ * *written counts them. */
 static int materialize(store_txn *t, const store_view *v, store_hcur *cur, int64_t start,
                        int64_t end, long long *written)
 {
@@ -1027,6 +1048,8 @@ static int materialize(store_txn *t, const store_view *v, store_hcur *cur, int64
         int64_t event, created;
         int replaced;
         store_hcur_row(cur, &e, &elen, &event, &created, &row, &rowlen);
+        if (online_has(t, v, e, elen, event, created))
+            continue;
         if ((rc = store_online_put(t, v, e, elen, event, created, row, rowlen, &replaced)))
             break;
         *written += replaced;

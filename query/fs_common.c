@@ -72,8 +72,8 @@ static int add_field(client *c, fs_request *rq, const store_view *v, const char 
     }
     int k = store_view_field(v, f, flen);
     if (k < 0) {
-        reply_errorf(c, "unknown field '%.*s' of feature view '%s'", (int)(flen > SHOWN ? SHOWN : flen),
-                     f, v->name);
+        reply_errorf(c, "unknown field '%.*s' of feature view '%s'",
+                     (int)(flen > SHOWN ? SHOWN : flen), f, v->name);
         return -1;
     }
     request_add(rq, v, k);
@@ -214,7 +214,7 @@ int fs_row_key(client *c, const fs_request *rq, int v, const char *const *vals,
         xfree(plens);
     }
     if (rc) {
-        reply_errorf(c, "entity key of feature view '%s': %s", view->name, err);
+        reply_error(c, err); /* names the entity and the value */
         return -1;
     }
     return 0;
@@ -225,7 +225,7 @@ int fs_arg_key(client *c, const store_view *v, int i, buf *out)
     char err[256];
     if (store_ekey_parse(v, c->argv[i], c->argl[i], out, err, sizeof err) == 0)
         return 0;
-    reply_errorf(c, "entity key '%.*s' of feature view '%s': %s", ARG(c, i), v->name, err);
+    reply_error(c, err); /* names the key, or the entity and the value */
     return -1;
 }
 

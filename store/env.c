@@ -1,7 +1,10 @@
 /* env.c: the LMDB environment and the one write path around it: opening and checking the
  * data directory, the per-pass read snapshot and group-committed write transaction, the
  * durability policy (fsync per commit, a background sync every second, or none), growth of
- * the memory map before it fills, and the replication log's offsets. */
+ * the memory map before it fills, and the replication log's offsets. The feature store's
+ * second engine joins the same path: the history (RocksDB) is opened and matched to the
+ * catalog here, a commit writes the pass's history batch before LMDB commits and drops
+ * the dropped views' column families after, and a failed pass undoes the catalog. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -162,8 +165,7 @@ static int reconcile_history(store *st, char *err, size_t errlen)
     int n = store_hist_views(st->hist, NULL, 0);
     uint32_t *ids = xcalloc((size_t)n + 1, sizeof *ids);
     n = store_hist_views(st->hist, ids, n);
-    int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = 0; i < n; i++) {
         int owned = 0;
         for (int j = 0; j < st->cat.nviews && !owned; j++)
             owned = st->cat.views[j].id == ids[i];
@@ -171,9 +173,11 @@ static int reconcile_history(store *st, char *err, size_t errlen)
             continue;
         log_warn("store: dropping the history of view id %u, which no view owns",
                  (unsigned)ids[i]);
-        rc = store_hist_drop_view(st->hist, ids[i]);
+        if (store_hist_drop_view(st->hist, ids[i]) != 0) /* kept: only space is lost */
+            log_warn("store: cannot drop the history of view id %u", (unsigned)ids[i]);
     }
     xfree(ids);
+    int rc = 0;
     for (int j = 0; j < st->cat.nviews && !rc; j++) {
         const store_view *v = &st->cat.views[j];
         rc = store_hist_set_retention(st->hist, v->id, v->retention_us);
@@ -279,6 +283,10 @@ static void *sync_main(void *arg)
         if (st->sync_stop || !atomic_exchange(&st->sync_pending, 0))
             continue;
         pthread_mutex_unlock(&st->sync_mu);
+        /* history first: what LMDB has on disk never runs ahead of it by more than the
+         * commits of this last moment */
+        if (store__hist_sync(st->hist) != 0)
+            atomic_store(&st->sync_pending, 1);
         pthread_mutex_lock(&st->map_mu);
         int rc = mdb_env_sync(st->env, 1);
         pthread_mutex_unlock(&st->map_mu);
@@ -365,6 +373,7 @@ void store_close(store *st)
         pthread_mutex_unlock(&st->sync_mu);
         pthread_join(st->sync_thread, NULL);
     }
+    store__hist_sync(st->hist);
     close_fs(st);
     mdb_env_sync(st->env, 1);
     mdb_env_close(st->env);
@@ -579,8 +588,6 @@ int store_txn_end(store *st)
         } else {
             err = commit(st);
         }
-    } else if (err) {
-        fs_failed(st); /* a failed mid-pass commit already did; a failed history write not */
     }
     if (st->rd_open && !st->rd_reset) {
         mdb_txn_reset(st->rd.txn);

@@ -11,7 +11,7 @@
  * dropped while another thread reads it (or an iterator is open on it) stays valid until the
  * last user lets go. A view's compaction filter (and the small struct it reads) is freed only
  * at close, because a background compaction of a dropped column family may still run it. */
-#include "store.h"
+#include "store_int.h"
 
 #include <pthread.h>
 #include <rocksdb/c.h>
@@ -467,6 +467,13 @@ int store_hist_drop_view(store_hist *h, uint32_t view)
     return rc;
 }
 
+int store__hist_sync(store_hist *h)
+{
+    char *msg = NULL;
+    rocksdb_flush_wal(h->db, 1, &msg);
+    return rdb_error(msg, "syncing the log", NULL, 0);
+}
+
 int store_hist_compact(store_hist *h, uint32_t view)
 {
     hview *v = view_get(h, view);
@@ -751,10 +758,17 @@ void store_hcur_free(store_hcur *c)
     xfree(c);
 }
 
+/* 1 if entity is the cursor's current one. */
+static int hcur_is(const store_hcur *c, const char *entity, size_t elen)
+{
+    return c->has_ent && c->ent.len == elen &&
+           (elen == 0 || memcmp(c->ent.data, entity, elen) == 0);
+}
+
 /* Makes entity the cursor's current one, with an iterator bounded to its keys. */
 static void hcur_bind(store_hcur *c, const char *entity, size_t elen)
 {
-    if (c->it && c->has_ent && c->ent.len == elen && memcmp(c->ent.data, entity, elen) == 0)
+    if (c->it && hcur_is(c, entity, elen))
         return;
     hcur_drop_iter(c);
     if (entity != c->ent.data) { /* next_entity passes a copy already in c->ent */
@@ -785,7 +799,7 @@ static int hcur_settle(store_hcur *c)
     const char *k = rocksdb_iter_key(c->it, &klen), *e;
     int64_t ev, cr;
     int rc = key_decode(k, klen, &e, &elen, &ev, &cr);
-    if (rc == 0 && (elen != c->ent.len || memcmp(e, c->ent.data, elen) != 0))
+    if (rc == 0 && !hcur_is(c, e, elen))
         rc = ERR_CORRUPT; /* the bounds make this impossible unless keys are bad */
     c->positioned = rc == 0;
     return rc;

@@ -117,6 +117,8 @@ void store__count(store *st, int db, int dkeys, int dexpires);
 int store__catalog_load(store *st, char *err, size_t errlen);
 void store__catalog_free(store__catalog *cat);
 void store__ids_add(store__ids *l, uint32_t id);
+/* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
+int store__hist_sync(store_hist *h);
 /* Deletes every online row of a view (online.c). */
 int store__online_clear(store_txn *t, uint32_t view);
 

@@ -142,26 +142,30 @@ class TestCatalog(FSCase):
         before = self.fs("FS.VIEW.LIST")
         base = ["FS.VIEW.CREATE", name, "ENTITIES", "1", d]
         cases = [
-            ("missing SCHEMA", base),
-            ("SCHEMA needs at least one field", base + ["SCHEMA"]),
-            ("missing ENTITIES", ["FS.VIEW.CREATE", name, "TTL", "5", "SCHEMA", "a", "INT64"]),
+            ("missing SCHEMA", base + ["TTL", "1", "ONLINE", "YES"]),
+            ("wrong number of arguments", base),
+            ("SCHEMA needs at least one field", base + ["TTL", "1", "SCHEMA"]),
+            ("missing ENTITIES", ["FS.VIEW.CREATE", name, "TTL", "5", "ONLINE", "NO", "SCHEMA", "a",
+                                  "INT64"]),
             ("unknown type 'DECIMAL' for field 'a'", base + ["SCHEMA", "a", "DECIMAL"]),
             ("field 'b' needs a type", base + ["SCHEMA", "a", "INT64", "b"]),
             ("VECTOR '0' is not an integer", base + ["SCHEMA", "a", "VECTOR", "0"]),
             ("VECTOR 'x' is not an integer", base + ["SCHEMA", "a", "VECTOR", "x"]),
             ("VECTOR needs a value", base + ["SCHEMA", "a", "VECTOR"]),
-            ("METRIC 'L3' is not one of", base + ["SCHEMA", "a", "VECTOR", "2", "METRIC", "L3"]),
+            ("METRIC 'L3' is not one of L2|IP|COSINE", base + ["SCHEMA", "a", "VECTOR", "2", "METRIC", "L3"]),
             ("INDEX 'IVF' is not one of", base + ["SCHEMA", "a", "VECTOR", "2", "INDEX", "IVF"]),
             ("M '1' is not an integer from 2", base + ["SCHEMA", "a", "VECTOR", "2", "M", "1"]),
             ("EF_CONSTRUCTION '0'", base + ["SCHEMA", "a", "VECTOR", "2", "EF_CONSTRUCTION", "0"]),
             ("TTL '-1' is not a number of seconds", base + ["TTL", "-1", "SCHEMA", "a", "INT64"]),
             ("TTL '1.5' is not a number of seconds", base + ["TTL", "1.5", "SCHEMA", "a", "INT64"]),
             ("RETENTION 'x'", base + ["RETENTION", "x", "SCHEMA", "a", "INT64"]),
-            ("ONLINE 'MAYBE' is not one of", base + ["ONLINE", "MAYBE", "SCHEMA", "a", "INT64"]),
-            ("unknown or misplaced argument 'COLOR'", base + ["COLOR", "x", "SCHEMA", "a", "INT64"]),
+            ("ONLINE 'MAYBE' is not one of YES|NO", base + ["ONLINE", "MAYBE", "SCHEMA", "a", "INT64"]),
+            ("unknown or misplaced argument 'COLOR'",
+             base + ["COLOR", "x", "SCHEMA", "a", "INT64"]),
             ("ENTITIES count '0' is not an integer >= 1",
-             ["FS.VIEW.CREATE", name, "ENTITIES", "0", "SCHEMA", "a", "INT64"]),
-            ("ENTITIES count 9 but only", ["FS.VIEW.CREATE", name, "ENTITIES", "9", d, "SCHEMA"]),
+             ["FS.VIEW.CREATE", name, "ENTITIES", "0", "SCHEMA", "a", "INT64", "b", "INT64"]),
+            ("ENTITIES count 9 but only",
+             ["FS.VIEW.CREATE", name, "ENTITIES", "9", d, "SCHEMA", "a", "INT64"]),
             ("ENTITIES given twice", base + ["ENTITIES", "1", d, "SCHEMA", "a", "INT64"]),
             ("", base + ["SCHEMA", "a", "INT64", "a", "STRING"]),  # duplicate field
             ("", base + ["SCHEMA", "a:b", "INT64"]),  # ':' in a name
@@ -240,11 +244,13 @@ class TestPushAndRead(FSCase):
         self.assertEqual(self.fs("FS.PUSH", v, "d1", T0 - 5, "FIELDS", "s", "Old"), 0)
         self.assertEqual(self.fs("FS.GET", v, "d1", "FEATURES", "1", "s"), [b"Lyon"])
         # same event: the later created wins, an earlier created does not
-        self.assertEqual(self.fs("FS.PUSH", v, "d1", T0 + 1, "CREATED", T0 + 10, "FIELDS",
+        self.assertEqual(self.fs("FS.PUSH", v, "d1", T0 + 2, "CREATED", T0 + 10, "FIELDS",
                                  "s", "New"), 1)
-        self.assertEqual(self.fs("FS.PUSH", v, "d1", T0 + 1, "CREATED", T0 + 9, "FIELDS",
+        self.assertEqual(self.fs("FS.PUSH", v, "d1", T0 + 2, "CREATED", T0 + 9, "FIELDS",
                                  "s", "Stale"), 0)
-        self.assertEqual(self.fs("FS.GET", v, "d1", "FEATURES", "1", "s"), [b"New"])
+        self.assertEqual(self.fs("FS.PUSH", v, "d1", T0 + 2, "CREATED", T0 + 10, "FIELDS",
+                                 "s", "Same"), 1)  # the same (event, created) replaces
+        self.assertEqual(self.fs("FS.GET", v, "d1", "FEATURES", "1", "s"), [b"Same"])
         self.assertEqual(self.info(v)["online_rows"], 1)
 
     def test_push_targets(self):
@@ -270,11 +276,34 @@ class TestPushAndRead(FSCase):
         self.err("ONLINE NO", "FS.PUSH", off, "k", T0, "TO", "ONLINE", "FIELDS", "x", "2")
         self.assertEqual(len(self.fs("FS.HISTORY", off, "k")), 1)
 
+    def test_push_in_multi(self):
+        v = self.driver_view()
+        p = self.r.pipeline(transaction=True)
+        p.execute_command("FS.PUSH", v, "m", T0, "FIELDS", "trips", "5")
+        p.execute_command("FS.GET", v, "m", "FEATURES", "1", "trips")
+        p.execute_command("FS.PUSH", v, "m", T0 - 1, "FIELDS", "trips", "4")
+        self.assertEqual(p.execute(), [1, [5], 0])
+        self.assertEqual([r[0] for r in self.fs("FS.HISTORY", v, "m")], [T0 - 1, T0])
+
+    def offset(self):
+        return self.r.info("replication")["master_repl_offset"]
+
     def test_created_defaults_to_receive_time(self):
         v = self.driver_view()
+        offset = self.offset()
         before = now_ms()
         self.fs("FS.PUSH", v, "a", T0, "FIELDS", "trips", "1")
         after = now_ms()
+        # logged for replicas with the CREATED the server chose (27 bytes of ISO-8601, to the
+        # microsecond), so that a replica stores the same row
+        logged = harness.encode("FS.PUSH", v, "a", T0, "CREATED", "x" * 27, "FIELDS", "trips",
+                                "1")
+        self.assertEqual(self.offset() - offset, len(logged))
+        offset = self.offset()
+        self.fs("FS.PUSH", v, "a2", T0, "CREATED", T0, "FIELDS", "trips", "1")
+        self.assertEqual(self.offset() - offset,
+                         len(harness.encode("FS.PUSH", v, "a2", T0, "CREATED", T0, "FIELDS",
+                                            "trips", "1")))
         [[event, created, values]] = self.fs("FS.HISTORY", v, "a")
         self.assertEqual(event, T0)
         self.assertTrue(before - 1 <= created <= after + 1, (before, created, after))
@@ -375,10 +404,14 @@ class TestPushAndRead(FSCase):
         self.assertEqual(self.fs("FS.MGET", "FEATURES", "1", v + ":x", "ROWS", "3",
                                  "a:b", "1", "a\\", "1", "a", "1"),
                          [[b"colon"], [b"backslash"], [b"plain"]])
-        for key in ("a", "a:1:2", "a:x", "a:01"):  # wrong part count, not a canonical INT64
-            self.err("entity key '%s' of feature view '%s'" % (key, v), "FS.GET", v, key)
-        self.err("entity key of feature view", "FS.MGET", "FEATURES", "1", v + ":x", "ROWS",
-                 "1", "a", "x")
+        for key, pattern in (("a", "entity key 'a' has 1 part"), ("a:1:2", "has 3 parts"),
+                             ("a:x", "INT64 value, got 'x'"), ("a:01", "got '01'"),
+                             (r"a\b:1", "bad escape in entity key")):
+            self.err(pattern, "FS.GET", v, key)
+            self.err(pattern, "FS.PUSH", v, key, T0, "FIELDS", "x", "1")
+        self.assertEqual(self.info(v)["online_rows"], 3)
+        self.err("entity '%s' needs an INT64 value, got 'x'" % c, "FS.MGET", "FEATURES", "1",
+                 v + ":x", "ROWS", "1", "a", "x")
 
 
 class TestMget(FSCase):
@@ -413,7 +446,8 @@ class TestMget(FSCase):
              ("FS.MGET", s, "ROWS", "2", "c1", "d1", "c1")),
             ("got 5", ("FS.MGET", s, "ROWS", "2", "c1", "d1", "c1", "d1", "c1")),
             ("ROWS count 'x'", ("FS.MGET", s, "ROWS", "x", "c1")),
-            ("missing ROWS", ("FS.MGET", s)),
+            ("missing ROWS", ("FS.MGET", "FEATURES", "1", dv + ":trips")),
+            ("wrong number of arguments", ("FS.MGET", s)),
             ("unknown or misplaced argument 'ROW'", ("FS.MGET", s, "ROW", "1", "c1", "d1")),
             ("unknown feature service", ("FS.MGET", self.n("nosuch"), "ROWS", "0")),
             ("unknown field 'zz'", ("FS.MGET", "FEATURES", "1", dv + ":zz", "ROWS", "0")),
@@ -477,6 +511,7 @@ class TestBadInput(FSCase):
         self.fs("FS.PUSH", v, "d", T0, "FIELDS", "n", "1")
         before = self.state(v)
         pushes = pairs_info(self.r)["fs_pushes"]
+        offset = self.r.info("replication")["master_repl_offset"]
         p = ["FS.PUSH", v, "d", T0 + 1]
         cases = [
             ("unknown feature view '%s'" % self.n("nosuch"),
@@ -490,22 +525,23 @@ class TestBadInput(FSCase):
             ("field 'emb': vector blob of 7 bytes", p + ["FIELDS", "emb", b"\x00" * 7]),
             ("unknown field 'zz' of feature view '%s'" % v, p + ["FIELDS", "zz", "1"]),
             ("duplicate field 'n' in FIELDS", p + ["FIELDS", "n", "1", "n", "2"]),
-            ("missing FIELDS", p),
-            ("missing FIELDS", p + ["TO", "BOTH"]),
-            ("FIELDS needs <field> <value> pairs", p + ["FIELDS"]),
+            ("wrong number of arguments", p),
+            ("missing FIELDS", p + ["CREATED", T0, "TO", "BOTH"]),
+            ("FIELDS needs <field> <value> pairs", p + ["TO", "BOTH", "FIELDS"]),
             ("FIELDS needs <field> <value> pairs", p + ["FIELDS", "n", "1", "ok"]),
             ("invalid timestamp", ["FS.PUSH", v, "d", "later", "FIELDS", "n", "1"]),
             ("invalid timestamp", p + ["CREATED", "2021-13-01", "FIELDS", "n", "1"]),
             ("TO 'NOWHERE' is not ONLINE, OFFLINE or BOTH", p + ["TO", "NOWHERE", "FIELDS", "n",
                                                                 "1"]),
             ("unknown or misplaced argument 'TTL'", p + ["TTL", "5", "FIELDS", "n", "1"]),
-            ("entity key", ["FS.PUSH", v, "a:b", T0, "FIELDS", "n", "1"]),
+            ("entity key 'a:b' has 2 parts", ["FS.PUSH", v, "a:b", T0, "FIELDS", "n", "1"]),
             ("wrong number of arguments", ["FS.PUSH", v, "d", T0, "FIELDS", "n"]),
         ]
         for pattern, args in cases:
             self.err(pattern, *args)
         self.assertEqual(self.state(v), before)
         self.assertEqual(pairs_info(self.r)["fs_pushes"], pushes)
+        self.assertEqual(self.r.info("replication")["master_repl_offset"], offset)  # unlogged
 
     def test_read_errors(self):
         v = self.driver_view()
@@ -575,11 +611,13 @@ class TestIntrospection(FSCase):
         self.assertEqual(names[:3], [b"view", b"entity", b"event-ts"])
         self.assertIn(b"fields", [map_get(a, b"token")[1].lower() for a in args
                                   if any(k == ("bulk", b"token") for k, _ in a[1])])
-        info = self.r.execute_command("COMMAND", "INFO", "fs.get", "fs.push", "fs.view.compact")
-        self.assertEqual(info[0][0], b"fs.get")
-        self.assertEqual(set(info[0][2]), {b"readonly", b"fast"})
-        self.assertEqual(set(info[1][2]), {b"write", b"denyoom"})
-        self.assertEqual(set(info[2][2]), {b"admin"})
+        raw = self.server.raw()
+        self.addCleanup(raw.close)
+        info = raw.command("COMMAND", "INFO", "fs.get", "fs.push", "fs.view.compact")
+        self.assertEqual(info[0][:2], [b"fs.get", -3])
+        self.assertEqual(info[0][2], [b"readonly", b"fast"])
+        self.assertEqual(info[1][2], [b"write", b"denyoom"])
+        self.assertEqual(info[2][2], [b"admin"])
         self.assertEqual(info[1][3:6], [0, 0, 0])  # no keyspace keys
         # INFO featurestore
         before = self.r.info("featurestore")

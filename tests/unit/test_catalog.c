@@ -598,6 +598,57 @@ static void test_failed_pass_rolls_back(void **state)
     assert_int_equal(fs.history_rows, 1);
 }
 
+/* A history write that fails fails its pass: at the commit (LMDB does not commit after
+ * it) or mid-pass in store_history (the pass is poisoned). The failure is made by dropping
+ * a column family behind the store's back, so the batch names a view that is gone. */
+static void test_history_write_failure(void **state)
+{
+    fx *f = *state;
+    std_catalog(f);
+    end(f);
+    const store_view *dv = store_view_get(f->st, S("dv"));
+    uint32_t dv_id = dv->id, cv_id = store_view_get(f->st, S("cv"))->id;
+    store_hist *h = hist(f);
+    push(f, dv, "1", 100, 1, 10, 1, 1);
+    entity(f, "zone", STORE_KEY_STRING);
+    OK(store_hist_drop_view(h, dv_id));
+    assert_int_equal(store_txn_end(f->st), ERR_NOTFOUND);
+    assert_null(store_entity_get(f->st, S("zone")));
+    dv = store_view_get(f->st, S("dv"));
+    assert_int_equal(online_a(f, dv, "1", NULL, NULL), -1);
+    end(f);
+    store_fs_stats fs;
+    store_stats ss;
+    store_get_fs_stats(f->st, &fs);
+    store_get_stats(f->st, &ss);
+    assert_int_equal(fs.history_write_errors, 1);
+    assert_int_equal(fs.history_batches, 0);
+    assert_int_equal(ss.failed_commits, 1);
+
+    const store_view *cv = store_view_get(f->st, S("cv"));
+    push(f, cv, "a:1", 100, 1, 20, 1, 1);
+    OK(store_hist_drop_view(h, cv_id));
+    store_hist *got = NULL;
+    assert_int_equal(store_history(f->st, &got), ERR_NOTFOUND);
+    assert_ptr_equal(got, h);
+    store_txn *t;
+    assert_int_equal(store_txn_write(f->st, 0, &t), ERR_NOTFOUND); /* poisoned */
+    assert_int_equal(store_txn_end(f->st), ERR_NOTFOUND);
+    assert_int_equal(online_a(f, store_view_get(f->st, S("cv")), "a:1", NULL, NULL), -1);
+    end(f);
+
+    /* the views lost their history behind the store's back: a reopen gives them new ones */
+    fx_reopen(f);
+    assert_true(has_cf(f, dv_id) && has_cf(f, cv_id));
+    dv = store_view_get(f->st, S("dv"));
+    push(f, dv, "1", 100, 1, 11, 1, 1);
+    end(f);
+    dv = store_view_get(f->st, S("dv"));
+    assert_int_equal(online_a(f, dv, "1", NULL, NULL), 11);
+    assert_int_equal(hist_a(f, dv_id, dv, "1", 100), 11);
+    end(f);
+}
+
 /* A view created and dropped in a failed pass, and ids after failures: never reused. */
 static void test_ids_never_reused(void **state)
 {
@@ -773,6 +824,32 @@ static void test_durable_push(void **state)
     cv = store_view_get(f->st, S("cv"));
     assert_int_equal(online_a(f, cv, "a\\:b:5", NULL, NULL), 10);
     assert_int_equal(hist_a(f, id, cv, "a\\:b:5", 100), 10);
+    end(f);
+}
+
+/* A view's retention applies to its history from its creation, and again after a reopen
+ * (the history does not keep it: the store sets it at open). */
+static void test_retention(void **state)
+{
+    fx *f = *state;
+    std_catalog(f); /* retention 7 s */
+    int64_t now = clock_us(), old = now - 3600 * INT64_C(1000000);
+    const store_view *dv = store_view_get(f->st, S("dv"));
+    uint32_t id = dv->id;
+    push(f, dv, "1", old, 1, 1, 0, 1);
+    push(f, dv, "2", now, 1, 2, 0, 1);
+    end(f);
+    OK(store_hist_compact(hist(f), id));
+    assert_int_equal(hist_a(f, id, dv, "1", now), -1);
+    assert_int_equal(hist_a(f, id, dv, "2", now), 2);
+    end(f);
+    fx_reopen(f);
+    dv = store_view_get(f->st, S("dv"));
+    push(f, dv, "3", old, 1, 3, 0, 1);
+    end(f);
+    OK(store_hist_compact(hist(f), id));
+    assert_int_equal(hist_a(f, id, dv, "3", now), -1);
+    assert_int_equal(hist_a(f, id, dv, "2", now), 2);
     end(f);
 }
 
@@ -971,12 +1048,14 @@ int main(void)
         T(test_persistence),
         T(test_corrupt_record),
         T(test_failed_pass_rolls_back),
+        T(test_history_write_failure),
         T(test_ids_never_reused),
         T(test_drop_removes_rows),
         T(test_online_replace_rules),
         T(test_push_targets),
         T(test_history_mid_pass),
         T(test_durable_push),
+        T(test_retention),
         T(test_orphan_cf),
         T(test_alloc_failure),
         T(test_ekeys),
