@@ -494,6 +494,7 @@ int main(int argc, char **argv)
         goto out;
     }
     build_constants(&L);
+    progress_start(&L.prog, TOOL, "loaded", total, L.o.quiet);
     if (S_ISREG(st.st_mode) && precheck(&L, fd))
         goto out;
     if (conn_open(&L.o.conn, &L.c, err, sizeof err) != 0) {
@@ -501,7 +502,6 @@ int main(int argc, char **argv)
         goto out;
     }
     L.lines = xcalloc((size_t)L.o.window, sizeof *L.lines);
-    progress_start(&L.prog, TOOL, "loaded", total, L.o.quiet);
     int broken = run(&L);
     char note[160] = "";
     if (L.failed)
