@@ -529,7 +529,8 @@ static int fill_batch(join *J, batch *b, char *err, size_t errlen)
     return b->n > 0;
 }
 
-static void send_batch(join *J, const batch *b)
+/* Queues the FS.JOIN of b and sends what the socket takes now. */
+static int send_batch(join *J, const batch *b, char *err, size_t errlen)
 {
     buf *out = conn_out(J->c);
     char n[24];
@@ -538,6 +539,7 @@ static void send_batch(join *J, const batch *b)
     resp_argz(out, "ROWS");
     resp_arg(out, n, i64_to_str(n, b->n));
     buf_append(out, b->args.data, b->args.len);
+    return conn_flush(J->c, err, errlen);
 }
 
 /* One value of a reply row as a CSV cell. */
@@ -625,7 +627,8 @@ static int run(join *J, char *err, size_t errlen)
             goto done;
         more = rc == 1;
         if (more) {
-            send_batch(J, &J->b[i]);
+            if ((rc = send_batch(J, &J->b[i], err, errlen)) != 0)
+                goto done;
             inflight++;
         }
     }
@@ -644,7 +647,8 @@ static int run(join *J, char *err, size_t errlen)
                 goto done;
             more = rc == 1;
             if (more) {
-                send_batch(J, &J->b[k]);
+                if ((rc = send_batch(J, &J->b[k], err, errlen)) != 0)
+                    goto done;
                 inflight++;
             }
         }
