@@ -696,17 +696,18 @@ void store_hiter_free(store_hiter *it)
 
 /* ---- cursors ----------------------------------------------------------------------------- */
 
-/* A cursor reads its own snapshot through an iterator bounded to one entity at a time (so a
- * seek never wanders into the next entity); finding the next entity uses a second, unbounded
- * iterator on the same snapshot, created on first use. */
+/* A cursor reads its own snapshot through one iterator, created once and reused for every
+ * entity: creating an iterator costs as much as a seek, and a join visits many entities in
+ * key order, which is the order an iterator moves cheapest. The iterator is unbounded, so a
+ * step past an entity's oldest row lands on the next entity's key: every move is checked
+ * against the current entity (hcur_settle). */
 struct store_hcur {
     store_hist *h;
     hview *v;
     const rocksdb_snapshot_t *snap;
-    rocksdb_readoptions_t *ro, *scan_ro;
-    rocksdb_iterator_t *it, *scan;
-    buf ent;    /* the current entity (valid when has_ent) */
-    buf lo, hi; /* it's bounds: they must outlive it */
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    buf ent; /* the current entity (valid when has_ent) */
     buf seek;
     int has_ent, positioned;
 };
@@ -721,39 +722,24 @@ int store_hcur_new(store_hist *h, uint32_t view, store_hcur **out)
     c->h = h;
     c->v = v;
     c->snap = rocksdb_create_snapshot(h->db);
+    c->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(c->ro, c->snap);
+    c->it = rocksdb_create_iterator_cf(h->db, c->ro, v->cf);
     buf_init(&c->ent);
-    buf_init(&c->lo);
-    buf_init(&c->hi);
     buf_init(&c->seek);
     *out = c;
     return 0;
-}
-
-static void hcur_drop_iter(store_hcur *c)
-{
-    if (c->it)
-        rocksdb_iter_destroy(c->it);
-    if (c->ro)
-        rocksdb_readoptions_destroy(c->ro);
-    c->it = NULL;
-    c->ro = NULL;
-    c->positioned = 0;
 }
 
 void store_hcur_free(store_hcur *c)
 {
     if (!c)
         return;
-    hcur_drop_iter(c);
-    if (c->scan)
-        rocksdb_iter_destroy(c->scan);
-    if (c->scan_ro)
-        rocksdb_readoptions_destroy(c->scan_ro);
+    rocksdb_iter_destroy(c->it);
+    rocksdb_readoptions_destroy(c->ro);
     rocksdb_release_snapshot(c->h->db, c->snap);
     view_put(c->v);
     buf_free(&c->ent);
-    buf_free(&c->lo);
-    buf_free(&c->hi);
     buf_free(&c->seek);
     xfree(c);
 }
@@ -765,54 +751,44 @@ static int hcur_is(const store_hcur *c, const char *entity, size_t elen)
            (elen == 0 || memcmp(c->ent.data, entity, elen) == 0);
 }
 
-/* Makes entity the cursor's current one, with an iterator bounded to its keys. */
-static void hcur_bind(store_hcur *c, const char *entity, size_t elen)
+/* RocksDB's error after a move that left the iterator invalid, or ERR_NOTFOUND. */
+static int hcur_invalid(store_hcur *c)
 {
-    if (c->it && hcur_is(c, entity, elen))
-        return;
-    hcur_drop_iter(c);
-    if (entity != c->ent.data) { /* next_entity passes a copy already in c->ent */
-        c->ent.len = 0;
-        buf_append(&c->ent, entity, elen);
-    }
-    c->has_ent = 1;
-    key_encode(&c->lo, entity, elen, INT64_MAX, INT64_MAX);
-    key_upper_bound(&c->hi, entity, elen, INT64_MIN);
-    c->ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_snapshot(c->ro, c->snap);
-    rocksdb_readoptions_set_iterate_lower_bound(c->ro, c->lo.data, c->lo.len);
-    rocksdb_readoptions_set_iterate_upper_bound(c->ro, c->hi.data, c->hi.len);
-    c->it = rocksdb_create_iterator_cf(c->h->db, c->ro, c->v->cf);
+    char *msg = NULL;
+    rocksdb_iter_get_error(c->it, &msg);
+    return msg ? rdb_error(msg, "history cursor", NULL, 0) : ERR_NOTFOUND;
 }
 
-/* After a move of c->it: positioned on a row of the current entity, or ERR_NOTFOUND (or
- * RocksDB's error). A key that fails to decode is ERR_CORRUPT. */
+/* After a move of c->it: positioned on a row of the current entity, or ERR_NOTFOUND (past
+ * its rows, or RocksDB's error). A key that fails to decode is ERR_CORRUPT. */
 static int hcur_settle(store_hcur *c)
 {
     c->positioned = 0;
-    if (!rocksdb_iter_valid(c->it)) {
-        char *msg = NULL;
-        rocksdb_iter_get_error(c->it, &msg);
-        return msg ? rdb_error(msg, "history cursor", NULL, 0) : ERR_NOTFOUND;
-    }
+    if (!rocksdb_iter_valid(c->it))
+        return hcur_invalid(c);
     size_t klen, elen;
     const char *k = rocksdb_iter_key(c->it, &klen), *e;
     int64_t ev, cr;
     int rc = key_decode(k, klen, &e, &elen, &ev, &cr);
-    if (rc == 0 && !hcur_is(c, e, elen))
-        rc = ERR_CORRUPT; /* the bounds make this impossible unless keys are bad */
-    c->positioned = rc == 0;
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (!hcur_is(c, e, elen))
+        return ERR_NOTFOUND;
+    c->positioned = 1;
+    return 0;
 }
 
 int store_hcur_seek(store_hcur *c, const char *entity, size_t elen, int64_t t)
 {
-    if (elen > HIST_ENTITY_MAX) {
-        hcur_drop_iter(c);
-        c->has_ent = 0;
+    c->positioned = 0;
+    c->has_ent = 0;
+    if (elen > HIST_ENTITY_MAX)
         return ERR_INVAL;
+    if (entity != c->ent.data) {
+        c->ent.len = 0;
+        buf_append(&c->ent, entity, elen);
     }
-    hcur_bind(c, entity, elen);
+    c->has_ent = 1;
     key_encode(&c->seek, entity, elen, t, INT64_MAX);
     rocksdb_iter_seek(c->it, c->seek.data, c->seek.len);
     int rc = hcur_settle(c);
@@ -831,38 +807,27 @@ int store_hcur_next(store_hcur *c)
 
 int store_hcur_next_entity(store_hcur *c)
 {
-    if (!c->scan) {
-        c->scan_ro = rocksdb_readoptions_create();
-        rocksdb_readoptions_set_snapshot(c->scan_ro, c->snap);
-        c->scan = rocksdb_create_iterator_cf(c->h->db, c->scan_ro, c->v->cf);
-    }
     if (c->has_ent) {
         key_upper_bound(&c->seek, c->ent.data, c->ent.len, INT64_MIN);
-        rocksdb_iter_seek(c->scan, c->seek.data, c->seek.len);
+        rocksdb_iter_seek(c->it, c->seek.data, c->seek.len);
     } else {
-        rocksdb_iter_seek_to_first(c->scan);
+        rocksdb_iter_seek_to_first(c->it);
     }
-    hcur_drop_iter(c);
     c->has_ent = 0;
-    if (!rocksdb_iter_valid(c->scan)) {
-        char *msg = NULL;
-        rocksdb_iter_get_error(c->scan, &msg);
-        return msg ? rdb_error(msg, "history cursor", NULL, 0) : ERR_NOTFOUND;
-    }
+    c->positioned = 0;
+    if (!rocksdb_iter_valid(c->it))
+        return hcur_invalid(c);
     size_t klen, elen;
-    const char *k = rocksdb_iter_key(c->scan, &klen), *e;
+    const char *k = rocksdb_iter_key(c->it, &klen), *e;
     int64_t ev, cr;
     int rc = key_decode(k, klen, &e, &elen, &ev, &cr);
     if (rc != 0)
         return rc;
     c->ent.len = 0;
     buf_append(&c->ent, e, elen);
-    hcur_bind(c, c->ent.data, c->ent.len);
-    rocksdb_iter_seek_to_first(c->it); /* the lower bound: the entity's newest row */
-    rc = hcur_settle(c);
-    if (rc != 0)
-        c->has_ent = 0;
-    return rc;
+    c->has_ent = 1;
+    c->positioned = 1; /* the first key of an entity is its newest row */
+    return 0;
 }
 
 void store_hcur_row(const store_hcur *c, const char **entity, size_t *elen, int64_t *event_us,
