@@ -229,7 +229,10 @@ class World:
     def rand_event(self, view):
         rng = self.rng
         while True:
-            if rng.random() < 0.5:
+            pick = rng.random()
+            if pick < 0.2:  # recent enough to be inside the TTL online
+                us = self.now_us - rng.randint(600 * US, 2 * max(view.ttl, 3600) * US)
+            elif pick < 0.6:
                 us = self.now_us - rng.randint(3600 * US, 3 * DAY * US)
             else:
                 us = self.now_us - rng.randint(3600 * US, 10 * DAY * US)
