@@ -1,5 +1,5 @@
 # Quiver: build, run and test.
-#   make            build quiver-server
+#   make            build quiver-server and the tools (quiver-load, quiver-join)
 #   make run        install what is missing, build, serve on 127.0.0.1:6379 with data in ./data
 #   make test       install what is missing, build, run every test
 #   make bench      Quiver beside redis-server under redis-benchmark
@@ -34,11 +34,17 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
 TEST_CLIENT := $(BUILD)/tests/test_client
+# The client tools: their shared files and the few pure core files they use.
+TOOLS    := quiver-load quiver-join
+TOOL_LIB_SRC := tools/csv.c tools/cli.c tools/conn.c tools/progress.c core/util.c core/alloc.c core/err.c
+TOOL_LIB_OBJ := $(TOOL_LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
+TOOL_LIBS := -lhiredis -lm
 
 Q := $(if $(V),,@)
 
 .PHONY: all deps run test unit fuzz-replay integration bench fuzz clean format
-all: quiver-server
+all: quiver-server $(TOOLS)
 
 quiver-server: $(BUILD)/quiver-server
 	$(Q)cp $< $@.tmp && mv -f $@.tmp $@  # mv: a running ./quiver-server keeps its inode
@@ -46,6 +52,15 @@ quiver-server: $(BUILD)/quiver-server
 $(BUILD)/quiver-server: $(OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(TOOLS): %: $(BUILD)/%
+	$(Q)cp $< $@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/quiver-load: $(BUILD)/tools/quiver-load.o $(TOOL_LIB_OBJ)
+$(BUILD)/quiver-join: $(BUILD)/tools/quiver-join.o $(TOOL_LIB_OBJ)
+$(TOOL_BIN):
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(TOOL_LIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -56,6 +71,11 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LIBS) -lcmocka
+
+$(BUILD)/tests/test_csv: tests/unit/test_csv.c $(TOOL_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  TEST  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(TOOL_LIBS) -lcmocka
 
 $(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -85,7 +105,7 @@ run: deps quiver-server
 	./quiver-server --bind 127.0.0.1 --port 6379 --dir ./data
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT)
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT) $(TOOL_BIN)
 	$(Q)BUILD=$(BUILD) QUIVER_BIN=$(CURDIR)/$(BUILD)/quiver-server bash tests/run.sh
 
 bench: deps quiver-server
@@ -102,9 +122,9 @@ fuzz: deps
 	done
 
 format:
-	clang-format -i $(SRC) $(wildcard */*.h tests/*/*.c)
+	clang-format -i $(SRC) $(wildcard tools/*.c */*.h tests/*/*.c)
 
 clean:
-	rm -rf build quiver-server
+	rm -rf build quiver-server $(TOOLS)
 
--include $(OBJ:.o=.d) $(UNIT_BIN:=.d)
+-include $(OBJ:.o=.d) $(UNIT_BIN:=.d) $(TOOL_LIB_OBJ:.o=.d) $(TOOLS:%=$(BUILD)/tools/%.d)

@@ -1,11 +1,15 @@
 /* server.c: bringing the server up and down, and the loop. A pass is one round of libevent
  * dispatch followed by server_pass_end(): commit (and, with `durability always`, fsync) the
  * pass's writes, then send the replies. The cron timer runs the active expiry cycle, idle
- * and output-limit checks, at `hz` times a second. */
+ * and output-limit checks, at `hz` times a second. Also the worker pool for heavy jobs and
+ * the queue on which workers post work back to the loop (an eventfd wakes it). */
 #include "server.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,6 +116,160 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     srv.shutdown = 1;
 }
 
+/* ---- worker pool and hand-off queue ---------------------------------------------------- */
+
+struct task {
+    void (*fn)(void *);
+    void *arg;
+    struct task *next;
+};
+
+struct task_queue {
+    struct task *head, *tail;
+};
+
+struct server_jobs {
+    pthread_mutex_t lock;
+    pthread_cond_t work;         /* signalled when a job is queued or the pool stops */
+    struct task_queue jobs;      /* for the workers */
+    struct task_queue posted;    /* for the loop */
+    int efd;                     /* eventfd: posted work is waiting */
+    struct event *ev;
+    pthread_t threads[SERVER_WORKERS];
+    int nthreads, idle, stopping;
+};
+
+static void queue_push(struct task_queue *q, void (*fn)(void *), void *arg)
+{
+    struct task *t = xmalloc(sizeof *t);
+    t->fn = fn;
+    t->arg = arg;
+    t->next = NULL;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+}
+
+/* Runs and frees every task of a list detached from its queue. */
+static void run_tasks(struct task *t)
+{
+    while (t) {
+        struct task *next = t->next;
+        t->fn(t->arg);
+        xfree(t);
+        t = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct server_jobs *j = arg;
+    pthread_mutex_lock(&j->lock);
+    for (;;) {
+        while (!j->jobs.head && !j->stopping)
+            pthread_cond_wait(&j->work, &j->lock);
+        struct task *t = j->jobs.head;
+        if (!t)
+            break; /* stopping, and nothing left to run */
+        j->jobs.head = t->next;
+        if (!j->jobs.head)
+            j->jobs.tail = NULL;
+        j->idle--;
+        pthread_mutex_unlock(&j->lock);
+        t->fn(t->arg);
+        xfree(t);
+        pthread_mutex_lock(&j->lock);
+        j->idle++;
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+void server_spawn(void (*fn)(void *), void *arg)
+{
+    struct server_jobs *j = srv.jobs;
+    pthread_mutex_lock(&j->lock);
+    queue_push(&j->jobs, fn, arg);
+    if (j->idle == 0 && j->nthreads < SERVER_WORKERS &&
+        pthread_create(&j->threads[j->nthreads], NULL, worker_main, j) == 0) {
+        j->nthreads++;
+        j->idle++;
+    }
+    pthread_cond_signal(&j->work);
+    pthread_mutex_unlock(&j->lock);
+}
+
+void server_post(void (*fn)(void *), void *arg)
+{
+    struct server_jobs *j = srv.jobs;
+    pthread_mutex_lock(&j->lock);
+    queue_push(&j->posted, fn, arg);
+    pthread_mutex_unlock(&j->lock);
+    uint64_t one = 1;
+    while (write(j->efd, &one, sizeof one) < 0 && errno == EINTR)
+        ; /* EAGAIN: the counter is already non-zero, the loop will wake anyway */
+}
+
+/* Takes everything posted so far (in order). */
+static struct task *take_posted(struct server_jobs *j)
+{
+    pthread_mutex_lock(&j->lock);
+    struct task *t = j->posted.head;
+    j->posted.head = j->posted.tail = NULL;
+    pthread_mutex_unlock(&j->lock);
+    return t;
+}
+
+static void on_posted(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        log_warn("reading the hand-off eventfd: %s", strerror(errno));
+    run_tasks(take_posted(arg));
+}
+
+static int jobs_start(char *err, size_t errlen)
+{
+    struct server_jobs *j = xcalloc(1, sizeof *j);
+    j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (j->efd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        xfree(j);
+        return ERR_IO;
+    }
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->work, NULL);
+    j->ev = event_new(srv.base, j->efd, EV_READ | EV_PERSIST, on_posted, j);
+    event_add(j->ev, NULL);
+    srv.jobs = j;
+    return 0;
+}
+
+/* After the clients are closed: lets the workers finish their jobs, running what they post
+ * meanwhile and after (posted work may free what a job holds), then frees the pool. */
+static void jobs_stop(void)
+{
+    struct server_jobs *j = srv.jobs;
+    pthread_mutex_lock(&j->lock);
+    j->stopping = 1;
+    pthread_cond_broadcast(&j->work);
+    pthread_mutex_unlock(&j->lock);
+    for (int i = 0; i < j->nthreads; i++)
+        pthread_join(j->threads[i], NULL);
+    struct task *t;
+    while ((t = take_posted(j)) != NULL) /* posted work may post more */
+        run_tasks(t);
+    event_free(j->ev);
+    close(j->efd);
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->work);
+    xfree(j);
+    srv.jobs = NULL;
+}
+
 static void server_pass_end(void)
 {
     int rc = store_txn_end(srv.store);
@@ -156,9 +314,14 @@ int server_start(char *err, size_t errlen)
         return rc;
     query_init();
     srv.base = event_base_new();
+    if ((rc = jobs_start(err, errlen)) != 0) {
+        store_close(srv.store);
+        return rc;
+    }
     net_config nc;
     net_config_from(&srv.cfg, &nc);
     if ((rc = net_start(srv.base, &nc, query_dispatch, query_release, err, errlen)) != 0) {
+        jobs_stop();
         store_close(srv.store);
         return rc;
     }
@@ -189,7 +352,8 @@ int server_run(void)
         server_pass_end();
     }
     log_info("shutting down: syncing data to disk");
-    net_stop();
+    net_stop(); /* closing the clients stops their jobs */
+    jobs_stop();
     store_close(srv.store);
     if (srv.cfg.pidfile && *srv.cfg.pidfile)
         unlink(srv.cfg.pidfile);

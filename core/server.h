@@ -4,6 +4,13 @@
  * execute commands, timers run the cron), then server_pass_end() commits the pass's writes
  * through the store (group commit) and only then lets wire/ send the replies.
  *
+ * HEAVY WORK runs off the loop: server_spawn() hands a job to a small pool of worker
+ * threads, and a worker hands results back with server_post(), which runs a function on the
+ * loop thread soon after (an eventfd watched by libevent wakes the loop). Posted functions
+ * run in the order they were posted. At shutdown the loop first closes every client (jobs
+ * notice and stop), then waits for the workers and runs what they posted, and only then
+ * closes the store: a job may read the store's history until it returns.
+ *
  * This is the only global mutable state of the program (`srv`). Modules below query/ never
  * touch it: store/ and wire/ take what they need as arguments. */
 #ifndef QUIVER_SERVER_H
@@ -36,6 +43,7 @@ typedef struct server {
     config cfg;
     struct event_base *base;
     struct event *cron, *sigterm, *sigint;
+    struct server_jobs *jobs; /* the worker pool and the hand-off queue (server.c) */
     store *store;
     server_stats stats;
     int64_t start_ms;
@@ -55,5 +63,14 @@ int server_run(void);
 uint64_t server_ops_per_sec(void);
 /* Pushes run-time config changes (CONFIG SET) to the modules. */
 void server_apply_config(void);
+
+#define SERVER_WORKERS 4 /* worker threads, started as jobs need them */
+
+/* Runs fn(arg) on a worker thread; jobs beyond SERVER_WORKERS wait in a queue (FIFO).
+ * Loop thread only. Never fails (small internal allocations abort on OOM). */
+void server_spawn(void (*fn)(void *), void *arg);
+/* Runs fn(arg) on the loop thread soon after, in posting order. Any thread, any time
+ * between server_start() and the end of server_run(). */
+void server_post(void (*fn)(void *), void *arg);
 
 #endif

@@ -143,6 +143,19 @@ static void section_commandstats(buf *b)
     }
 }
 
+static void section_featurestore(buf *b)
+{
+    store_fs_stats st;
+    store_get_fs_stats(srv.store, &st);
+    buf_printf(b, "# Featurestore\r\nfs_entities:%d\r\nfs_views:%d\r\nfs_services:%d\r\n"
+                  "fs_pushes:%llu\r\nfs_history_batches:%llu\r\nfs_history_rows:%llu\r\n"
+                  "fs_history_write_errors:%llu\r\n",
+               store_entity_count(srv.store), store_view_count(srv.store),
+               store_service_count(srv.store), (unsigned long long)st.pushes,
+               (unsigned long long)st.history_batches, (unsigned long long)st.history_rows,
+               (unsigned long long)st.history_write_errors);
+}
+
 static const struct {
     const char *name;
     void (*render)(buf *);
@@ -151,7 +164,8 @@ static const struct {
     {"server", section_server, 1},           {"clients", section_clients, 1},
     {"memory", section_memory, 1},           {"persistence", section_persistence, 1},
     {"stats", section_stats, 1},             {"replication", section_replication, 1},
-    {"keyspace", section_keyspace, 1},       {"commandstats", section_commandstats, 0},
+    {"keyspace", section_keyspace, 1},       {"featurestore", section_featurestore, 1},
+    {"commandstats", section_commandstats, 0},
 };
 
 void cmd_info(client *c)

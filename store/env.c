@@ -1,7 +1,10 @@
 /* env.c: the LMDB environment and the one write path around it: opening and checking the
  * data directory, the per-pass read snapshot and group-committed write transaction, the
  * durability policy (fsync per commit, a background sync every second, or none), growth of
- * the memory map before it fills, and the replication log's offsets. */
+ * the memory map before it fills, and the replication log's offsets. The feature store's
+ * second engine joins the same path: the history (RocksDB) is opened and matched to the
+ * catalog here, a commit writes the pass's history batch before LMDB commits and drops
+ * the dropped views' column families after, and a failed pass undoes the catalog. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -112,6 +115,7 @@ static int open_dbs(store *st, char *err, size_t errlen)
     struct { const char *name; MDB_dbi *dbi; } dbs[] = {
         {"meta", &st->meta}, {"keys", &st->keys}, {"lkeys", &st->lkeys},
         {"fields", &st->fields}, {"lfields", &st->lfields}, {"expires", &st->expires},
+        {"catalog", &st->catalog}, {"online", &st->online},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
         if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
@@ -153,6 +157,119 @@ fail:
 
 static int back_map(store *st, size_t size);
 
+/* Gives every catalog view its column family and retention, and drops the column families
+ * that no view owns (a crash between a view's creation and its commit, or between a drop's
+ * commit and its column family's drop). */
+static int reconcile_history(store *st, char *err, size_t errlen)
+{
+    int n = store_hist_views(st->hist, NULL, 0);
+    uint32_t *ids = xcalloc((size_t)n + 1, sizeof *ids);
+    n = store_hist_views(st->hist, ids, n);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        int owned = 0;
+        for (int j = 0; j < st->cat.nviews && !owned; j++)
+            owned = st->cat.views[j].id == ids[i];
+        if (owned)
+            continue;
+        log_warn("store: dropping the history of view id %u, which no view owns",
+                 (unsigned)ids[i]);
+        rc = store_hist_drop_view(st->hist, ids[i]);
+    }
+    xfree(ids);
+    for (int j = 0; j < st->cat.nviews && !rc; j++) {
+        const store_view *v = &st->cat.views[j];
+        rc = store_hist_set_retention(st->hist, v->id, v->retention_us);
+        if (rc == ERR_NOTFOUND) {
+            log_warn("store: view '%s' had no history: created empty", v->name);
+            rc = store_hist_create_view(st->hist, v->id, v->retention_us);
+        }
+    }
+    if (rc)
+        snprintf(err, errlen, "history: cannot match the views of the catalog: %s",
+                 err_str(rc));
+    return rc;
+}
+
+/* Opens the history in <dir>/history and loads the catalog. */
+static int open_fs(store *st, const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/history", dir) >= sizeof path) {
+        snprintf(err, errlen, "data directory name too long");
+        return ERR_INVAL;
+    }
+    int rc = store_hist_open(path, &st->hist, err, errlen);
+    if (rc == 0)
+        rc = store__catalog_load(st, err, errlen);
+    if (rc == 0)
+        rc = reconcile_history(st, err, errlen);
+    if (rc == 0)
+        st->hbatch = store_hbatch_new();
+    return rc;
+}
+
+static void close_fs(store *st)
+{
+    store_hbatch_free(st->hbatch); /* before the handle it was filled from */
+    st->hbatch = NULL;
+    store_hist_close(st->hist);
+    st->hist = NULL;
+    store__catalog_free(&st->cat);
+    xfree(st->created.ids);
+    xfree(st->drops.ids);
+    memset(&st->created, 0, sizeof st->created);
+    memset(&st->drops, 0, sizeof st->drops);
+}
+
+/* Writes the pass's history batch (synced under `always`). */
+static int write_history(store *st)
+{
+    size_t n = store_hbatch_count(st->hbatch);
+    if (n == 0)
+        return 0;
+    char err[256] = "";
+    int rc = store_hist_write(st->hist, st->hbatch, st->durability == DURABILITY_ALWAYS, err,
+                              sizeof err);
+    if (rc) {
+        log_warn("store: %s", err[0] ? err : err_str(rc));
+        st->fs_stats.history_write_errors++;
+        return rc;
+    }
+    st->fs_stats.history_batches++;
+    st->fs_stats.history_rows += n;
+    return 0;
+}
+
+/* After a commit: the dropped views' column families go, and the pass's new views stay. */
+static void fs_committed(store *st)
+{
+    for (int i = 0; i < st->drops.n; i++) {
+        int rc = store_hist_drop_view(st->hist, st->drops.ids[i]);
+        if (rc && rc != ERR_NOTFOUND) /* the next open drops it */
+            log_warn("store: cannot drop the history of view id %u: %s",
+                     (unsigned)st->drops.ids[i], err_str(rc));
+    }
+    st->drops.n = 0;
+    st->created.n = 0;
+}
+
+/* After a failed pass: its history rows, catalog changes and new column families go. */
+static void fs_failed(store *st)
+{
+    char err[256];
+    if (store_hbatch_count(st->hbatch) > 0) {
+        store_hbatch_free(st->hbatch);
+        st->hbatch = store_hbatch_new();
+    }
+    if (store__catalog_load(st, err, sizeof err) != 0)
+        log_warn("store: cannot reload the catalog after a failed pass: %s", err);
+    st->drops.n = 0;
+    for (int i = 0; i < st->created.n; i++)
+        store_hist_drop_view(st->hist, st->created.ids[i]);
+    st->created.n = 0;
+}
+
 static void *sync_main(void *arg)
 {
     store *st = arg;
@@ -165,6 +282,10 @@ static void *sync_main(void *arg)
         if (st->sync_stop || !atomic_exchange(&st->sync_pending, 0))
             continue;
         pthread_mutex_unlock(&st->sync_mu);
+        /* history first: what LMDB has on disk never runs ahead of it by more than the
+         * commits of this last moment */
+        if (store__hist_sync(st->hist) != 0)
+            atomic_store(&st->sync_pending, 1);
         pthread_mutex_lock(&st->map_mu);
         int rc = mdb_env_sync(st->env, 1);
         pthread_mutex_unlock(&st->map_mu);
@@ -217,6 +338,8 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->backed = back_map(st, st->map_size) == 0; /* if not, writes retry it (ERR_FULL) */
     if ((rc = open_dbs(st, err, errlen)) != 0)
         goto fail_mapped;
+    if ((rc = open_fs(st, cfg->dir, err, errlen)) != 0)
+        goto fail_mapped;
     store_set_durability(st, cfg->durability);
     if (pthread_create(&st->sync_thread, NULL, sync_main, st) == 0)
         st->sync_started = 1;
@@ -225,10 +348,10 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
 fail:
     rc = store__map_rc(rc);
 fail_mapped:
+    close_fs(st);
     if (st->env)
         mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
-    pthread_mutex_destroy(&st->map_mu);
     pthread_mutex_destroy(&st->map_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
@@ -249,6 +372,8 @@ void store_close(store *st)
         pthread_mutex_unlock(&st->sync_mu);
         pthread_join(st->sync_thread, NULL);
     }
+    store__hist_sync(st->hist);
+    close_fs(st);
     mdb_env_sync(st->env, 1);
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
@@ -362,7 +487,15 @@ int store_txn_read(store *st, store_txn **out)
 
 static int commit(store *st)
 {
-    int rc = 0;
+    int rc = write_history(st);
+    if (rc) {
+        mdb_txn_abort(st->wr.txn);
+        st->wr_open = 0;
+        st->failed_commits++;
+        counts_reload(st);
+        fs_failed(st);
+        return rc;
+    }
     if (st->counts_dirty) {
         MDB_val k = {6, "counts"}, v = {sizeof st->counts, st->counts};
         rc = mdb_put(st->wr.txn, st->meta, &k, &v, 0);
@@ -376,8 +509,10 @@ static int commit(store *st)
         log_warn("store: commit failed: %s", mdb_strerror(rc));
         st->failed_commits++;
         counts_reload(st);
+        fs_failed(st);
         return store__map_rc(rc);
     }
+    fs_committed(st);
     st->counts_dirty = 0;
     st->commits++;
     if (st->durability == DURABILITY_ALWAYS) {
@@ -448,9 +583,12 @@ int store_txn_end(store *st)
             st->wr_open = 0;
             st->failed_commits++;
             counts_reload(st);
+            fs_failed(st);
         } else {
             err = commit(st);
         }
+    } else if (err) {
+        fs_failed(st); /* a failed mid-pass commit already did; a failed history write not */
     }
     if (st->rd_open && !st->rd_reset) {
         mdb_txn_reset(st->rd.txn);
@@ -525,4 +663,20 @@ void store_get_stats(const store *st, store_stats *out)
     out->syncs = atomic_load(&st->syncs);
     out->last_sync_ms = atomic_load(&st->last_sync_ms);
     out->durability = st->durability;
+}
+
+int store_history(store *st, store_hist **out)
+{
+    *out = st->hist;
+    if (st->pass_err)
+        return 0; /* the pass's rows will be discarded: reads go on without them */
+    int rc = write_history(st);
+    if (rc)
+        st->pass_err = rc;
+    return rc;
+}
+
+void store_get_fs_stats(const store *st, store_fs_stats *out)
+{
+    *out = st->fs_stats;
 }

@@ -11,7 +11,7 @@
  * dropped while another thread reads it (or an iterator is open on it) stays valid until the
  * last user lets go. A view's compaction filter (and the small struct it reads) is freed only
  * at close, because a background compaction of a dropped column family may still run it. */
-#include "store.h"
+#include "store_int.h"
 
 #include <pthread.h>
 #include <rocksdb/c.h>
@@ -30,6 +30,7 @@
 #define HIST_WRITE_BUFFER (16u << 20) /* per column family memtable */
 #define HIST_BLOCK_CACHE (64u << 20)  /* shared by every column family */
 #define HIST_SIGN (UINT64_C(1) << 63)
+#define HIST_MANIFEST_PREALLOC (64u << 10)
 
 /* ---- key encoding (store.h, HISTORY KEYS) ------------------------------------------- */
 
@@ -330,6 +331,9 @@ int store_hist_open(const char *dir, store_hist **out, char *err, size_t errlen)
     rocksdb_options_set_create_if_missing(h->dbopts, 1);
     rocksdb_options_set_create_missing_column_families(h->dbopts, 1);
     rocksdb_options_set_keep_log_file_num(h->dbopts, 4);
+    /* RocksDB reserves 4 MiB for a new MANIFEST by default: on a small disk that is space
+     * the keyspace (which shares the data directory) cannot have. */
+    rocksdb_options_set_manifest_preallocation_size(h->dbopts, HIST_MANIFEST_PREALLOC);
     rocksdb_options_set_write_buffer_size(h->dbopts, HIST_WRITE_BUFFER);
     rocksdb_options_set_compression(h->dbopts, rocksdb_lz4_compression);
     rocksdb_options_set_block_based_table_factory(h->dbopts, h->table);
@@ -461,6 +465,13 @@ int store_hist_drop_view(store_hist *h, uint32_t view)
     if (rc == 0)
         view_put(v); /* the table's reference; the handle goes with the last user */
     return rc;
+}
+
+int store__hist_sync(store_hist *h)
+{
+    char *msg = NULL;
+    rocksdb_flush_wal(h->db, 1, &msg);
+    return rdb_error(msg, "syncing the log", NULL, 0);
 }
 
 int store_hist_compact(store_hist *h, uint32_t view)
@@ -681,4 +692,199 @@ void store_hiter_free(store_hiter *it)
     buf_free(&it->lo);
     buf_free(&it->hi);
     xfree(it);
+}
+
+/* ---- cursors ----------------------------------------------------------------------------- */
+
+/* A cursor reads its own snapshot through an iterator bounded to one entity at a time (so a
+ * seek never wanders into the next entity); finding the next entity uses a second, unbounded
+ * iterator on the same snapshot, created on first use. */
+struct store_hcur {
+    store_hist *h;
+    hview *v;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro, *scan_ro;
+    rocksdb_iterator_t *it, *scan;
+    buf ent;    /* the current entity (valid when has_ent) */
+    buf lo, hi; /* it's bounds: they must outlive it */
+    buf seek;
+    int has_ent, positioned;
+};
+
+int store_hcur_new(store_hist *h, uint32_t view, store_hcur **out)
+{
+    *out = NULL;
+    hview *v = view_get(h, view);
+    if (!v)
+        return ERR_NOTFOUND;
+    store_hcur *c = xcalloc(1, sizeof *c);
+    c->h = h;
+    c->v = v;
+    c->snap = rocksdb_create_snapshot(h->db);
+    buf_init(&c->ent);
+    buf_init(&c->lo);
+    buf_init(&c->hi);
+    buf_init(&c->seek);
+    *out = c;
+    return 0;
+}
+
+static void hcur_drop_iter(store_hcur *c)
+{
+    if (c->it)
+        rocksdb_iter_destroy(c->it);
+    if (c->ro)
+        rocksdb_readoptions_destroy(c->ro);
+    c->it = NULL;
+    c->ro = NULL;
+    c->positioned = 0;
+}
+
+void store_hcur_free(store_hcur *c)
+{
+    if (!c)
+        return;
+    hcur_drop_iter(c);
+    if (c->scan)
+        rocksdb_iter_destroy(c->scan);
+    if (c->scan_ro)
+        rocksdb_readoptions_destroy(c->scan_ro);
+    rocksdb_release_snapshot(c->h->db, c->snap);
+    view_put(c->v);
+    buf_free(&c->ent);
+    buf_free(&c->lo);
+    buf_free(&c->hi);
+    buf_free(&c->seek);
+    xfree(c);
+}
+
+/* 1 if entity is the cursor's current one. */
+static int hcur_is(const store_hcur *c, const char *entity, size_t elen)
+{
+    return c->has_ent && c->ent.len == elen &&
+           (elen == 0 || memcmp(c->ent.data, entity, elen) == 0);
+}
+
+/* Makes entity the cursor's current one, with an iterator bounded to its keys. */
+static void hcur_bind(store_hcur *c, const char *entity, size_t elen)
+{
+    if (c->it && hcur_is(c, entity, elen))
+        return;
+    hcur_drop_iter(c);
+    if (entity != c->ent.data) { /* next_entity passes a copy already in c->ent */
+        c->ent.len = 0;
+        buf_append(&c->ent, entity, elen);
+    }
+    c->has_ent = 1;
+    key_encode(&c->lo, entity, elen, INT64_MAX, INT64_MAX);
+    key_upper_bound(&c->hi, entity, elen, INT64_MIN);
+    c->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(c->ro, c->snap);
+    rocksdb_readoptions_set_iterate_lower_bound(c->ro, c->lo.data, c->lo.len);
+    rocksdb_readoptions_set_iterate_upper_bound(c->ro, c->hi.data, c->hi.len);
+    c->it = rocksdb_create_iterator_cf(c->h->db, c->ro, c->v->cf);
+}
+
+/* After a move of c->it: positioned on a row of the current entity, or ERR_NOTFOUND (or
+ * RocksDB's error). A key that fails to decode is ERR_CORRUPT. */
+static int hcur_settle(store_hcur *c)
+{
+    c->positioned = 0;
+    if (!rocksdb_iter_valid(c->it)) {
+        char *msg = NULL;
+        rocksdb_iter_get_error(c->it, &msg);
+        return msg ? rdb_error(msg, "history cursor", NULL, 0) : ERR_NOTFOUND;
+    }
+    size_t klen, elen;
+    const char *k = rocksdb_iter_key(c->it, &klen), *e;
+    int64_t ev, cr;
+    int rc = key_decode(k, klen, &e, &elen, &ev, &cr);
+    if (rc == 0 && !hcur_is(c, e, elen))
+        rc = ERR_CORRUPT; /* the bounds make this impossible unless keys are bad */
+    c->positioned = rc == 0;
+    return rc;
+}
+
+int store_hcur_seek(store_hcur *c, const char *entity, size_t elen, int64_t t)
+{
+    if (elen > HIST_ENTITY_MAX) {
+        hcur_drop_iter(c);
+        c->has_ent = 0;
+        return ERR_INVAL;
+    }
+    hcur_bind(c, entity, elen);
+    key_encode(&c->seek, entity, elen, t, INT64_MAX);
+    rocksdb_iter_seek(c->it, c->seek.data, c->seek.len);
+    int rc = hcur_settle(c);
+    if (rc != 0)
+        c->has_ent = 0; /* unpositioned: next_entity starts from the first entity */
+    return rc;
+}
+
+int store_hcur_next(store_hcur *c)
+{
+    if (!c->positioned)
+        return ERR_NOTFOUND;
+    rocksdb_iter_next(c->it);
+    return hcur_settle(c); /* past the oldest row: the entity stays current */
+}
+
+int store_hcur_next_entity(store_hcur *c)
+{
+    if (!c->scan) {
+        c->scan_ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_snapshot(c->scan_ro, c->snap);
+        c->scan = rocksdb_create_iterator_cf(c->h->db, c->scan_ro, c->v->cf);
+    }
+    if (c->has_ent) {
+        key_upper_bound(&c->seek, c->ent.data, c->ent.len, INT64_MIN);
+        rocksdb_iter_seek(c->scan, c->seek.data, c->seek.len);
+    } else {
+        rocksdb_iter_seek_to_first(c->scan);
+    }
+    hcur_drop_iter(c);
+    c->has_ent = 0;
+    if (!rocksdb_iter_valid(c->scan)) {
+        char *msg = NULL;
+        rocksdb_iter_get_error(c->scan, &msg);
+        return msg ? rdb_error(msg, "history cursor", NULL, 0) : ERR_NOTFOUND;
+    }
+    size_t klen, elen;
+    const char *k = rocksdb_iter_key(c->scan, &klen), *e;
+    int64_t ev, cr;
+    int rc = key_decode(k, klen, &e, &elen, &ev, &cr);
+    if (rc != 0)
+        return rc;
+    c->ent.len = 0;
+    buf_append(&c->ent, e, elen);
+    hcur_bind(c, c->ent.data, c->ent.len);
+    rocksdb_iter_seek_to_first(c->it); /* the lower bound: the entity's newest row */
+    rc = hcur_settle(c);
+    if (rc != 0)
+        c->has_ent = 0;
+    return rc;
+}
+
+void store_hcur_row(const store_hcur *c, const char **entity, size_t *elen, int64_t *event_us,
+                    int64_t *created_us, const char **row, size_t *rowlen)
+{
+    size_t klen;
+    const char *k = rocksdb_iter_key(c->it, &klen);
+    key_decode(k, klen, entity, elen, event_us, created_us); /* checked by hcur_settle */
+    *row = rocksdb_iter_value(c->it, rowlen);
+}
+
+int store_hist_views(store_hist *h, uint32_t *ids, int max)
+{
+    int n = 0;
+    pthread_rwlock_rdlock(&h->lock);
+    for (size_t i = 0; i < h->nviews; i++) {
+        if (h->views[i]->dropped)
+            continue;
+        if (n < max)
+            ids[n] = h->views[i]->id;
+        n++;
+    }
+    pthread_rwlock_unlock(&h->lock);
+    return n;
 }

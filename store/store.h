@@ -1,5 +1,7 @@
 /* store.h: durable storage. Today: the Redis keyspace in one LMDB environment, the single
- * write path with group commit and durability, and the replication-log hook.
+ * write path with group commit and durability, the replication-log hook, and the feature
+ * store: its catalog and online rows in the same LMDB environment, its offline history in
+ * RocksDB (<dir>/history), both committed by that one write path.
  *
  * THE WRITE PATH. Every write (a client command, an expiry, later a replicated command) goes
  * through one sequence, driven by the event loop:
@@ -48,7 +50,26 @@
  *  "lfields" key: u64 be id, first 480 field bytes, u64 be digest
  *            -> u32 field length, field, value bytes
  *  "expires" key: u8 db, u64 be expire ms, u8 1 if long key, stored key -> empty
- * A hash id is never reused while the hash lives; new ids start past the largest in use. */
+ * A hash id is never reused while the hash lives; new ids start past the largest in use.
+ *
+ * The feature store (enums: see PERSISTED ENUMS and the STORE_KEY_, STORE_METRIC_ and
+ * STORE_VINDEX_ values below). A name is u8 length then its bytes. Every catalog record
+ * starts with u8 version (1) and ends with u32 CRC32C of all the bytes before it.
+ *  "catalog" key "#view_id" -> u32 next view id (>= 1), u32 CRC32C of it      8 bytes
+ *           key 'e' name (entity):
+ *             0   u8   version      1   u8   key type      2   u32  description length
+ *             6   description bytes, then the CRC32C
+ *           key 'v' name (view):
+ *             0   u8   version      1   u32  view id       5   i64  created, ms
+ *             13  i64  ttl_us       21  i64  retention_us  29  u8   online (0/1)
+ *             30  u16  entity count n, then n x (name, u8 key type)
+ *             .   u16  field count m, then m x (name, u8 FT_ type, u32 VECTOR dim,
+ *                      u8 metric, u8 vector index, u32 M, u32 EF_CONSTRUCTION; the last
+ *                      five 0 unless VECTOR), then the CRC32C
+ *           key 's' name (service):
+ *             0   u8   version      1   u32  feature count n
+ *             5   n x (view name, field name or a single 0 byte = every field), CRC32C
+ *  "online" key: u32 be view id, entity key -> i64 event_us, i64 created_us, row */
 #ifndef QUIVER_STORE_H
 #define QUIVER_STORE_H
 
@@ -174,8 +195,9 @@ void store_get_stats(const store *st, store_stats *out);
 
 /* ==== FEATURE STORE PIECES ================================================================
  * Typed feature values (parsing client strings, ISO-8601 and epoch timestamps) with their
- * persisted row format (values.c), and the offline history in RocksDB (history.c). The
- * catalog and online rows that tie these together land with the FS.* commands.
+ * persisted row format (values.c), and the offline history in RocksDB (history.c). These
+ * stand alone (a test drives a history handle without a store); the store ties them
+ * together with its catalog and online rows under THE FEATURE STORE below.
  *
  * THREADING. Values and rows are plain data (any thread). A history handle may be used from
  * several threads at once (RocksDB is thread-safe); a batch or iterator by one at a time.
@@ -310,9 +332,11 @@ typedef struct store_hcur store_hcur;
 int store_hcur_new(store_hist *h, uint32_t view, store_hcur **out); /* ERR_NOTFOUND */
 void store_hcur_free(store_hcur *c);
 /* Positions on entity's newest row with event_us <= t (ties: newest created).
- * ERR_NOTFOUND when the entity has no such row (the cursor is then unpositioned). */
+ * ERR_NOTFOUND when the entity has no such row (the cursor is then unpositioned);
+ * ERR_INVAL for an entity over 65535 bytes. */
 int store_hcur_seek(store_hcur *c, const char *entity, size_t elen, int64_t t);
-/* Steps to the next older row of the same entity; ERR_NOTFOUND past its oldest. */
+/* Steps to the next older row of the same entity; ERR_NOTFOUND past its oldest (the entity
+ * stays the current one for store_hcur_next_entity). */
 int store_hcur_next(store_hcur *c);
 /* Positions on the newest row of the first entity after the current one (the first
  * entity of the view when unpositioned). ERR_NOTFOUND past the last entity. */
@@ -411,8 +435,12 @@ int store_entity_create(store_txn *t, const char *name, size_t len, int key_type
 /* ERR_PERM while a view uses the entity. */
 int store_entity_drop(store_txn *t, const char *name, size_t len, char *err, size_t errlen);
 /* spec->name, entities, ttl_us, retention_us, online, nfields and fields are read (id,
- * key_types, schema and created_ms are filled by the store). Checks: entities exist and are
- * distinct, 1 to FT_MAX_FIELDS fields with distinct names, ttl and retention >= 0. */
+ * key_types, schema and created_ms are filled by the store). Checks: 1 to STORE_EKEY_MAX/2
+ * entities that exist and are distinct, 1 to FT_MAX_FIELDS fields with distinct names and
+ * known types, ttl and retention >= 0; a VECTOR field has dim 1 to FT_MAX_VECTOR_DIM, a
+ * known metric and vindex, M 2 to 1024 and EF_CONSTRUCTION 1 to 100000, where metric, M
+ * and EF_CONSTRUCTION 0 take the defaults (vindex is kept as given: 0 is NONE). The view's
+ * column family is created at once (and dropped again if the pass fails). */
 int store_view_create(store_txn *t, const store_view *spec, char *err, size_t errlen);
 /* Removes the view, its online rows and (after the commit) its history. ERR_PERM while a
  * service uses it. */
@@ -447,7 +475,8 @@ void store_ekey_format(const char *ekey, size_t elen, buf *out);
 
 /* FS.PUSH's writes: the row (already encoded with v->schema) goes to the pass's history
  * batch when to_offline, and replaces the online row (see ONLINE ROWS) when to_online and
- * v->online. *online_replaced (may be NULL) tells whether it did. */
+ * v->online. *online_replaced (may be NULL) tells whether it did. t must be the pass's write
+ * transaction; an ekey of 0 or over STORE_EKEY_MAX bytes is ERR_INVAL. */
 int store_fs_push(store_txn *t, const store_view *v, const char *ekey, size_t elen,
                   int64_t event_us, int64_t created_us, const char *row, size_t rowlen,
                   int to_online, int to_offline, int *online_replaced);
@@ -462,7 +491,8 @@ int store_online_put(store_txn *t, const store_view *v, const char *ekey, size_t
 int store_online_count(store_txn *t, const store_view *v, uint64_t *n);
 
 /* The history handle, after writing the pass's pending history batch (so reads see this
- * pass's pushes). On a write failure the pass is poisoned and the error returned. */
+ * pass's pushes). On a write failure the pass is poisoned and the error returned (*out is
+ * set either way; in a pass already poisoned nothing is written). */
 int store_history(store *st, store_hist **out);
 
 /* Figures for INFO featurestore. */

@@ -16,9 +16,28 @@ struct store_txn {
     int write;
 };
 
+/* The decoded catalog (see store.h CATALOG): each kind sorted by name (bytewise, as LMDB
+ * orders the records). */
+typedef struct store__catalog {
+    store_entity *entities;
+    int nentities, capentities;
+    store_view *views;
+    int nviews, capviews;
+    store_service *services;
+    int nservices, capservices;
+    uint32_t next_view_id; /* the next id to hand out (ids are never reused) */
+} store__catalog;
+
+/* A list of view ids (the views created in this pass; the column families to drop after
+ * the commit). */
+typedef struct store__ids {
+    uint32_t *ids;
+    int n, cap;
+} store__ids;
+
 struct store {
     MDB_env *env;
-    MDB_dbi meta, keys, lkeys, fields, lfields, expires;
+    MDB_dbi meta, keys, lkeys, fields, lfields, expires, catalog, online;
     size_t map_size;
     int durability;
     unsigned psize;
@@ -51,6 +70,14 @@ struct store {
     atomic_int sync_pending;
     atomic_uint_fast64_t syncs, last_sync_ms;
     uint64_t commits, failed_commits;
+
+    /* the feature store */
+    store_hist *hist;
+    store_hbatch *hbatch;   /* the pass's history rows, written at commit */
+    store__catalog cat;
+    store__ids created;     /* views created since the last commit */
+    store__ids drops;       /* column families to drop after the next commit */
+    store_fs_stats fs_stats;
 };
 
 /* A key or field as LMDB stores it: which database and the encoded bytes. */
@@ -84,5 +111,15 @@ int store__long_field(const MDB_val *v, const char **field, size_t *flen, const 
 int store__hash_clear(store_txn *t, uint64_t id);
 uint64_t store__new_hash_id(store *st);
 void store__count(store *st, int db, int dkeys, int dexpires);
+
+/* The catalog (catalog.c). load replaces st->cat by LMDB's committed records (keeping
+ * next_view_id at least where it was); free empties it. ERR_CORRUPT names the bad record. */
+int store__catalog_load(store *st, char *err, size_t errlen);
+void store__catalog_free(store__catalog *cat);
+void store__ids_add(store__ids *l, uint32_t id);
+/* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
+int store__hist_sync(store_hist *h);
+/* Deletes every online row of a view (online.c). */
+int store__online_clear(store_txn *t, uint32_t view);
 
 #endif

@@ -1,7 +1,8 @@
 /* net.c: sockets and connections. Listening sockets on the libevent loop, accepting with
  * the maxclients and protected-mode checks, reading into each client's query buffer and
  * cutting commands out of it with the RESP parser, the end-of-pass flush that sends replies
- * only after the storage commit, output-buffer limits, idle timeouts, and the close path. */
+ * only after the storage commit, output-buffer limits, idle timeouts, the close path, and
+ * parking a client while its command runs on another thread. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -22,6 +23,7 @@
 #define READ_CHUNK (16 * 1024)
 #define READ_MAX (64 * 1024 * 1024)
 #define QUERY_BUF_LIMIT (1024LL * 1024 * 1024) /* client-query-buffer-limit */
+#define PARKED_READ_MAX (64 * 1024 * 1024) /* a parked client's socket rests past this */
 
 static struct {
     struct event_base *base;
@@ -242,6 +244,12 @@ void client_close(client *c)
 {
     if (c->state == CONN_CLOSED)
         return;
+    if (c->flags & CLIENT_PARKED) {
+        c->flags &= ~CLIENT_PARKED;
+        c->park_ops->closed(c->park_arg);
+        c->park_ops = NULL;
+        c->park_arg = NULL;
+    }
     event_del(c->rev); /* before close(): the fd number may be reused at once */
     event_del(c->wev);
     close(c->fd);
@@ -309,7 +317,7 @@ static const resp_limits *limits_for(const client *c, resp_limits *l)
 static void process_input(client *c)
 {
     resp_limits lim;
-    while (c->state == CONN_OPEN && c->qpos < c->qbuf.len) {
+    while (c->state == CONN_OPEN && !(c->flags & CLIENT_PARKED) && c->qpos < c->qbuf.len) {
         size_t consumed = 0;
         char *start = c->qbuf.data + c->qpos;
         int rc = resp_parse(&c->parser, start, c->qbuf.len - c->qpos, limits_for(c, &lim),
@@ -368,6 +376,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     client *c = arg;
+    if ((c->flags & CLIENT_PARKED) && c->qbuf.len >= PARKED_READ_MAX) {
+        event_del(c->rev); /* enough waiting already: client_unpark() reads on */
+        return;
+    }
     size_t want = resp_parse_want(&c->parser, c->qbuf.len);
     want = want > READ_CHUNK ? (want > READ_MAX ? READ_MAX : want) : READ_CHUNK;
     buf_reserve(&c->qbuf, want);
@@ -381,7 +393,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     c->qbuf.len += (size_t)n;
     c->last_ms = clock_ms();
     net.stats.net_in += (uint64_t)n;
-    process_input(c);
+    if (!(c->flags & CLIENT_PARKED))
+        process_input(c);
 }
 
 /* Sends committed output; returns 0, or -1 when the client was closed. */
@@ -412,6 +425,8 @@ static int flush_client(client *c)
     } else if (c->osent < c->ocommitted) {
         event_add(c->wev, NULL);
     }
+    if ((c->flags & CLIENT_PARKED) && c->park_ops->sent)
+        c->park_ops->sent(c->park_arg, client_obuf_pending(c));
     return 0;
 }
 
@@ -420,6 +435,51 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     flush_client(arg);
+}
+
+int client_park(client *c, const client_park_ops *ops, void *arg)
+{
+    /* EXEC replays queued commands from copies: their argv is not in the query buffer, and
+     * the rest of the transaction's reply follows at once, so they cannot wait. */
+    int from_socket = c->argc > 0 && c->argv[0] >= c->qbuf.data &&
+                      c->argv[0] < c->qbuf.data + c->qbuf.len;
+    if (c->state != CONN_OPEN || (c->flags & CLIENT_PARKED) || !from_socket)
+        return -1;
+    c->flags |= CLIENT_PARKED;
+    c->park_ops = ops;
+    c->park_arg = arg;
+    return 0;
+}
+
+void client_unpark(client *c)
+{
+    if (!(c->flags & CLIENT_PARKED))
+        return;
+    c->flags &= ~CLIENT_PARKED;
+    c->park_ops = NULL;
+    c->park_arg = NULL;
+    if (c->state != CONN_OPEN)
+        return;
+    event_add(c->rev, NULL); /* in case it rested (PARKED_READ_MAX) */
+    process_input(c);
+}
+
+void client_output_append(client *c, buf *b)
+{
+    if (c->state == CONN_CLOSED) {
+        buf_free(b);
+        return;
+    }
+    if (c->obuf.len == 0) { /* take b's memory instead of copying it */
+        buf_free(&c->obuf);
+        c->obuf = *b;
+        c->osent = c->ocommitted = 0;
+        buf_init(b);
+    } else {
+        buf_append(&c->obuf, b->data, b->len);
+        buf_free(b);
+    }
+    mark_pending(c);
 }
 
 void client_wrote(client *c)
@@ -492,6 +552,8 @@ void client_describe(const client *c, buf *out)
         flags[nf++] = 'd';
     if (c->state == CONN_CLOSING)
         flags[nf++] = 'c';
+    if (c->flags & CLIENT_PARKED)
+        flags[nf++] = 'b';
     if (!nf)
         flags[nf++] = 'N';
     flags[nf] = '\0';
@@ -513,7 +575,7 @@ void net_cron(int64_t now_ms)
 {
     for (client *c = net.clients, *next; c; c = next) {
         next = c->next;
-        if (net.cfg.timeout_secs > 0 && !(c->flags & CLIENT_MULTI) &&
+        if (net.cfg.timeout_secs > 0 && !(c->flags & (CLIENT_MULTI | CLIENT_PARKED)) &&
             now_ms - c->last_ms > (int64_t)net.cfg.timeout_secs * 1000 &&
             !client_obuf_pending(c)) {
             client_close(c);

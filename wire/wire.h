@@ -16,7 +16,18 @@
  * lives until the command returns.
  *
  * CONNECTION STATES. CONN_OPEN (reading and answering), CONN_CLOSING (answer what is
- * queued, read nothing more, then close), CONN_CLOSED (waiting to be freed). */
+ * queued, read nothing more, then close), CONN_CLOSED (waiting to be freed).
+ *
+ * PARKED CLIENTS. A command whose work runs on another thread parks its client
+ * (client_park): the client's further requests stay unparsed in its query buffer, in order,
+ * while the work goes on and other clients are served. The work's reply, encoded elsewhere
+ * by the reply builders on a scratch client (a zeroed client with the same resp: reply
+ * builders touch only obuf, state and resp), is handed over in chunks on the loop thread
+ * with client_output_append(), and is sent at the end of that pass like any reply.
+ * client_unpark() then resumes parsing what was buffered. The owner of the work learns
+ * through client_park_ops when output was written (for backpressure) and when the client
+ * is closed while parked (it must then forget the client: it will be freed at the end of
+ * the pass). */
 #ifndef QUIVER_WIRE_H
 #define QUIVER_WIRE_H
 
@@ -38,9 +49,19 @@ enum {
     CLIENT_DIRTY_EXEC = 1 << 2, /* a command queued in MULTI was refused: EXEC aborts */
     CLIENT_PENDING = 1 << 3,    /* on the list of clients with output to send */
     CLIENT_LOCAL = 1 << 4,      /* connected over loopback */
+    CLIENT_PARKED = 1 << 5,     /* its command runs elsewhere: parse nothing more yet */
 };
 
 struct query_state; /* per-client command state owned by query/ (MULTI queue, WATCH list) */
+
+/* What the owner of a parked client's work hears about it, on the loop thread. */
+typedef struct client_park_ops {
+    /* Output was written to the socket; pending is what is still unsent. May be NULL. */
+    void (*sent)(void *arg, size_t pending);
+    /* The client was closed while parked (it disconnected, was killed, hit a limit): the
+     * client pointer must not be used after this returns. Required. */
+    void (*closed)(void *arg);
+} client_park_ops;
 
 typedef struct client {
     uint64_t id;
@@ -70,6 +91,8 @@ typedef struct client {
     size_t *argl;
 
     struct query_state *qs;
+    const client_park_ops *park_ops; /* while CLIENT_PARKED */
+    void *park_arg;
     struct event *rev, *wev;
     struct client *prev, *next;   /* all clients */
     struct client *next_pending;  /* clients with output (CLIENT_PENDING) */
@@ -117,6 +140,16 @@ void client_close_after_reply(client *c);
 client *net_clients(void);             /* first of all clients (follow ->next) */
 client *net_client_by_id(uint64_t id);
 const net_stats *net_get_stats(void);
+/* Parks c from inside the handler of the command it is executing (see PARKED CLIENTS).
+ * Returns -1, changing nothing, when c cannot be parked: the command is not one read from
+ * c's socket (EXEC replaying a queued command), or c is closing or already parked. */
+int client_park(client *c, const client_park_ops *ops, void *arg);
+/* Resumes c: parses and executes what it sent meanwhile. Loop thread, outside any handler
+ * of c (typically from work posted with server_post). */
+void client_unpark(client *c);
+/* Appends already-encoded reply bytes to c's output, emptying b (its memory may be taken
+ * over), and queues them for sending at the end of the pass. */
+void client_output_append(client *c, buf *b);
 /* Formats one CLIENT LIST line for c (no trailing newline). */
 void client_describe(const client *c, buf *out);
 /* Runs the idle-timeout and soft-limit checks; called from the server cron. */

@@ -2,8 +2,10 @@
  * column families that persist across reopen and go with a drop, as-of lookups and range
  * iteration checked against a brute-force oracle on random histories (prefix-sharing and
  * NUL-holding entity keys, out-of-order inserts, ties on event time, negative and extreme
- * timestamps), batch atomicity, synced writes, retention through compaction, and the error
- * paths. Row values are opaque bytes here. Every test runs in its own temporary directory. */
+ * timestamps), batch atomicity, synced writes, retention through compaction, the error
+ * paths, and cursors (seeks, steps and entity scans against the oracle, on a snapshot that
+ * outlives a drop). Row values are opaque bytes here. Every test runs in its own temporary
+ * directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -774,6 +776,197 @@ static void test_threads(void **state)
     }
 }
 
+/* ---- cursors ---- */
+
+/* Stored order of entity keys: u16 length first, then the bytes. */
+static int ent_cmp(int a, int b)
+{
+    if (ent_len[a] != ent_len[b])
+        return ent_len[a] < ent_len[b] ? -1 : 1;
+    return memcmp(ent_key[a], ent_key[b], ent_len[a]);
+}
+
+static int ent_index(const char *e, size_t elen)
+{
+    for (int i = 0; i < NENT; i++)
+        if (ent_len[i] == elen && memcmp(ent_key[i], e, elen) == 0)
+            return i;
+    fail_msg("cursor returned an unknown entity of %zu bytes", elen);
+    return -1;
+}
+
+/* The oracle's rows of ent with event <= t, newest first; returns how many. */
+static size_t oracle_older(const oracle *o, int ent, int64_t t, orow *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->n; i++)
+        if (o->rows[i].ent == ent && o->rows[i].ev <= t)
+            out[n++] = o->rows[i];
+    qsort(out, n, sizeof *out, orow_newer);
+    return n;
+}
+
+/* From a positioned cursor, the rows it walks (this one and every older) match want. */
+static void check_walk(store_hcur *c, int ent, const orow *want, size_t nw)
+{
+    const char *e, *row;
+    size_t elen, rowlen, got = 0;
+    int64_t ev, cr;
+    int rc = 0;
+    for (; rc == 0; rc = store_hcur_next(c), got++) {
+        store_hcur_row(c, &e, &elen, &ev, &cr, &row, &rowlen);
+        if (got >= nw)
+            fail_msg("cursor walk of ent %d: too many rows", ent);
+        assert_int_equal(ent_index(e, elen), ent);
+        const orow *w = &want[got];
+        if (ev != w->ev || cr != w->cr || rowlen != w->vlen || memcmp(row, w->val, rowlen) != 0)
+            fail_msg("cursor walk of ent %d: row %zu is ev %lld cr %lld, want ev %lld cr %lld",
+                     ent, got, (long long)ev, (long long)cr, (long long)w->ev, (long long)w->cr);
+    }
+    assert_int_equal(rc, ERR_NOTFOUND);
+    assert_int_equal(store_hcur_next(c), ERR_NOTFOUND); /* stays past the oldest */
+    assert_int_equal(got, nw);
+}
+
+static void check_cursor_seeks(store_hcur *c, const oracle *o)
+{
+    orow *want = calloc(o->n + 1, sizeof *want);
+    assert_non_null(want);
+    for (int ent = 0; ent < NENT; ent++) {
+        int64_t ts[8] = {INT64_MIN, INT64_MAX, -1, 0, 1};
+        for (int k = 5; k < 8; k++)
+            ts[k] = o->n ? o->rows[rnd() % o->n].ev : rnd_time();
+        for (int k = 0; k < 8; k++) {
+            size_t nw = oracle_older(o, ent, ts[k], want);
+            int rc = store_hcur_seek(c, ent_key[ent], ent_len[ent], ts[k]);
+            if (nw == 0) {
+                assert_int_equal(rc, ERR_NOTFOUND);
+                assert_int_equal(store_hcur_next(c), ERR_NOTFOUND);
+                continue;
+            }
+            assert_int_equal(rc, 0);
+            check_walk(c, ent, want, nw);
+        }
+    }
+    free(want);
+}
+
+/* next_entity from a new cursor visits every entity with rows, in stored order. */
+static void check_cursor_scan(store_hcur *c, const oracle *o)
+{
+    orow *want = calloc(o->n + 1, sizeof *want);
+    int seen[NENT] = {0}, prev = -1, rc;
+    assert_non_null(want);
+    while ((rc = store_hcur_next_entity(c)) == 0) {
+        const char *e, *row;
+        size_t elen, rowlen;
+        int64_t ev, cr;
+        store_hcur_row(c, &e, &elen, &ev, &cr, &row, &rowlen);
+        int ent = ent_index(e, elen);
+        assert_true(prev < 0 || ent_cmp(prev, ent) < 0);
+        seen[ent] = 1;
+        prev = ent;
+        check_walk(c, ent, want, oracle_older(o, ent, INT64_MAX, want));
+    }
+    assert_int_equal(rc, ERR_NOTFOUND);
+    for (int ent = 0; ent < NENT; ent++)
+        assert_int_equal(seen[ent], oracle_older(o, ent, INT64_MAX, want) > 0);
+    free(want);
+}
+
+static void test_cursor_oracle(void **state)
+{
+    fixture *f = *state;
+    oracle o = {0}, other = {0};
+    store_hcur *c;
+    hopen(f);
+    entities_init();
+    assert_int_equal(store_hist_create_view(f->h, 3, 0), 0);
+    assert_int_equal(store_hist_create_view(f->h, 2, 0), 0); /* neighbours: other rows */
+    assert_int_equal(store_hist_create_view(f->h, 4, 0), 0);
+    random_history(f->h, 2, &other, 100);
+    random_history(f->h, 4, &other, 100);
+    random_history(f->h, 3, &o, 400);
+    assert_int_equal(store_hcur_new(f->h, 3, &c), 0);
+    check_cursor_seeks(c, &o);
+    store_hcur_free(c);
+    assert_int_equal(store_hcur_new(f->h, 3, &c), 0);
+    check_cursor_scan(c, &o);
+    store_hcur_free(c);
+    assert_int_equal(store_hist_compact(f->h, 3), 0); /* from SST files */
+    assert_int_equal(store_hcur_new(f->h, 3, &c), 0);
+    check_cursor_scan(c, &o);
+    check_cursor_seeks(c, &o);
+    store_hcur_free(c);
+    free(o.rows);
+    free(other.rows);
+    entities_free();
+}
+
+/* A cursor reads the snapshot of its creation, also after its view is dropped. */
+static void test_cursor_snapshot(void **state)
+{
+    fixture *f = *state;
+    store_hcur *c;
+    const char *e, *row;
+    size_t elen, rowlen;
+    int64_t ev, cr;
+    hopen(f);
+    assert_int_equal(store_hcur_new(f->h, 1, &c), ERR_NOTFOUND);
+    assert_null(c);
+    assert_int_equal(store_hist_create_view(f->h, 1, 0), 0);
+    put1(f->h, 1, S("b"), 10, 0, S("b10"), 0);
+    put1(f->h, 1, S("d"), 10, 0, S("d10"), 0);
+    assert_int_equal(store_hcur_new(f->h, 1, &c), 0);
+    put1(f->h, 1, S("b"), 20, 0, S("b20"), 0); /* after the snapshot: invisible */
+    put1(f->h, 1, S("c"), 20, 0, S("c20"), 0);
+    assert_int_equal(store_hist_drop_view(f->h, 1), 0);
+
+    assert_int_equal(store_hcur_seek(c, S("b"), INT64_MAX), 0);
+    store_hcur_row(c, &e, &elen, &ev, &cr, &row, &rowlen);
+    assert_int_equal(ev, 10);
+    assert_memory_equal(row, "b10", 3);
+    assert_int_equal(store_hcur_next(c), ERR_NOTFOUND);
+    assert_int_equal(store_hcur_next_entity(c), 0); /* "c" is not in the snapshot */
+    store_hcur_row(c, &e, &elen, &ev, &cr, &row, &rowlen);
+    assert_int_equal(elen, 1);
+    assert_memory_equal(e, "d", 1);
+    assert_int_equal(store_hcur_next_entity(c), ERR_NOTFOUND);
+    /* a missed seek leaves the cursor unpositioned: next_entity starts over */
+    assert_int_equal(store_hcur_seek(c, S("b"), 5), ERR_NOTFOUND);
+    assert_int_equal(store_hcur_next(c), ERR_NOTFOUND);
+    assert_int_equal(store_hcur_next_entity(c), 0);
+    store_hcur_row(c, &e, &elen, &ev, &cr, &row, &rowlen);
+    assert_memory_equal(e, "b", 1);
+    /* a seek on an entity with no rows between two that have some */
+    assert_int_equal(store_hcur_seek(c, S("c"), INT64_MAX), ERR_NOTFOUND);
+    assert_int_equal(store_hcur_seek(c, S("d"), 9), ERR_NOTFOUND);
+    assert_int_equal(store_hcur_seek(c, S("d"), 10), 0);
+    static char huge[65536];
+    assert_int_equal(store_hcur_seek(c, huge, sizeof huge, 0), ERR_INVAL);
+    store_hcur_free(c);
+}
+
+static void test_hist_views(void **state)
+{
+    fixture *f = *state;
+    uint32_t ids[4] = {0};
+    hopen(f);
+    assert_int_equal(store_hist_views(f->h, ids, 4), 0);
+    assert_int_equal(store_hist_create_view(f->h, 7, 0), 0);
+    assert_int_equal(store_hist_create_view(f->h, 3, 0), 0);
+    assert_int_equal(store_hist_create_view(f->h, 9, 0), 0);
+    assert_int_equal(store_hist_drop_view(f->h, 3), 0);
+    assert_int_equal(store_hist_views(f->h, ids, 4), 2);
+    assert_true((ids[0] == 7 && ids[1] == 9) || (ids[0] == 9 && ids[1] == 7));
+    assert_int_equal(store_hist_views(f->h, ids, 1), 2); /* fills one, counts all */
+    assert_int_equal(store_hist_views(f->h, NULL, 0), 2);
+    reopen(f);
+    ids[0] = ids[1] = 0;
+    assert_int_equal(store_hist_views(f->h, ids, 4), 2);
+    assert_true((ids[0] == 7 && ids[1] == 9) || (ids[0] == 9 && ids[1] == 7));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +983,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterator_outlives_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_oracle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hist_views, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
