@@ -108,7 +108,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT) $(TOOL_BIN)
 	$(Q)BUILD=$(BUILD) QUIVER_BIN=$(CURDIR)/$(BUILD)/quiver-server bash tests/run.sh
 
-bench: deps quiver-server
+bench: deps quiver-server quiver-load
 	$(Q)rc=0; bash bench/redis_compare.sh || rc=1; bash bench/fs_bench.sh || rc=1; exit $$rc
 
 fuzz: deps

@@ -271,9 +271,8 @@ def create_join_view(q):
 
 def load_with_quiver_load(port, csv_path):
     """(d): quiver-load of the CSV into view hist. Returns seconds, or raises."""
-    argv = [QUIVER_LOAD_BIN, "--host", HOST, "--port", str(port), "--view", "hist",
-            "--entity-column", "entity_id", "--event-column", "event_timestamp",
-            "--created-column", "created", csv_path]
+    argv = [QUIVER_LOAD_BIN, "-h", HOST, "-p", str(port), "--view", "hist", "--entity", "entity_id",
+            "--ts", "event_timestamp", "--created", "created", "--ts-unit", "ms", "-q", csv_path]
     t0 = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, timeout=RUN_TIMEOUT)
     dt = time.perf_counter() - t0

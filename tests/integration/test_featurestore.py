@@ -24,6 +24,9 @@ import redis
 import fs_oracle as O
 from harness import RawClient, Server
 
+# The command table's arity check answers too-short commands, before the handler can name
+# what is missing (Redis's own wording).
+ARITY = "wrong number of arguments"
 OWN_PROCESS = unittest.skipIf(os.environ.get("TEST_SERVER"), "kills and restarts its server")
 SEEDS = [int(s) for s in os.environ.get("FS_SEEDS", "20240601,7,99").split(",")]
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data",
@@ -720,8 +723,9 @@ class Restart(unittest.TestCase):
             self.assertIsNotNone(err_of(lambda: create_view(r, wv)))
 
     def test_retention(self):
-        """History older than now - RETENTION is invisible to reads at once and dropped by
-        FS.VIEW.COMPACT; online rows are kept; the same after a restart."""
+        """History older than now - RETENTION is invisible to reads at once (FS.HISTORY,
+        FS.ASOF, FS.JOIN, FS.MATERIALIZE) and dropped by FS.VIEW.COMPACT; online rows are
+        kept; the same after a restart."""
         p = self.p
         with Server(durability="always") as s:
             r = s.client()
@@ -733,6 +737,7 @@ class Restart(unittest.TestCase):
             for ev, n in ((now - 3 * h, 1), (now - 2 * h, 2), (now - h // 2, 3)):
                 r.execute_command(*push_args(v.name, ["x"], ev, [("n", n)]))
             r.execute_command(*push_args(v.name, ["y"], now - 2 * h, [("n", 7)]))
+            r.execute_command(*push_args(v.name, ["z"], now - 2 * h, [("n", 9)], target="OFFLINE"))
 
             def check(when):
                 hist = parse_history(r.execute_command("FS.HISTORY", v.name, "x"), v)
@@ -744,6 +749,9 @@ class Restart(unittest.TestCase):
                                                    "x", now - 100 * 60 * 1000, "y", now), [[None], [None]], when)
                 self.assertEqual(r.execute_command("FS.GET", v.name, "x"), [3], when)
                 self.assertEqual(r.execute_command("FS.GET", v.name, "y"), [7], when + ": online rows are kept")
+                r.execute_command("FS.MATERIALIZE", v.name, 0, now)
+                self.assertEqual(r.execute_command("FS.GET", v.name, "z"), [None],
+                                 when + ": FS.MATERIALIZE used a row older than the retention")
 
             check("before compaction")
             r.execute_command("FS.VIEW.COMPACT", v.name)
@@ -906,9 +914,9 @@ class BadInput(unittest.TestCase):
             (self.push("trips", 1, "trips", 2), ["trips"]),
             (self.push("trips", 1, "rate", "0.5", "trips", 1), ["trips"]),
             (self.push("trips", 1, "rate"), ["rate", "FIELDS"]),
-            (self.push(), ["FIELDS"]),
-            (["FS.PUSH", v, "2", 1000], ["FIELDS"]),
-            (["FS.PUSH", v, "2", 1000, "trips", 1], ["FIELDS", "trips"]),
+            (self.push(), ["FIELDS", ARITY]),
+            (["FS.PUSH", v, "2", 1000], ["FIELDS", ARITY]),
+            (["FS.PUSH", v, "2", 1000, "trips", 1], ["FIELDS", "trips", ARITY]),
             (self.push("trips", 1, key="abc"), ["abc", "cust", "entity", "key"]),
             (self.push("trips", 1, key="1.0"), ["1.0", "cust", "entity", "key"]),
             (self.push("trips", 1, key="007"), ["007", "cust", "entity", "key"]),
@@ -951,7 +959,7 @@ class BadInput(unittest.TestCase):
             (["FS.JOIN", p + "svc", "ROWS", 1, "1", "yesterday"], ["yesterday", "timestamp"]),
             (["FS.JOIN", p + "svc", "ROWS", 2, "1", 1000], ["ROWS"]),
             (["FS.JOIN", p + "svc", "ROWS", 1, "abc", 1000], ["abc", "cust", "key"]),
-            (["FS.JOIN", p + "svc", "ROWS", "-1"], ["ROWS", "-1"]),
+            (["FS.JOIN", p + "svc", "ROWS", "-1"], ["ROWS", "-1", ARITY]),
             (["FS.JOIN", p + "nosuchsvc", "ROWS", 1, "1", 1000], [p + "nosuchsvc"]),
             (["FS.JOIN", "FEATURES", 1, v + ":nosuchfield", "ROWS", 1, "1", 1000], ["nosuchfield"]),
             (["FS.JOIN", "FEATURES", 2, v + ":trips", "ROWS", 1, "1", 1000], ["FEATURES", "ROWS"]),
@@ -980,9 +988,9 @@ class BadInput(unittest.TestCase):
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 2, c, c, "SCHEMA", "alpha", "INT64"], [c, "ENTITIES"]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA", "alpha", "INT64", "alpha", "FLOAT64"], ["alpha"]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA", "alpha", "DECIMAL"], ["DECIMAL"]),
-            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA", "alpha"], ["SCHEMA", "alpha"]),
-            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA"], ["SCHEMA"]),
-            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c], ["SCHEMA"]),
+            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA", "alpha"], ["SCHEMA", "alpha", ARITY]),
+            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA"], ["SCHEMA", ARITY]),
+            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c], ["SCHEMA", ARITY]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "TTL", -1, "SCHEMA", "alpha", "INT64"], ["TTL"]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "TTL", "soon", "SCHEMA", "alpha", "INT64"], ["TTL"]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "RETENTION", -5, "SCHEMA", "alpha", "INT64"],
@@ -991,7 +999,7 @@ class BadInput(unittest.TestCase):
              ["ONLINE", "MAYBE"]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA", "alpha", "VECTOR", 0], ["VECTOR", "alpha", "dim"]),
             (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 1, c, "SCHEMA", "alpha", "VECTOR", "x"], ["VECTOR", "alpha", "dim"]),
-            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 3, c, "SCHEMA", "alpha", "INT64"], ["ENTITIES"]),
+            (["FS.VIEW.CREATE", p + "v2", "ENTITIES", 3, c, "SCHEMA", "alpha", "INT64"], ["ENTITIES", "INT64"]),
             (["FS.SERVICE.CREATE", p + "s2", "FEATURES", 1, self.v + ":nosuchfield"], ["nosuchfield"]),
             (["FS.SERVICE.CREATE", p + "s2", "FEATURES", 1, p + "nosuchview:*"], [p + "nosuchview"]),
             (["FS.SERVICE.CREATE", p + "s2", "FEATURES", 2, self.v + ":trips"], ["FEATURES"]),
