@@ -212,6 +212,7 @@ static int parse_entities(client *c, int i, store_view *spec)
     return 0;
 }
 
+/* One of nwords words after the option word at argv[i]; *out gets its value. */
 static int parse_word(client *c, int i, const char *const *words, int nwords, const int *vals,
                       int *out)
 {
@@ -222,7 +223,13 @@ static int parse_word(client *c, int i, const char *const *words, int nwords, co
             *out = vals[k];
             return 0;
         }
-    reply_errorf(c, "%.*s '%.*s' is not one of the allowed values", ARG(c, i), ARG(c, i + 1));
+    buf b;
+    buf_init(&b);
+    for (int k = 0; k < nwords; k++)
+        buf_printf(&b, "%s%s", k ? "|" : "", words[k]);
+    reply_errorf(c, "%.*s '%.*s' is not one of %.*s", ARG(c, i), ARG(c, i + 1), (int)b.len,
+                 b.data);
+    buf_free(&b);
     return -1;
 }
 
@@ -872,8 +879,8 @@ void cmd_fs_asof(client *c)
     if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, &ts) ||
         fs_parse_view_features(c, v, 4, &rq, &next) || (withmeta = withmeta_tail(c, next)) < 0)
         goto done;
-    int rc = store_history(srv.store, &h);
     view_row *rows = view_rows_new(&rq);
+    int rc = store_history(srv.store, &h);
     if (rc == 0) {
         rc = store_hist_asof(h, v->id, key.data, key.len, ts, window_start(v, ts),
                              &rows[0].event_us, &created, &row);

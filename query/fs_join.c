@@ -7,12 +7,16 @@
  * Each distinct matched history row is decoded once and its requested values encoded once;
  * the reply is then assembled in the caller's row order by copying those encodings.
  * Small joins (and any join inside EXEC) run inline; big ones park the client and run on a
- * worker thread, which streams the reply back to the loop in chunks with backpressure. */
+ * worker thread, which streams the reply back to the loop in chunks with backpressure.
+ * A big join's rows are also dealt out by key hash to a few threads (parts), each walking
+ * its own entities with its own cursor; the cursors are opened together on the loop thread,
+ * so every part reads the same snapshot of history. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -26,6 +30,8 @@
 #define JOIN_MAX_UNSENT (4 * 1024 * 1024)    /* the worker waits while more is unsent */
 #define JOIN_RESEEK_STEPS 16                 /* steps through history before a re-seek */
 #define JOIN_CANCEL_EVERY 1024               /* rows between looks at the cancel flag */
+#define JOIN_PARTS_MAX 4                     /* threads walking one big join's views */
+#define JOIN_PART_ROWS 2000                  /* at least this many rows a thread */
 #define NO_MATCH UINT32_MAX
 
 /* One request row of one view, as sorted for the walk. */
@@ -43,11 +49,10 @@ typedef struct jview {
     int64_t ttl_us, oldest_us; /* oldest_us: now - retention, or INT64_MIN */
     int nfields;
     store_ftype *schema;
-    store_fvalue *vals;      /* decode scratch, nfields */
     int nslots;              /* requested features of this view */
     int *slot_field;         /* their field indexes */
     store_field *slot_def;   /* their definitions (names not kept) */
-    store_hcur *cur;
+    store_hcur **curs;       /* one history cursor per part */
     buf keys;                /* every row's stored entity key, back to back */
     size_t *koff;            /* row r's key starts at koff[r] and ends at koff[r + 1] */
     uint32_t *match;         /* per row: its matched history row, or NO_MATCH */
@@ -58,6 +63,7 @@ typedef struct jview {
 
 typedef struct join {
     int resp, withmeta;
+    int nparts;              /* threads walking each view */
     size_t nrows;
     int64_t *ts;
     int nviews;
@@ -87,7 +93,6 @@ static void view_copy(jview *v, const store_view *sv, int64_t now_us)
     v->nfields = sv->nfields;
     v->schema = xmalloc(sizeof *v->schema * (size_t)sv->nfields);
     memcpy(v->schema, sv->schema, sizeof *v->schema * (size_t)sv->nfields);
-    v->vals = xcalloc((size_t)sv->nfields, sizeof *v->vals);
     buf_init(&v->keys);
     buf_init(&v->enc);
 }
@@ -96,11 +101,12 @@ static void join_free(join *j)
 {
     for (int i = 0; i < j->nviews; i++) {
         jview *v = &j->views[i];
-        if (v->cur)
-            store_hcur_free(v->cur);
+        for (int i = 0; i < j->nparts; i++)
+            if (v->curs && v->curs[i])
+                store_hcur_free(v->curs[i]);
+        xfree(v->curs);
         xfree(v->name);
         xfree(v->schema);
-        xfree(v->vals);
         xfree(v->slot_field);
         xfree(v->slot_def);
         buf_free(&v->keys);
@@ -167,9 +173,10 @@ static void join_features(join *j, const fs_request *rq)
     scratch_done(&sc, &j->missing);
 }
 
-static join *join_new(const fs_request *rq, size_t nrows, int withmeta, int resp)
+static join *join_new(const fs_request *rq, size_t nrows, int withmeta, int resp, int nparts)
 {
     join *j = xcalloc(1, sizeof *j);
+    j->nparts = nparts;
     int64_t now_us = clock_us();
     j->start_us = clock_mono_us();
     j->resp = resp;
@@ -180,6 +187,7 @@ static join *join_new(const fs_request *rq, size_t nrows, int withmeta, int resp
     j->views = xcalloc((size_t)rq->nviews, sizeof *j->views);
     for (int v = 0; v < rq->nviews; v++) {
         view_copy(&j->views[v], rq->views[v], now_us);
+        j->views[v].curs = xcalloc((size_t)nparts, sizeof(store_hcur *));
         j->views[v].koff = xmalloc(sizeof(size_t) * (nrows + 1));
         j->views[v].koff[0] = 0;
         j->views[v].match = xmalloc(sizeof(uint32_t) * (nrows ? nrows : 1));
@@ -224,7 +232,7 @@ static int join_row(client *c, join *j, const fs_request *rq, size_t r, int at, 
     return 0;
 }
 
-/* Opens one history cursor per view, after the pass's pending pushes are written (so the
+/* Opens the history cursors (one per view and part), after the pass's pending pushes are written (so the
  * join reads them). Replies on error. */
 static int join_open(client *c, join *j)
 {
@@ -235,15 +243,33 @@ static int join_open(client *c, join *j)
         return -1;
     }
     for (int v = 0; v < j->nviews; v++) {
-        if ((rc = store_hcur_new(h, j->views[v].id, &j->views[v].cur)) != 0) {
-            reply_store_error(c, rc);
-            return -1;
+        for (int i = 0; i < j->nparts; i++) {
+            if ((rc = store_hcur_new(h, j->views[v].id, &j->views[v].curs[i])) != 0) {
+                reply_store_error(c, rc);
+                return -1;
+            }
         }
     }
     return 0;
 }
 
-/* ---- the walk (any thread) ------------------------------------------------------------ */
+/* ---- the walk (worker or loop thread) -------------------------------------------------- */
+
+/* One thread's share of a view's rows: those whose key hashes to it, so that each entity is
+ * walked by one part, with the part's own cursor. Matches are numbered within the part
+ * until merge_parts() puts the parts together. */
+typedef struct jpart {
+    join *j;
+    jview *v;
+    store_hcur *cur;
+    jsort *order; /* the part's rows, sorted by walk_part */
+    size_t n;
+    store_fvalue *vals; /* decode scratch */
+    buf enc;
+    size_t *ends;
+    size_t nmatched, ends_cap;
+    int rc;
+} jpart;
 
 static const char *row_key(const jview *v, uint32_t row, size_t *len)
 {
@@ -278,17 +304,38 @@ static int same_key(const jview *v, const jsort *x, const jsort *y)
             memcmp(row_key(v, x->row, &n) + 8, row_key(v, y->row, &n) + 8, x->len - 8) == 0);
 }
 
-static void sort_rows(const join *j, const jview *v, jsort *order)
+static jsort sort_entry(const join *j, const jview *v, uint32_t r)
 {
-    for (size_t r = 0; r < j->nrows; r++) {
-        size_t len;
-        const char *k = row_key(v, (uint32_t)r, &len);
-        uint64_t pfx = 0;
-        for (size_t i = 0; i < 8; i++)
-            pfx = pfx << 8 | (i < len ? (unsigned char)k[i] : 0);
-        order[r] = (jsort){.pfx = pfx, .t = j->ts[r], .row = (uint32_t)r, .len = (uint32_t)len};
-    }
-    qsort_r(order, j->nrows, sizeof *order, jsort_cmp, (void *)v);
+    size_t len;
+    const char *k = row_key(v, r, &len);
+    uint64_t pfx = 0;
+    for (size_t i = 0; i < 8; i++)
+        pfx = pfx << 8 | (i < len ? (unsigned char)k[i] : 0);
+    return (jsort){.pfx = pfx, .t = j->ts[r], .row = r, .len = (uint32_t)len};
+}
+
+static int part_of(const jview *v, uint32_t r, int nparts)
+{
+    size_t len;
+    const char *k = row_key(v, r, &len);
+    return nparts == 1 ? 0 : (int)(hash_bytes(k, len, 0) % (uint64_t)nparts);
+}
+
+/* Deals the rows out to the parts (order holds them all, grouped by part). */
+static void split_rows(join *j, jview *v, jsort *order, jpart *parts)
+{
+    size_t at[JOIN_PARTS_MAX] = {0};
+    for (int i = 0; i < j->nparts; i++)
+        parts[i] = (jpart){.j = j, .v = v, .cur = v->curs[i],
+                           .vals = xcalloc((size_t)v->nfields, sizeof(store_fvalue))};
+    for (size_t r = 0; r < j->nrows; r++)
+        parts[part_of(v, (uint32_t)r, j->nparts)].n++;
+    for (int i = 1; i < j->nparts; i++)
+        at[i] = at[i - 1] + parts[i - 1].n;
+    for (int i = 0; i < j->nparts; i++)
+        parts[i].order = order + at[i];
+    for (size_t r = 0; r < j->nrows; r++)
+        order[at[part_of(v, (uint32_t)r, j->nparts)]++] = sort_entry(j, v, (uint32_t)r);
 }
 
 /* Where the cursor stands within the current entity. */
@@ -297,33 +344,33 @@ typedef struct walk_pos {
     int64_t event_us, created_us;
 } walk_pos;
 
-static void read_pos(const jview *v, walk_pos *p)
+static void read_pos(const jpart *p, walk_pos *w)
 {
     const char *e, *row;
     size_t elen, rowlen;
-    store_hcur_row(v->cur, &e, &elen, &p->event_us, &p->created_us, &row, &rowlen);
+    store_hcur_row(p->cur, &e, &elen, &w->event_us, &w->created_us, &row, &rowlen);
 }
 
 /* Puts the cursor on the entity's newest row with event <= t: steps down from where it is,
  * or seeks. ERR_NOTFOUND when there is none (nor for any earlier time). */
-static int position_at(jview *v, const char *key, size_t len, int64_t t, walk_pos *p)
+static int position_at(jpart *p, const char *key, size_t len, int64_t t, walk_pos *w)
 {
-    for (int steps = 0; p->positioned && p->event_us > t; steps++) {
+    for (int steps = 0; w->positioned && w->event_us > t; steps++) {
         if (steps == JOIN_RESEEK_STEPS) {
-            p->positioned = 0;
+            w->positioned = 0;
             break;
         }
-        int rc = store_hcur_next(v->cur);
+        int rc = store_hcur_next(p->cur);
         if (rc)
             return rc;
-        read_pos(v, p);
+        read_pos(p, w);
     }
-    if (!p->positioned) {
-        int rc = store_hcur_seek(v->cur, key, len, t);
+    if (!w->positioned) {
+        int rc = store_hcur_seek(p->cur, key, len, t);
         if (rc)
             return rc;
-        p->positioned = 1;
-        read_pos(v, p);
+        w->positioned = 1;
+        read_pos(p, w);
     }
     return 0;
 }
@@ -338,52 +385,54 @@ static int64_t window_start(const jview *v, int64_t t)
 }
 
 /* Decodes the row under the cursor and encodes its requested values as a new match. */
-static int encode_match(join *j, jview *v, client *sc)
+static int encode_match(jpart *p, client *sc)
 {
+    const jview *v = p->v;
     const char *e, *row;
     size_t elen, rowlen;
     int64_t event_us, created_us;
-    store_hcur_row(v->cur, &e, &elen, &event_us, &created_us, &row, &rowlen);
-    int rc = store_row_decode(v->schema, v->nfields, row, rowlen, v->vals);
+    store_hcur_row(p->cur, &e, &elen, &event_us, &created_us, &row, &rowlen);
+    int rc = store_row_decode(v->schema, v->nfields, row, rowlen, p->vals);
     if (rc)
         return rc;
-    if ((v->nmatched + 1) * (size_t)v->nslots > v->ends_cap) {
-        v->ends_cap = v->ends_cap ? v->ends_cap * 2 : (size_t)v->nslots * 64;
-        v->ends = xrealloc(v->ends, sizeof *v->ends * v->ends_cap);
+    if ((p->nmatched + 1) * (size_t)v->nslots > p->ends_cap) {
+        p->ends_cap = p->ends_cap ? p->ends_cap * 2 : (size_t)v->nslots * 64;
+        p->ends = xrealloc(p->ends, sizeof *p->ends * p->ends_cap);
     }
-    size_t *ends = v->ends + v->nmatched * (size_t)v->nslots;
+    size_t *ends = p->ends + p->nmatched * (size_t)v->nslots;
     for (int s = 0; s < v->nslots; s++) {
-        const store_fvalue *fv = &v->vals[v->slot_field[s]];
-        if (j->withmeta)
+        const store_fvalue *fv = &p->vals[v->slot_field[s]];
+        if (p->j->withmeta)
             fs_reply_meta(sc, &v->slot_def[s], fv, event_us,
                           fv->is_null ? FS_NULL_VALUE : FS_PRESENT);
         else
             fs_reply_value(sc, &v->slot_def[s], fv);
         ends[s] = sc->obuf.len;
     }
-    v->nmatched++;
+    p->nmatched++;
     return 0;
 }
 
-/* Answers every row for one view (v->match). Returns 0, ERR_AGAIN when cancelled, or a
- * storage error. */
-static int walk_view(join *j, jview *v, jsort *order)
+/* Sorts the part's rows and answers each (v->match, numbered within the part). p->rc: 0,
+ * ERR_AGAIN when cancelled, or a storage error. */
+static void walk_part(jpart *p)
 {
-    sort_rows(j, v, order);
+    jview *v = p->v;
+    qsort_r(p->order, p->n, sizeof *p->order, jsort_cmp, v);
     client sc;
-    scratch_init(&sc, j->resp, &v->enc);
-    walk_pos p = {0};
+    scratch_init(&sc, p->j->resp, &p->enc);
+    walk_pos w = {0};
     int exhausted = 0, rc = 0;
     uint32_t last = NO_MATCH; /* the entity's last match */
     walk_pos at_last = {0};
-    for (size_t i = 0; i < j->nrows && rc == 0; i++) {
-        const jsort *s = &order[i];
-        if (i % JOIN_CANCEL_EVERY == 0 && atomic_load(&j->cancelled)) {
+    for (size_t i = 0; i < p->n && rc == 0; i++) {
+        const jsort *s = &p->order[i];
+        if (i % JOIN_CANCEL_EVERY == 0 && atomic_load(&p->j->cancelled)) {
             rc = ERR_AGAIN;
             break;
         }
-        if (i == 0 || !same_key(v, &order[i - 1], s)) {
-            p.positioned = exhausted = 0;
+        if (i == 0 || !same_key(v, &p->order[i - 1], s)) {
+            w.positioned = exhausted = 0;
             last = NO_MATCH;
         }
         v->match[s->row] = NO_MATCH;
@@ -391,7 +440,7 @@ static int walk_view(join *j, jview *v, jsort *order)
             continue;
         size_t len;
         const char *key = row_key(v, s->row, &len);
-        int prc = position_at(v, key, len, s->t, &p);
+        int prc = position_at(p, key, len, s->t, &w);
         if (prc == ERR_NOTFOUND) {
             exhausted = 1;
             continue;
@@ -400,20 +449,85 @@ static int walk_view(join *j, jview *v, jsort *order)
             rc = prc;
             break;
         }
-        if (p.event_us < window_start(v, s->t))
+        if (w.event_us < window_start(v, s->t))
             continue;
-        if (last == NO_MATCH || p.event_us != at_last.event_us ||
-            p.created_us != at_last.created_us) {
-            if ((rc = encode_match(j, v, &sc)) != 0)
+        if (last == NO_MATCH || w.event_us != at_last.event_us ||
+            w.created_us != at_last.created_us) {
+            if ((rc = encode_match(p, &sc)) != 0)
                 break;
-            last = (uint32_t)(v->nmatched - 1);
-            at_last = p;
+            last = (uint32_t)(p->nmatched - 1);
+            at_last = w;
         }
         v->match[s->row] = last;
     }
-    scratch_done(&sc, &v->enc);
-    store_hcur_free(v->cur);
-    v->cur = NULL;
+    scratch_done(&sc, &p->enc);
+    p->rc = rc;
+}
+
+static void *walk_thread(void *arg)
+{
+    walk_part(arg);
+    return NULL;
+}
+
+/* Puts the parts' matches together in v (renumbering them) and frees the parts; returns
+ * the first part's error. */
+static int merge_parts(jview *v, jpart *parts, int nparts)
+{
+    int rc = 0;
+    size_t ns = (size_t)v->nslots;
+    for (int i = 0; i < nparts; i++) {
+        jpart *p = &parts[i];
+        if (!rc)
+            rc = p->rc;
+        if (i == 0) { /* the first part's buffers become the view's */
+            v->enc = p->enc;
+            v->ends = p->ends;
+            v->nmatched = p->nmatched;
+            v->ends_cap = p->ends_cap;
+            xfree(p->vals);
+            continue;
+        }
+        for (size_t k = 0; k < p->n; k++)
+            if (v->match[p->order[k].row] != NO_MATCH)
+                v->match[p->order[k].row] += (uint32_t)v->nmatched;
+        size_t need = (v->nmatched + p->nmatched) * ns, off = v->enc.len;
+        if (need > v->ends_cap) {
+            v->ends_cap = need;
+            v->ends = xrealloc(v->ends, sizeof *v->ends * need);
+        }
+        for (size_t k = 0; k < p->nmatched * ns; k++)
+            v->ends[v->nmatched * ns + k] = p->ends[k] + off;
+        buf_append(&v->enc, p->enc.data, p->enc.len);
+        v->nmatched += p->nmatched;
+        buf_free(&p->enc);
+        xfree(p->ends);
+        xfree(p->vals);
+    }
+    return rc;
+}
+
+/* Answers every row for one view, its parts walked by as many threads. */
+static int walk_view(join *j, jview *v, jsort *order)
+{
+    jpart parts[JOIN_PARTS_MAX];
+    pthread_t threads[JOIN_PARTS_MAX];
+    int started[JOIN_PARTS_MAX] = {0};
+    split_rows(j, v, order, parts);
+    for (int i = 1; i < j->nparts; i++)
+        started[i] = pthread_create(&threads[i], NULL, walk_thread, &parts[i]) == 0;
+    walk_part(&parts[0]);
+    for (int i = 1; i < j->nparts; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            walk_part(&parts[i]); /* no thread to be had: do it here */
+    }
+    int rc = merge_parts(v, parts, j->nparts);
+    for (int i = 0; i < j->nparts; i++) {
+        store_hcur_free(v->curs[i]);
+        v->curs[i] = NULL;
+    }
     return rc;
 }
 
@@ -426,11 +540,6 @@ static int join_walk(join *j)
             snprintf(j->err, sizeof j->err, "a history row of view '%s' is corrupt",
                      j->views[v].name);
     }
-    for (int v = 0; v < j->nviews; v++) /* after an early stop */
-        if (j->views[v].cur) {
-            store_hcur_free(j->views[v].cur);
-            j->views[v].cur = NULL;
-        }
     xfree(order);
     if (rc && rc != ERR_AGAIN && rc != ERR_CORRUPT)
         snprintf(j->err, sizeof j->err, "storage error: %s", err_str(rc));
@@ -637,6 +746,19 @@ static int parse_rows_shape(client *c, const fs_request *rq, int i, size_t *n, i
     return 0;
 }
 
+/* How many threads walk a join of n rows: one for an inline join, more for big ones, as
+ * many as there are rows enough and processors. */
+static int join_parts(size_t n)
+{
+    if (n < JOIN_INLINE_ROWS)
+        return 1;
+    size_t parts = n / JOIN_PART_ROWS;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0 && parts > (size_t)cpus)
+        parts = (size_t)cpus;
+    return parts < 1 ? 1 : parts > JOIN_PARTS_MAX ? JOIN_PARTS_MAX : (int)parts;
+}
+
 void cmd_fs_join(client *c)
 {
     fs_request rq;
@@ -650,7 +772,7 @@ void cmd_fs_join(client *c)
         fs_request_free(&rq);
         return;
     }
-    join *j = join_new(&rq, n, withmeta, c->resp);
+    join *j = join_new(&rq, n, withmeta, c->resp, join_parts(n));
     buf tmp;
     buf_init(&tmp);
     int per = rq.nentities + 1, bad = 0;

@@ -165,8 +165,7 @@ static int reconcile_history(store *st, char *err, size_t errlen)
     int n = store_hist_views(st->hist, NULL, 0);
     uint32_t *ids = xcalloc((size_t)n + 1, sizeof *ids);
     n = store_hist_views(st->hist, ids, n);
-    int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = 0; i < n; i++) {
         int owned = 0;
         for (int j = 0; j < st->cat.nviews && !owned; j++)
             owned = st->cat.views[j].id == ids[i];
@@ -174,9 +173,11 @@ static int reconcile_history(store *st, char *err, size_t errlen)
             continue;
         log_warn("store: dropping the history of view id %u, which no view owns",
                  (unsigned)ids[i]);
-        rc = store_hist_drop_view(st->hist, ids[i]);
+        if (store_hist_drop_view(st->hist, ids[i]) != 0) /* kept: only space is lost */
+            log_warn("store: cannot drop the history of view id %u", (unsigned)ids[i]);
     }
     xfree(ids);
+    int rc = 0;
     for (int j = 0; j < st->cat.nviews && !rc; j++) {
         const store_view *v = &st->cat.views[j];
         rc = store_hist_set_retention(st->hist, v->id, v->retention_us);
@@ -587,8 +588,6 @@ int store_txn_end(store *st)
         } else {
             err = commit(st);
         }
-    } else if (err) {
-        fs_failed(st); /* a failed mid-pass commit already did; a failed history write not */
     }
     if (st->rd_open && !st->rd_reset) {
         mdb_txn_reset(st->rd.txn);

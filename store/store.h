@@ -362,8 +362,9 @@ int store_hist_views(store_hist *h, uint32_t *ids, int max);
  * never reused (a counter in the catalog), so a dropped view's rows never reappear under a
  * new one. Names are 1 to 255 bytes of printable ASCII without spaces or ':' (field names
  * too). Errors: ERR_EXISTS, ERR_NOTFOUND (naming what is missing in err), ERR_INVAL (err
- * names the argument), ERR_PERM (dropping what another object uses: err says which), and
- * the storage errors.
+ * names the argument), ERR_PERM (dropping what another object uses: err says which),
+ * ERR_NOMEM (no memory for the record: nothing changed), ERR_LIMIT (view ids exhausted), and
+ * the storage errors. A change in a poisoned pass returns the pass's error.
  *
  * ENTITY KEYS. A view keyed by entities (e1..en) stores an entity key as the n values, each
  * as u16 be length then bytes (at most STORE_EKEY_MAX bytes in all). Clients write one
@@ -372,7 +373,8 @@ int store_hist_views(store_hist *h, uint32_t *ids, int max);
  *
  * ONLINE ROWS (LMDB dbi "online"): key u32 be view id, stored entity key; value i64 event_us,
  * i64 created_us, row. A row is replaced when the new (event_us, created_us) is >= the
- * stored one (an equal pair replaces, as the same history key is overwritten).
+ * stored one (an equal pair replaces, as the same history key is overwritten). The online
+ * functions refuse a stored entity key of 0 or over STORE_EKEY_MAX bytes (ERR_INVAL).
  *
  * THE WRITE PATH. store_fs_push() appends to the pass's history batch and writes the online
  * row in the pass's LMDB transaction. At commit the history batch is written first (synced

@@ -343,10 +343,10 @@ static int map_entities(join *J, const csv_record *hdr, char *err, size_t errlen
         join_names(l.items, l.n, cols, sizeof cols);
         if (l.n != J->nent) {
             snprintf(err, errlen,
-                     "--entity: the features' views are keyed by %d entit%s (%s), so each row "
-                     "needs %d entity column%s in that order; --entity gave %d (%s)",
-                     J->nent, J->nent == 1 ? "y" : "ies", ents, J->nent, J->nent == 1 ? "" : "s",
-                     l.n, cols);
+                     "--entity: the features' views are keyed by %d entit%s (%s): give %d "
+                     "entity column%s; --entity gave %d (%s)",
+                     J->nent, J->nent == 1 ? "y" : "ies", ents, J->nent,
+                     J->nent == 1 ? "" : "s, in that order", l.n, cols);
             rc = ERR_INVAL;
             goto done;
         }

@@ -5,7 +5,7 @@
  * columns or every other one. Each data row becomes one FS.PUSH; an unquoted empty cell is
  * NULL and leaves its field out. Up to --pipeline commands are in flight; every reply is
  * checked, and an error reply is reported with the CSV line it came from. The pushes are
- * not one transaction: rows acknowledged before a failure stay stored. */
+ * not one transaction: rows sent before a refusal came back stay stored. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -54,7 +54,8 @@ static const char usage[] =
     "An unquoted empty cell is NULL (the field is left out); \"\" is the empty string.\n"
     "A regular file is checked whole before anything is sent: a malformed file, or a row\n"
     "without an entity value or a timestamp, changes nothing. The pushes are not one\n"
-    "transaction: when the server refuses a row, the rows before it stay stored.\n"
+    "transaction: when the server refuses a row, the rows before it stay stored, and so\n"
+    "may rows sent after it before the refusal came back (at most --pipeline).\n"
     "Exit status: 0 when every row was stored (or --skip-errors), 1 otherwise.\n";
 
 typedef struct load_opts {

@@ -152,14 +152,14 @@ class TestCatalog(FSCase):
             ("VECTOR '0' is not an integer", base + ["SCHEMA", "a", "VECTOR", "0"]),
             ("VECTOR 'x' is not an integer", base + ["SCHEMA", "a", "VECTOR", "x"]),
             ("VECTOR needs a value", base + ["SCHEMA", "a", "VECTOR"]),
-            ("METRIC 'L3' is not one of", base + ["SCHEMA", "a", "VECTOR", "2", "METRIC", "L3"]),
+            ("METRIC 'L3' is not one of L2|IP|COSINE", base + ["SCHEMA", "a", "VECTOR", "2", "METRIC", "L3"]),
             ("INDEX 'IVF' is not one of", base + ["SCHEMA", "a", "VECTOR", "2", "INDEX", "IVF"]),
             ("M '1' is not an integer from 2", base + ["SCHEMA", "a", "VECTOR", "2", "M", "1"]),
             ("EF_CONSTRUCTION '0'", base + ["SCHEMA", "a", "VECTOR", "2", "EF_CONSTRUCTION", "0"]),
             ("TTL '-1' is not a number of seconds", base + ["TTL", "-1", "SCHEMA", "a", "INT64"]),
             ("TTL '1.5' is not a number of seconds", base + ["TTL", "1.5", "SCHEMA", "a", "INT64"]),
             ("RETENTION 'x'", base + ["RETENTION", "x", "SCHEMA", "a", "INT64"]),
-            ("ONLINE 'MAYBE' is not one of", base + ["ONLINE", "MAYBE", "SCHEMA", "a", "INT64"]),
+            ("ONLINE 'MAYBE' is not one of YES|NO", base + ["ONLINE", "MAYBE", "SCHEMA", "a", "INT64"]),
             ("unknown or misplaced argument 'COLOR'",
              base + ["COLOR", "x", "SCHEMA", "a", "INT64"]),
             ("ENTITIES count '0' is not an integer >= 1",
@@ -276,11 +276,34 @@ class TestPushAndRead(FSCase):
         self.err("ONLINE NO", "FS.PUSH", off, "k", T0, "TO", "ONLINE", "FIELDS", "x", "2")
         self.assertEqual(len(self.fs("FS.HISTORY", off, "k")), 1)
 
+    def test_push_in_multi(self):
+        v = self.driver_view()
+        p = self.r.pipeline(transaction=True)
+        p.execute_command("FS.PUSH", v, "m", T0, "FIELDS", "trips", "5")
+        p.execute_command("FS.GET", v, "m", "FEATURES", "1", "trips")
+        p.execute_command("FS.PUSH", v, "m", T0 - 1, "FIELDS", "trips", "4")
+        self.assertEqual(p.execute(), [1, [5], 0])
+        self.assertEqual([r[0] for r in self.fs("FS.HISTORY", v, "m")], [T0 - 1, T0])
+
+    def offset(self):
+        return self.r.info("replication")["master_repl_offset"]
+
     def test_created_defaults_to_receive_time(self):
         v = self.driver_view()
+        offset = self.offset()
         before = now_ms()
         self.fs("FS.PUSH", v, "a", T0, "FIELDS", "trips", "1")
         after = now_ms()
+        # logged for replicas with the CREATED the server chose (27 bytes of ISO-8601, to the
+        # microsecond), so that a replica stores the same row
+        logged = harness.encode("FS.PUSH", v, "a", T0, "CREATED", "x" * 27, "FIELDS", "trips",
+                                "1")
+        self.assertEqual(self.offset() - offset, len(logged))
+        offset = self.offset()
+        self.fs("FS.PUSH", v, "a2", T0, "CREATED", T0, "FIELDS", "trips", "1")
+        self.assertEqual(self.offset() - offset,
+                         len(harness.encode("FS.PUSH", v, "a2", T0, "CREATED", T0, "FIELDS",
+                                            "trips", "1")))
         [[event, created, values]] = self.fs("FS.HISTORY", v, "a")
         self.assertEqual(event, T0)
         self.assertTrue(before - 1 <= created <= after + 1, (before, created, after))
@@ -488,6 +511,7 @@ class TestBadInput(FSCase):
         self.fs("FS.PUSH", v, "d", T0, "FIELDS", "n", "1")
         before = self.state(v)
         pushes = pairs_info(self.r)["fs_pushes"]
+        offset = self.r.info("replication")["master_repl_offset"]
         p = ["FS.PUSH", v, "d", T0 + 1]
         cases = [
             ("unknown feature view '%s'" % self.n("nosuch"),
@@ -517,6 +541,7 @@ class TestBadInput(FSCase):
             self.err(pattern, *args)
         self.assertEqual(self.state(v), before)
         self.assertEqual(pairs_info(self.r)["fs_pushes"], pushes)
+        self.assertEqual(self.r.info("replication")["master_repl_offset"], offset)  # unlogged
 
     def test_read_errors(self):
         v = self.driver_view()

@@ -827,6 +827,32 @@ static void test_durable_push(void **state)
     end(f);
 }
 
+/* A view's retention applies to its history from its creation, and again after a reopen
+ * (the history does not keep it: the store sets it at open). */
+static void test_retention(void **state)
+{
+    fx *f = *state;
+    std_catalog(f); /* retention 7 s */
+    int64_t now = clock_us(), old = now - 3600 * INT64_C(1000000);
+    const store_view *dv = store_view_get(f->st, S("dv"));
+    uint32_t id = dv->id;
+    push(f, dv, "1", old, 1, 1, 0, 1);
+    push(f, dv, "2", now, 1, 2, 0, 1);
+    end(f);
+    OK(store_hist_compact(hist(f), id));
+    assert_int_equal(hist_a(f, id, dv, "1", now), -1);
+    assert_int_equal(hist_a(f, id, dv, "2", now), 2);
+    end(f);
+    fx_reopen(f);
+    dv = store_view_get(f->st, S("dv"));
+    push(f, dv, "3", old, 1, 3, 0, 1);
+    end(f);
+    OK(store_hist_compact(hist(f), id));
+    assert_int_equal(hist_a(f, id, dv, "3", now), -1);
+    assert_int_equal(hist_a(f, id, dv, "2", now), 2);
+    end(f);
+}
+
 /* ---- orphan column families ---- */
 
 static void test_orphan_cf(void **state)
@@ -1029,6 +1055,7 @@ int main(void)
         T(test_push_targets),
         T(test_history_mid_pass),
         T(test_durable_push),
+        T(test_retention),
         T(test_orphan_cf),
         T(test_alloc_failure),
         T(test_ekeys),
