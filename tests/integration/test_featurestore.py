@@ -963,6 +963,10 @@ class BadInput(unittest.TestCase):
             (["FS.JOIN", p + "nosuchsvc", "ROWS", 1, "1", 1000], [p + "nosuchsvc"]),
             (["FS.JOIN", "FEATURES", 1, v + ":nosuchfield", "ROWS", 1, "1", 1000], ["nosuchfield"]),
             (["FS.JOIN", "FEATURES", 2, v + ":trips", "ROWS", 1, "1", 1000], ["FEATURES", "ROWS"]),
+            (["FS.JOIN", p + "svc", "ROWS", 3000] + ["1", 1000] * 2999 + ["1", "2021-02-30"], ["2021-02-30"]),
+            (["FS.JOIN", p + "svc", "ROWS", 30000] + ["1", 1000] * 29999 + ["x7", 1000], ["x7"]),
+            (["FS.JOIN", p + "svc", "ROWS", 30000] + ["1", 1000] * 29999 + ["1", "later"], ["later"]),
+            (["FS.MGET", p + "svc", "ROWS", 3000] + ["1"] * 2999 + ["x8"], ["x8"]),
             (["FS.HISTORY", v, "1", "COUNT", "lots"], ["COUNT", "lots"]),
             (["FS.HISTORY", v, "1", "FROM", "yesterday"], ["FROM", "yesterday"]),
             (["FS.HISTORY", p + "nosuchview", "1"], [p + "nosuchview"]),
@@ -973,8 +977,9 @@ class BadInput(unittest.TestCase):
             (["FS.VIEW.COMPACT", p + "nosuchview"], [p + "nosuchview"]),
         ]
         for args, words in cases:
-            with self.subTest(args=args):
+            with self.subTest(args=args[:12]):
                 self.refused(args, words)
+        self.assertTrue(self.r.ping())  # the connection is still in step after big refusals
 
     def test_catalog_matrix(self):
         p, c = self.p, self.p + "cust"
