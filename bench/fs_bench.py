@@ -12,11 +12,11 @@ figures, never pass/fail thresholds. See bench/README.md for what each line mean
 Both servers run on 127.0.0.1, on free ports, in a throw-away directory. Knobs (environment):
   FS_BENCH_QUICK=1        small settings (well under 2 minutes on 2 cores; BENCH_QUICK=1 too)
   FS_BENCH_ENTITIES       entities for (a)/(b)                 100000  (quick 10000)
-  FS_BENCH_GET_N          requests per (a) run                 200000  (quick 20000)
-  FS_BENCH_MGET_N         requests per (b) run                 2000    (quick 300)
+  FS_BENCH_GET_N          requests per (a) run                 200000  (quick 50000)
+  FS_BENCH_MGET_N         requests per (b) run                 2000    (quick 1000)
   FS_BENCH_CLIENTS        clients for (a)                      50
-  FS_BENCH_JOIN_N         entity rows N for (c)                1000000 (quick 20000)
-  FS_BENCH_JOIN_M         history rows M for (c) and (d)       10000000 (quick 200000)
+  FS_BENCH_JOIN_N         entity rows N for (c)                1000000 (quick 100000)
+  FS_BENCH_JOIN_M         history rows M for (c) and (d)       10000000 (quick 1000000)
   FS_BENCH_JOIN_KEYS      distinct entities of the history     M / 100
   FS_BENCH_JOIN_CHUNK     entity rows per FS.JOIN command      100000
   FS_BENCH_RUN_TIMEOUT_S  cap for one measured step            300
@@ -52,11 +52,11 @@ def knob(name, default, quick):
 
 
 ENTITIES = knob("FS_BENCH_ENTITIES", 100000, 10000)
-GET_N = knob("FS_BENCH_GET_N", 200000, 20000)
-MGET_N = knob("FS_BENCH_MGET_N", 2000, 300)
+GET_N = knob("FS_BENCH_GET_N", 200000, 50000)
+MGET_N = knob("FS_BENCH_MGET_N", 2000, 1000)
 CLIENTS = knob("FS_BENCH_CLIENTS", 50, 50)
-JOIN_N = knob("FS_BENCH_JOIN_N", 1000000, 20000)
-JOIN_M = knob("FS_BENCH_JOIN_M", 10000000, 200000)
+JOIN_N = knob("FS_BENCH_JOIN_N", 1000000, 100000)
+JOIN_M = knob("FS_BENCH_JOIN_M", 10000000, 1000000)
 JOIN_KEYS = knob("FS_BENCH_JOIN_KEYS", max(1, JOIN_M // 100), max(1, JOIN_M // 100))
 JOIN_CHUNK = knob("FS_BENCH_JOIN_CHUNK", 100000, 100000)
 RUN_TIMEOUT = knob("FS_BENCH_RUN_TIMEOUT_S", 300, 120)
