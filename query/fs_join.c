@@ -101,9 +101,9 @@ static void join_free(join *j)
 {
     for (int i = 0; i < j->nviews; i++) {
         jview *v = &j->views[i];
-        for (int i = 0; i < j->nparts; i++)
-            if (v->curs && v->curs[i])
-                store_hcur_free(v->curs[i]);
+        for (int k = 0; k < j->nparts; k++)
+            if (v->curs && v->curs[k])
+                store_hcur_free(v->curs[k]);
         xfree(v->curs);
         xfree(v->name);
         xfree(v->schema);
@@ -232,8 +232,8 @@ static int join_row(client *c, join *j, const fs_request *rq, size_t r, int at, 
     return 0;
 }
 
-/* Opens the history cursors (one per view and part), after the pass's pending pushes are written (so the
- * join reads them). Replies on error. */
+/* Opens the history cursors (one per view and part), after the pass's pending pushes are
+ * written (so the join reads them). Replies on error. */
 static int join_open(client *c, join *j)
 {
     store_hist *h;
@@ -737,9 +737,14 @@ static int parse_rows_shape(client *c, const fs_request *rq, int i, size_t *n, i
     *withmeta = count <= rest / per && rest == count * per + 1 &&
                 arg_is(c, c->argc - 1, "WITHMETA");
     if (!*withmeta && (count > rest / per || rest != count * per)) {
-        reply_errorf(c, "ROWS %lld needs %d values a row (%d entity keys, then the "
-                     "timestamp), then optionally WITHMETA: got %lld arguments after the count",
-                     (long long)count, (int)per, rq->nentities, (long long)rest);
+        buf names;
+        buf_init(&names);
+        for (int e = 0; e < rq->nentities; e++)
+            buf_printf(&names, "%s, ", rq->entities[e]);
+        reply_errorf(c, "ROWS %lld needs %lld values per row (%.*sts), then optionally "
+                     "WITHMETA: got %lld arguments after the count", (long long)count,
+                     (long long)per, (int)names.len, names.data, (long long)rest);
+        buf_free(&names);
         return -1;
     }
     *n = (size_t)count;

@@ -72,7 +72,7 @@ typedef struct batch {
     buf args;
     buf raw;
     size_t *raw_off; /* row i is raw[raw_off[i]..raw_off[i+1]) */
-    uint64_t first_line, last_line;
+    uint64_t *lines; /* row i's CSV line */
 } batch;
 
 typedef struct join {
@@ -89,6 +89,8 @@ typedef struct join {
     int prefix_args;
     FILE *out;
     char *tmp_path; /* written to, then renamed to -o */
+    buf header;     /* the output's header line */
+    int header_done;
     batch b[2];
     uint64_t rows;
     progress prog;
@@ -381,6 +383,84 @@ done:
     return rc;
 }
 
+/* ---- output -------------------------------------------------------------------------------- */
+
+/* Opens standard output, or -o: a new or regular file through a temporary file renamed
+ * at the end (so a failed join leaves no half file under the name), anything else (a
+ * link such as /dev/stdout, a pipe) directly. Then makes the header. */
+static int open_output(join *J, const csv_record *hdr, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!J->o.out) {
+        J->out = stdout;
+    } else if (lstat(J->o.out, &st) == 0 && !S_ISREG(st.st_mode)) {
+        J->out = fopen(J->o.out, "w");
+    } else {
+        size_t n = strlen(J->o.out) + 32;
+        J->tmp_path = xmalloc(n);
+        snprintf(J->tmp_path, n, "%s.tmp.%d", J->o.out, (int)getpid());
+        J->out = fopen(J->tmp_path, "w");
+    }
+    if (!J->out) {
+        snprintf(err, errlen, "cannot write %s: %s", J->tmp_path ? J->tmp_path : J->o.out,
+                 strerror(errno));
+        return ERR_IO;
+    }
+    buf_append(&J->header, hdr->raw, hdr->raw_len);
+    for (int i = 0; i < J->nfeat; i++) {
+        buf name;
+        buf_init(&name);
+        feature_name(J, i, &name);
+        buf_appendc(&J->header, ',');
+        csv_put_field(&J->header, name.data, name.len);
+        buf_free(&name);
+    }
+    buf_appendc(&J->header, '\n');
+    return 0;
+}
+
+/* Writes the header, once: before the first rows, or at the end of an empty input (so that
+ * a join that fails at once writes nothing, not even to standard output). */
+static int put_header(join *J, char *err, size_t errlen)
+{
+    if (J->header_done)
+        return 0;
+    J->header_done = 1;
+    if (fwrite(J->header.data, 1, J->header.len, J->out) == J->header.len)
+        return 0;
+    snprintf(err, errlen, "writing %s: %s", J->o.out ? J->o.out : "the output", strerror(errno));
+    return ERR_IO;
+}
+
+/* Flushes and closes the output; on success renames the temporary file into place, on
+ * failure removes it. */
+static int close_output(join *J, int ok, char *err, size_t errlen)
+{
+    if (!J->out)
+        return 0;
+    int rc = ok ? put_header(J, err, errlen) : 0;
+    if (!rc && (fflush(J->out) != 0 || ferror(J->out))) {
+        snprintf(err, errlen, "writing %s: %s", J->o.out ? J->o.out : "the output",
+                 strerror(errno));
+        rc = ERR_IO;
+    }
+    if (J->out != stdout && fclose(J->out) != 0 && !rc) {
+        snprintf(err, errlen, "writing %s: %s", J->o.out, strerror(errno));
+        rc = ERR_IO;
+    }
+    J->out = NULL;
+    if (J->tmp_path) {
+        if (ok && !rc && rename(J->tmp_path, J->o.out) != 0) {
+            snprintf(err, errlen, "renaming %s to %s: %s", J->tmp_path, J->o.out,
+                     strerror(errno));
+            rc = ERR_IO;
+        }
+        if (!ok || rc)
+            unlink(J->tmp_path);
+    }
+    return rc;
+}
+
 /* ---- batches ----------------------------------------------------------------------------- */
 
 static void build_prefix(join *J)
@@ -441,9 +521,7 @@ static int fill_batch(join *J, batch *b, char *err, size_t errlen)
             return ERR_INVAL;
         }
         resp_arg(&b->args, arg, len);
-        if (b->n == 0)
-            b->first_line = rec.line;
-        b->last_line = rec.line;
+        b->lines[b->n] = rec.line;
         b->raw_off[b->n++] = b->raw.len;
         buf_append(&b->raw, rec.raw, rec.raw_len);
     }
@@ -451,7 +529,8 @@ static int fill_batch(join *J, batch *b, char *err, size_t errlen)
     return b->n > 0;
 }
 
-static void send_batch(join *J, const batch *b)
+/* Queues the FS.JOIN of b and sends what the socket takes now. */
+static int send_batch(join *J, const batch *b, char *err, size_t errlen)
 {
     buf *out = conn_out(J->c);
     char n[24];
@@ -460,6 +539,7 @@ static void send_batch(join *J, const batch *b)
     resp_argz(out, "ROWS");
     resp_arg(out, n, i64_to_str(n, b->n));
     buf_append(out, b->args.data, b->args.len);
+    return conn_flush(J->c, err, errlen);
 }
 
 /* One value of a reply row as a CSV cell. */
@@ -486,13 +566,20 @@ static int write_batch(join *J, const batch *b, const redisReply *r, buf *line, 
                        size_t errlen)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "lines %llu-%llu: %s", (unsigned long long)b->first_line,
-                 (unsigned long long)b->last_line, r->str);
+        /* "... ROWS row N: why" names a row of the batch: say its CSV line instead */
+        const char *at = strstr(r->str, "ROWS row ");
+        char *end = NULL;
+        unsigned long n = at ? strtoul(at + 9, &end, 10) : 0;
+        if (n >= 1 && n <= (unsigned long)b->n && end[0] == ':' && end[1] == ' ')
+            snprintf(err, errlen, "line %llu: %s", (unsigned long long)b->lines[n - 1], end + 2);
+        else
+            snprintf(err, errlen, "lines %llu-%llu: %s", (unsigned long long)b->lines[0],
+                     (unsigned long long)b->lines[b->n - 1], r->str);
         return ERR_INVAL;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)b->n) {
         snprintf(err, errlen, "lines %llu-%llu: FS.JOIN replied %zu rows for %d",
-                 (unsigned long long)b->first_line, (unsigned long long)b->last_line,
+                 (unsigned long long)b->lines[0], (unsigned long long)b->lines[b->n - 1],
                  r->type == REDIS_REPLY_ARRAY ? r->elements : 0, b->n);
         return ERR_PROTO;
     }
@@ -503,7 +590,7 @@ static int write_batch(join *J, const batch *b, const redisReply *r, buf *line, 
             snprintf(err, errlen, "FS.JOIN replied %zu values for the row of line %llu where "
                                   "%d features were asked for (was the service changed?)",
                      row->type == REDIS_REPLY_ARRAY ? row->elements : 0,
-                     (unsigned long long)b->first_line + (uint64_t)i, J->nfeat);
+                     (unsigned long long)b->lines[i], J->nfeat);
             return ERR_PROTO;
         }
         buf_append(line, b->raw.data + b->raw_off[i], b->raw_off[i + 1] - b->raw_off[i]);
@@ -517,6 +604,9 @@ static int write_batch(join *J, const batch *b, const redisReply *r, buf *line, 
         }
         buf_appendc(line, '\n');
     }
+    int rc = put_header(J, err, errlen);
+    if (rc)
+        return rc;
     if (fwrite(line->data, 1, line->len, J->out) != line->len) {
         snprintf(err, errlen, "writing %s: %s", J->o.out ? J->o.out : "the output",
                  strerror(errno));
@@ -537,7 +627,8 @@ static int run(join *J, char *err, size_t errlen)
             goto done;
         more = rc == 1;
         if (more) {
-            send_batch(J, &J->b[i]);
+            if ((rc = send_batch(J, &J->b[i], err, errlen)) != 0)
+                goto done;
             inflight++;
         }
     }
@@ -556,7 +647,8 @@ static int run(join *J, char *err, size_t errlen)
                 goto done;
             more = rc == 1;
             if (more) {
-                send_batch(J, &J->b[k]);
+                if ((rc = send_batch(J, &J->b[k], err, errlen)) != 0)
+                    goto done;
                 inflight++;
             }
         }
@@ -565,76 +657,6 @@ static int run(join *J, char *err, size_t errlen)
     rc = 0;
 done:
     buf_free(&line);
-    return rc;
-}
-
-/* ---- output -------------------------------------------------------------------------------- */
-
-/* Opens -o (through a temporary file renamed at the end, so a failed join leaves no half
- * file under the name) or standard output, and writes the header. */
-static int open_output(join *J, const csv_record *hdr, char *err, size_t errlen)
-{
-    struct stat st;
-    if (!J->o.out) {
-        J->out = stdout;
-    } else if (stat(J->o.out, &st) == 0 && !S_ISREG(st.st_mode)) {
-        J->out = fopen(J->o.out, "w");
-    } else {
-        size_t n = strlen(J->o.out) + 32;
-        J->tmp_path = xmalloc(n);
-        snprintf(J->tmp_path, n, "%s.tmp.%d", J->o.out, (int)getpid());
-        J->out = fopen(J->tmp_path, "w");
-    }
-    if (!J->out) {
-        snprintf(err, errlen, "cannot write %s: %s", J->tmp_path ? J->tmp_path : J->o.out,
-                 strerror(errno));
-        return ERR_IO;
-    }
-    buf h;
-    buf_init(&h);
-    buf_append(&h, hdr->raw, hdr->raw_len);
-    for (int i = 0; i < J->nfeat; i++) {
-        buf name;
-        buf_init(&name);
-        feature_name(J, i, &name);
-        buf_appendc(&h, ',');
-        csv_put_field(&h, name.data, name.len);
-        buf_free(&name);
-    }
-    buf_appendc(&h, '\n');
-    int rc = fwrite(h.data, 1, h.len, J->out) == h.len ? 0 : ERR_IO;
-    if (rc)
-        snprintf(err, errlen, "writing the output: %s", strerror(errno));
-    buf_free(&h);
-    return rc;
-}
-
-/* Flushes and closes the output; on success renames the temporary file into place, on
- * failure removes it. */
-static int close_output(join *J, int ok, char *err, size_t errlen)
-{
-    int rc = 0;
-    if (!J->out)
-        return 0;
-    if (fflush(J->out) != 0 || ferror(J->out)) {
-        snprintf(err, errlen, "writing %s: %s", J->o.out ? J->o.out : "the output",
-                 strerror(errno));
-        rc = ERR_IO;
-    }
-    if (J->out != stdout && fclose(J->out) != 0 && !rc) {
-        snprintf(err, errlen, "writing %s: %s", J->o.out, strerror(errno));
-        rc = ERR_IO;
-    }
-    J->out = NULL;
-    if (J->tmp_path) {
-        if (ok && !rc && rename(J->tmp_path, J->o.out) != 0) {
-            snprintf(err, errlen, "renaming %s to %s: %s", J->tmp_path, J->o.out,
-                     strerror(errno));
-            rc = ERR_IO;
-        }
-        if (!ok || rc)
-            unlink(J->tmp_path);
-    }
     return rc;
 }
 
@@ -653,8 +675,10 @@ static void join_free(join *J)
         buf_free(&J->b[i].args);
         buf_free(&J->b[i].raw);
         xfree(J->b[i].raw_off);
+        xfree(J->b[i].lines);
     }
     buf_free(&J->prefix);
+    buf_free(&J->header);
     xfree(J->tmp_path);
     conn_close(J->c);
     csv_close(J->rd);
@@ -697,8 +721,10 @@ int main(int argc, char **argv)
     if ((rc = map_entities(&J, &hdr, err, sizeof err)))
         goto fail;
     build_prefix(&J);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         J.b[i].raw_off = xcalloc((size_t)J.o.batch + 1, sizeof *J.b[i].raw_off);
+        J.b[i].lines = xcalloc((size_t)J.o.batch, sizeof *J.b[i].lines);
+    }
     if ((rc = open_output(&J, &hdr, err, sizeof err)))
         goto fail;
     progress_start(&J.prog, TOOL, "joined", total, J.o.quiet);

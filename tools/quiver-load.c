@@ -72,6 +72,7 @@ typedef struct load {
     csv_reader *rd;
     int nent, *ent_col;
     const char **ent_name;
+    const csv_field **ent_val; /* the current row's entity values */
     int ts_col, created_col;
     int nfields, *field_col;
     buf field_arg;     /* each field's name as a RESP bulk, back to back */
@@ -186,6 +187,7 @@ static int map_columns(load *L, const csv_record *hdr, char *err, size_t errlen)
     L->nent = ents.n;
     L->ent_col = xcalloc((size_t)ents.n, sizeof *L->ent_col);
     L->ent_name = xcalloc((size_t)ents.n, sizeof *L->ent_name);
+    L->ent_val = xcalloc((size_t)ents.n, sizeof *L->ent_val);
     if ((rc = cli_columns(hdr, &ents, "--entity", L->ent_col, err, errlen)) ||
         (rc = column(hdr, L->o.ts, "--ts", &L->ts_col, err, errlen)) ||
         (rc = column(hdr, L->o.created, "--created", &L->created_col, err, errlen)))
@@ -261,28 +263,19 @@ static void row_error(load *L, uint64_t line, const char *msg)
 
 /* What one data row sends besides its fields, once checked. */
 typedef struct row_args {
-    const csv_field *ent[64]; /* or ent_more when the view has more entities */
-    const csv_field **ent_more;
     char tsbuf[CLI_TS_MAX], crbuf[CLI_TS_MAX];
     const char *ts, *created; /* created NULL: the server's time */
     size_t tslen, crlen;
     int present; /* fields that are not NULL */
 } row_args;
 
-static const csv_field **row_ents(row_args *a)
+/* Checks one data row (entity values present, timestamps in range) into *a and L->ent_val,
+ * or says what is wrong with it. */
+static int check_row(load *L, const csv_record *rec, row_args *a, char *err, size_t errlen)
 {
-    return a->ent_more ? a->ent_more : a->ent;
-}
-
-/* Checks one data row (entity values present, timestamps in range) into *a, or says what
- * is wrong with it. row_args_free() after either. */
-static int check_row(const load *L, const csv_record *rec, row_args *a, char *err, size_t errlen)
-{
-    a->ent_more = L->nent > 64 ? xmalloc((size_t)L->nent * sizeof *a->ent_more) : NULL;
-    const csv_field **ent = row_ents(a);
     for (int e = 0; e < L->nent; e++) {
-        ent[e] = &rec->fields[L->ent_col[e]];
-        if (ent[e]->len == 0) {
+        L->ent_val[e] = &rec->fields[L->ent_col[e]];
+        if (L->ent_val[e]->len == 0) {
             snprintf(err, errlen, "no value in the entity column '%s'", L->ent_name[e]);
             return ERR_INVAL;
         }
@@ -309,20 +302,14 @@ static int check_row(const load *L, const csv_record *rec, row_args *a, char *er
     return 0;
 }
 
-static void row_args_free(row_args *a)
-{
-    xfree(a->ent_more);
-    a->ent_more = NULL;
-}
-
 /* Queues the FS.PUSH of a checked row. */
-static void queue_row(load *L, const csv_record *rec, row_args *a)
+static void queue_row(load *L, const csv_record *rec, const row_args *a)
 {
     buf *out = conn_out(L->c);
     resp_cmd(out, 4 + (a->created ? 2 : 0) + L->tail_args + 2 * a->present);
     buf_append(out, L->head.data, L->head.len);
     L->key.len = 0;
-    cli_entity_key(&L->key, row_ents(a), L->nent);
+    cli_entity_key(&L->key, L->ent_val, L->nent);
     resp_arg(out, L->key.data, L->key.len);
     resp_arg(out, a->ts, a->tslen);
     if (a->created) {
@@ -373,14 +360,11 @@ static int run(load *L)
                 break;
             }
             row_args a;
-            int bad = check_row(L, &rec, &a, err, sizeof err);
-            if (!bad)
-                queue_row(L, &rec, &a);
-            row_args_free(&a);
-            if (bad) {
+            if (check_row(L, &rec, &a, err, sizeof err) != 0) {
                 row_error(L, rec.line, err);
                 continue;
             }
+            queue_row(L, &rec, &a);
             L->lines[L->sent % (uint64_t)L->o.window] = rec.line;
             L->sent++;
             if (conn_out(L->c)->len >= (256u << 10) && conn_flush(L->c, err, sizeof err))
@@ -429,7 +413,6 @@ static int precheck(load *L, int fd)
         if (check_row(L, &rec, &a, err, sizeof err) && ++bad <= MAX_SHOWN_ERRORS)
             fprintf(stderr, TOOL ": %s: line %llu: %s\n", L->o.file,
                     (unsigned long long)rec.line, err);
-        row_args_free(&a);
     }
     if (rc < 0)
         fprintf(stderr, TOOL ": %s: %s\n", L->o.file, err);
@@ -454,6 +437,7 @@ static void load_free(load *L)
     for (int e = 0; e < L->nent && L->ent_name; e++)
         xfree((void *)L->ent_name[e]);
     xfree(L->ent_name);
+    xfree(L->ent_val);
     xfree(L->ent_col);
     xfree(L->field_col);
     xfree(L->field_off);
@@ -494,6 +478,7 @@ int main(int argc, char **argv)
         goto out;
     }
     build_constants(&L);
+    progress_start(&L.prog, TOOL, "loaded", total, L.o.quiet);
     if (S_ISREG(st.st_mode) && precheck(&L, fd))
         goto out;
     if (conn_open(&L.o.conn, &L.c, err, sizeof err) != 0) {
@@ -501,7 +486,6 @@ int main(int argc, char **argv)
         goto out;
     }
     L.lines = xcalloc((size_t)L.o.window, sizeof *L.lines);
-    progress_start(&L.prog, TOOL, "loaded", total, L.o.quiet);
     int broken = run(&L);
     char note[160] = "";
     if (L.failed)

@@ -333,12 +333,13 @@ class ToolsTest(unittest.TestCase):
         self.assertTrue(any(line[3] == "" for line in got[1:]))   # some NULLs
         self.assertTrue(any(line[3] != "" for line in got[1:]))   # some values
 
-    def test_join_service_full_names_stdout(self):
+    def test_join_service_full_names_stdin_stdout(self):
         self.r.execute_command("FS.SERVICE.CREATE", "driver_service", "FEATURES", 1,
                                "driver_hourly_stats:*")
         rows, path = self.entity_csv()
-        p = self.tool(JOIN, "--service", "driver_service", "--full-names", "--ts",
-                      "event_timestamp", "-q", path)
+        with open(path, "rb") as f:
+            p = self.tool(JOIN, "--service", "driver_service", "--full-names", "--ts",
+                          "event_timestamp", "-q", "-", stdin=f.read())
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertEqual(p.stderr, b"")
         got = read_csv(p.stdout.decode())
@@ -372,6 +373,24 @@ class ToolsTest(unittest.TestCase):
                       "ts", "--entity", "cust", path)
         self.assert_fails(p, "keyed by 2 entities")
 
+    def test_join_output_file_and_link(self):
+        path = self.write("one.csv", "driver_id,event_timestamp\n1001,2022-01-01T00:00:00Z\n")
+        target = self.write("target.csv", "old contents\n")
+        link = os.path.join(self.tmp, "link.csv")
+        os.symlink(target, link)
+        args = ["--features", "driver_hourly_stats:avg_daily_trips", "--ts", "event_timestamp"]
+        p = self.tool(JOIN, *args, "-o", link, path)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertTrue(os.path.islink(link))  # written through, not replaced
+        want = self.r.execute_command("FS.ASOF", "driver_hourly_stats", 1001,
+                                      "2022-01-01T00:00:00Z")
+        self.assertEqual(read_csv(target)[1], ["1001", "2022-01-01T00:00:00Z", cell(want[2])])
+        p = self.tool(JOIN, *args, "-o", target, path)  # a regular file is replaced whole
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertEqual(len(read_csv(target)), 2)
+        self.assertEqual(sorted(os.listdir(self.tmp)).count("target.csv"), 1)
+        self.assertFalse([f for f in os.listdir(self.tmp) if ".tmp." in f])
+
     def test_join_errors(self):
         out = os.path.join(self.tmp, "never.csv")
         base = ["--ts", "event_timestamp", "-o", out]
@@ -395,9 +414,10 @@ class ToolsTest(unittest.TestCase):
         self.assert_fails(p, "use --full-names")
         p = self.tool(JOIN, *feats, "--ts", "when", DRIVER_STATS)
         self.assert_fails(p, "--ts: no column 'when'")
-        p = self.tool(JOIN, *feats, *base, self.write("e.csv", "driver_id,event_timestamp\n"
-                                                               "1001,yesterday\n"))
-        self.assert_fails(p, "lines 2-2:", "yesterday")
+        p = self.tool(JOIN, *feats, *base, "--batch", "2",
+                      self.write("e.csv", "driver_id,event_timestamp\n1001,1000\n1001,1000\n"
+                                          "1001,1000\n1001,yesterday\n"))
+        self.assert_fails(p, "line 5: ", "yesterday")
         self.assertFalse(os.path.exists(out))
 
 
