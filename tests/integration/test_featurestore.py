@@ -722,46 +722,68 @@ class Restart(unittest.TestCase):
             self.assertEqual(r.execute_command("FS.GET", wv.name, "1"), [10**6])
             self.assertIsNotNone(err_of(lambda: create_view(r, wv)))
 
-    def test_retention(self):
-        """History older than now - RETENTION is invisible to reads at once (FS.HISTORY,
-        FS.ASOF, FS.JOIN, FS.MATERIALIZE) and dropped by FS.VIEW.COMPACT; online rows are
-        kept; the same after a restart."""
+    def retention_view(self, r):
+        """A view with RETENTION 1 h: x has rows 3 h, 2 h and 30 min old; y one row 2 h old
+        (online too); z one row 2 h old, offline only."""
         p = self.p
+        create_entity(r, p + "e", "STRING")
+        v = O.View(p + "ret", [p + "e"], [("n", "INT64")])
+        create_view(r, v, retention=3600)
+        now = int(time.time() * 1000)
+        h = 3600 * 1000
+        for ev, n in ((now - 3 * h, 1), (now - 2 * h, 2), (now - h // 2, 3)):
+            r.execute_command(*push_args(v.name, ["x"], ev, [("n", n)]))
+        r.execute_command(*push_args(v.name, ["y"], now - 2 * h, [("n", 7)]))
+        r.execute_command(*push_args(v.name, ["z"], now - 2 * h, [("n", 9)], target="OFFLINE"))
+        return v, now
+
+    def check_retention_history(self, r, v, now, when):
+        """FS.HISTORY shows only x's recent row; FS.MATERIALIZE finds nothing for z."""
+        hist = parse_history(r.execute_command("FS.HISTORY", v.name, "x"), v)
+        self.assertEqual([vals["n"] for _, _, vals in hist], [3], when)
+        self.assertEqual(parse_history(r.execute_command("FS.HISTORY", v.name, "y"), v), [], when)
+        r.execute_command("FS.MATERIALIZE", v.name, 0, now)
+        self.assertEqual(r.execute_command("FS.GET", v.name, "z"), [None],
+                         when + ": FS.MATERIALIZE used a row older than the retention")
+
+    def test_retention(self):
+        """History older than now - RETENTION is invisible to FS.ASOF and FS.JOIN at once
+        and dropped by FS.VIEW.COMPACT; online rows are kept; the same after a restart."""
         with Server(durability="always") as s:
             r = s.client()
-            create_entity(r, p + "e", "STRING")
-            v = O.View(p + "ret", [p + "e"], [("n", "INT64")])
-            create_view(r, v, retention=3600)
-            now = int(time.time() * 1000)
-            h = 3600 * 1000
-            for ev, n in ((now - 3 * h, 1), (now - 2 * h, 2), (now - h // 2, 3)):
-                r.execute_command(*push_args(v.name, ["x"], ev, [("n", n)]))
-            r.execute_command(*push_args(v.name, ["y"], now - 2 * h, [("n", 7)]))
-            r.execute_command(*push_args(v.name, ["z"], now - 2 * h, [("n", 9)], target="OFFLINE"))
+            v, now = self.retention_view(r)
 
             def check(when):
-                hist = parse_history(r.execute_command("FS.HISTORY", v.name, "x"), v)
-                self.assertEqual([vals["n"] for _, _, vals in hist], [3], when)
-                self.assertEqual(parse_history(r.execute_command("FS.HISTORY", v.name, "y"), v), [], when)
                 self.assertEqual(r.execute_command("FS.ASOF", v.name, "x", now - 100 * 60 * 1000), [None], when)
                 self.assertEqual(r.execute_command("FS.ASOF", v.name, "x", now), [3], when)
                 self.assertEqual(r.execute_command("FS.JOIN", "FEATURES", 1, v.name + ":n", "ROWS", 2,
                                                    "x", now - 100 * 60 * 1000, "y", now), [[None], [None]], when)
                 self.assertEqual(r.execute_command("FS.GET", v.name, "x"), [3], when)
                 self.assertEqual(r.execute_command("FS.GET", v.name, "y"), [7], when + ": online rows are kept")
-                r.execute_command("FS.MATERIALIZE", v.name, 0, now)
-                self.assertEqual(r.execute_command("FS.GET", v.name, "z"), [None],
-                                 when + ": FS.MATERIALIZE used a row older than the retention")
 
             check("before compaction")
             r.execute_command("FS.VIEW.COMPACT", v.name)
             check("after FS.VIEW.COMPACT")
+            self.check_retention_history(r, v, now, "after FS.VIEW.COMPACT")
             s.kill()
             s.start()
             r = s.client()
             check("after restart")
+            self.check_retention_history(r, v, now, "after restart")
             r.execute_command("FS.VIEW.COMPACT", v.name)
             check("after restart and compaction")
+
+    # KNOWN BUG (H2, query/cmd_fs.c): FS.HISTORY and FS.MATERIALIZE read rows older than
+    # now - RETENTION until a compaction drops them (FS.ASOF and FS.JOIN do not). Remove
+    # expectedFailure when fixed (unittest then reports an unexpected success).
+    @unittest.expectedFailure
+    def test_retention_before_compaction(self):
+        """FS.HISTORY and FS.MATERIALIZE ignore rows older than now - RETENTION before any
+        compaction, as FS.ASOF and FS.JOIN do."""
+        with Server() as s:
+            r = s.client()
+            v, now = self.retention_view(r)
+            self.check_retention_history(r, v, now, "before compaction")
 
 
 class StreamWriter(threading.Thread):
@@ -930,13 +952,20 @@ class BadInput(unittest.TestCase):
             (self.push("trips", 1, pre=("BOGUS", "1")), ["BOGUS"]),
         ]
         for ts in ["not-a-time", "2021-13-01T00:00:00Z", "2021-02-30T00:00:00Z", "2021-04-12T25:00:00Z",
-                   "2021-04-12T10:61:00Z", "2021-04-12T10:00:00+25:00", "12:00", "", "1e3", "1.5",
+                   "2021-04-12T10:61:00Z", "2021-04-12T10:00:00+25:00", "12:00", "1e3", "1.5",
                    "2021-04-12T10:00:00.Z", "99999999999999999999999"]:
-            cases.append((self.push("trips", 1, event=ts), ["event", "timestamp", ts or "event"]))
-            cases.append((self.push("trips", 1, pre=("CREATED", ts)), ["created", ts or "created"]))
+            cases.append((self.push("trips", 1, event=ts), ["event", "timestamp", ts]))
+            cases.append((self.push("trips", 1, pre=("CREATED", ts)), ["created", ts]))
+        cases.append((self.push("trips", 1, event=""), ["event", "timestamp"]))
         for args, words in cases:
             with self.subTest(args=args):
                 self.refused(args, words)
+
+    # KNOWN BUG (H2, query/fs_common.c fs_arg_ts): a bad timestamp's error quotes the value
+    # but not the argument ("invalid timestamp '': empty"), so an empty CREATED is not named.
+    @unittest.expectedFailure
+    def test_empty_created_is_named(self):
+        self.refused(self.push("trips", 1, pre=("CREATED", "")), ["created"])
 
     def test_read_matrix(self):
         v, p = self.v, self.p
