@@ -22,7 +22,8 @@ LIBS     := -llmdb -lrocksdb -levent -lm
 
 # Debian packages the build, tests and benchmarks need (make deps installs what is missing).
 DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \
-                redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev
+                redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev \
+                python3-pandas python3-numpy
 
 SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c)
 LIB_SRC  := $(filter-out core/main.c,$(SRC))
@@ -107,8 +108,8 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/quiver-server $(UNIT_BIN) $(FUZZ_REPLAY) $(TEST_CLIENT) $(TOOL_BIN)
 	$(Q)BUILD=$(BUILD) QUIVER_BIN=$(CURDIR)/$(BUILD)/quiver-server bash tests/run.sh
 
-bench: deps quiver-server
-	$(Q)bash bench/redis_compare.sh
+bench: deps quiver-server quiver-load
+	$(Q)rc=0; bash bench/redis_compare.sh || rc=1; bash bench/fs_bench.sh || rc=1; exit $$rc
 
 fuzz: deps
 	$(Q)for f in $(FUZZ_SRC); do \
