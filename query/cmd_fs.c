@@ -555,7 +555,7 @@ static int parse_push_options(client *c, const store_view *v, push_args *a)
         if (has_value(c, i))
             return -1;
         if (arg_is(c, i, "CREATED")) {
-            if (fs_arg_ts(c, i + 1, &a->created_us))
+            if (fs_arg_ts(c, i + 1, "CREATED", &a->created_us))
                 return -1;
             a->created_given = 1;
         } else if (arg_is(c, i, "TO")) {
@@ -653,7 +653,7 @@ void cmd_fs_push(client *c)
     buf_init(&key);
     buf_init(&row);
     const store_view *v = view_arg(c, 1);
-    if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, &a.event_us) ||
+    if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, "event_ts", &a.event_us) ||
         parse_push_options(c, v, &a) || encode_push_row(c, v, a.fields, &row))
         goto done;
     if (!a.created_given)
@@ -852,14 +852,21 @@ out:
 
 /* ---- history reads --------------------------------------------------------------------- */
 
+/* The oldest event every read sees: now - RETENTION. Older rows are gone at the next
+ * compaction; reads ignore them already, so that answers never depend on when it runs. */
+static int64_t oldest_retained(const store_view *v)
+{
+    return v->retention_us > 0 ? clock_us() - v->retention_us : INT64_MIN;
+}
+
 /* The oldest event that can answer a point-in-time read at t: t - TTL (inclusive), and
- * never older than now - RETENTION (rows a compaction may already have dropped). */
+ * never older than what is retained. */
 static int64_t window_start(const store_view *v, int64_t t)
 {
     int64_t lo = INT64_MIN;
     if (v->ttl_us > 0 && t >= INT64_MIN + v->ttl_us)
         lo = t - v->ttl_us;
-    int64_t oldest = v->retention_us > 0 ? clock_us() - v->retention_us : INT64_MIN;
+    int64_t oldest = oldest_retained(v);
     return lo > oldest ? lo : oldest;
 }
 
@@ -876,7 +883,7 @@ void cmd_fs_asof(client *c)
     int next, withmeta;
     store_hist *h;
     const store_view *v = view_arg(c, 1);
-    if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, &ts) ||
+    if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, "ts", &ts) ||
         fs_parse_view_features(c, v, 4, &rq, &next) || (withmeta = withmeta_tail(c, next)) < 0)
         goto done;
     view_row *rows = view_rows_new(&rq);
@@ -926,7 +933,8 @@ static int parse_history_options(client *c, history_args *a)
                 reply_errorf(c, "COUNT '%.*s' is not an integer >= 0", ARG(c, i + 1));
                 return -1;
             }
-        } else if (fs_arg_ts(c, i + 1, arg_is(c, i, "FROM") ? &a->from : &a->to)) {
+        } else if (fs_arg_ts(c, i + 1, arg_is(c, i, "FROM") ? "FROM" : "TO",
+                             arg_is(c, i, "FROM") ? &a->from : &a->to)) {
             return -1;
         }
         i++;
@@ -950,7 +958,7 @@ static void reply_history_row(client *c, const store_view *v, store_fvalue *vals
         fs_reply_value(c, &v->fields[k], &vals[k]);
 }
 
-/* FS.HISTORY <view> <entity_key> [FROM <ts>] [TO <ts>] [COUNT <n>] [DESC]: the stored rows
+/* FS.HISTORY <view> <entity_key> [FROM <ts>] [TO <ts>] [COUNT <n>] [DESC]: the retained rows
  * with FROM <= event <= TO, oldest first (newest first with DESC), as
  * [event_ts_ms, created_ts_ms, [values in schema order]]. */
 void cmd_fs_history(client *c)
@@ -963,6 +971,8 @@ void cmd_fs_history(client *c)
     const store_view *v = view_arg(c, 1);
     if (!v || fs_arg_key(c, v, 2, &key) || parse_history_options(c, &a))
         goto done;
+    if (a.from < oldest_retained(v))
+        a.from = oldest_retained(v);
     int rc = store_history(srv.store, &h);
     if (rc == 0)
         rc = store_hist_range(h, v->id, key.data, key.len, a.from, a.to, !a.desc, &it);
@@ -1067,7 +1077,7 @@ void cmd_fs_materialize(client *c)
     store_hcur *cur = NULL;
     store_txn *t;
     const store_view *v = view_arg(c, 1);
-    if (!v || fs_arg_ts(c, 2, &start) || fs_arg_ts(c, 3, &end))
+    if (!v || fs_arg_ts(c, 2, "start_ts", &start) || fs_arg_ts(c, 3, "end_ts", &end))
         return;
     if (!v->online) {
         reply_errorf(c, "feature view '%s' has ONLINE NO: nothing to materialize", v->name);
@@ -1077,6 +1087,8 @@ void cmd_fs_materialize(client *c)
         reply_error(c, "start_ts is after end_ts");
         return;
     }
+    if (start < oldest_retained(v))
+        start = oldest_retained(v);
     int rc = store_history(srv.store, &h);
     if (rc == 0)
         rc = store_hcur_new(h, v->id, &cur);

@@ -50,8 +50,9 @@ int fs_row_key(client *c, const fs_request *rq, int v, const char *const *vals,
                const size_t *lens, buf *out);
 /* The stored key of v from one composite client argument (argv[i]). */
 int fs_arg_key(client *c, const store_view *v, int i, buf *out);
-/* A timestamp argument (epoch ms or ISO-8601) into microseconds. */
-int fs_arg_ts(client *c, int i, int64_t *us);
+/* A timestamp argument (epoch ms or ISO-8601) into microseconds; an error starts with
+ * what (the argument's name: "CREATED", "event_ts"). */
+int fs_arg_ts(client *c, int i, const char *what, int64_t *us);
 
 /* One value in c's protocol: nil when NULL; INT* and BOOL as integers, FLOAT* as doubles
  * (bulk strings in RESP2), TIMESTAMP as an ISO-8601 bulk string (store_format_ts), STRING

@@ -229,12 +229,12 @@ int fs_arg_key(client *c, const store_view *v, int i, buf *out)
     return -1;
 }
 
-int fs_arg_ts(client *c, int i, int64_t *us)
+int fs_arg_ts(client *c, int i, const char *what, int64_t *us)
 {
     char err[256];
     if (store_parse_ts(c->argv[i], c->argl[i], us, err, sizeof err) == 0)
         return 0;
-    reply_error(c, err);
+    reply_errorf(c, "%s: %s", what, err);
     return -1;
 }
 

@@ -773,10 +773,6 @@ class Restart(unittest.TestCase):
             r.execute_command("FS.VIEW.COMPACT", v.name)
             check("after restart and compaction")
 
-    # KNOWN BUG (H2, query/cmd_fs.c): FS.HISTORY and FS.MATERIALIZE read rows older than
-    # now - RETENTION until a compaction drops them (FS.ASOF and FS.JOIN do not). Remove
-    # expectedFailure when fixed (unittest then reports an unexpected success).
-    @unittest.expectedFailure
     def test_retention_before_compaction(self):
         """FS.HISTORY and FS.MATERIALIZE ignore rows older than now - RETENTION before any
         compaction, as FS.ASOF and FS.JOIN do."""
@@ -961,9 +957,6 @@ class BadInput(unittest.TestCase):
             with self.subTest(args=args):
                 self.refused(args, words)
 
-    # KNOWN BUG (H2, query/fs_common.c fs_arg_ts): a bad timestamp's error quotes the value
-    # but not the argument ("invalid timestamp '': empty"), so an empty CREATED is not named.
-    @unittest.expectedFailure
     def test_empty_created_is_named(self):
         self.refused(self.push("trips", 1, pre=("CREATED", "")), ["created"])
 
