@@ -91,6 +91,64 @@ size_t i64_to_str(char *buf, int64_t v)
     return len;
 }
 
+static const double pow10_exact[] = { /* every power of ten a double holds exactly */
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+#define TWO_POW_53 9007199254740992.0
+
+/* The fewest decimal places s (and the digits n) with n / 10^s == a: a decimal n * 10^-s
+ * with n < 2^53 and s <= 22 is two exact doubles, so their quotient is correctly rounded,
+ * exactly as strtod would read the decimal: the test is exact, without formatting or
+ * parsing anything. The product a * 10^s is within half a unit of the true one, so the
+ * right n is the nearest integer or its neighbour on the side of the product. 0 when a
+ * needs digits past 2^53 (16 or 17 significant digits). */
+static int fewest_places(double a, int64_t *n, int *s)
+{
+    for (int k = 0; k < (int)(sizeof pow10_exact / sizeof pow10_exact[0]); k++) {
+        double scaled = a * pow10_exact[k];
+        if (scaled >= TWO_POW_53)
+            return 0;
+        double r = nearbyint(scaled);
+        double other = scaled > r ? r + 1 : r - 1;
+        if (r / pow10_exact[k] != a)
+            r = other; /* the neighbour, or no n at all with k places */
+        if (r > 0 && r < TWO_POW_53 && r / pow10_exact[k] == a) {
+            *n = (int64_t)r;
+            *s = k;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* n * 10^-s in fixed notation ("0.0012", "12.5"); n > 0 has no trailing zero when s > 0. */
+static size_t fixed_to_str(char *buf, int neg, int64_t n, int s)
+{
+    char digits[24];
+    size_t nd = i64_to_str(digits, n), len = 0;
+    if (neg)
+        buf[len++] = '-';
+    if ((size_t)s >= nd) {
+        buf[len++] = '0';
+        buf[len++] = '.';
+        for (size_t i = nd; i < (size_t)s; i++)
+            buf[len++] = '0';
+        memcpy(buf + len, digits, nd);
+        len += nd;
+    } else {
+        memcpy(buf + len, digits, nd - (size_t)s);
+        len += nd - (size_t)s;
+        if (s > 0) {
+            buf[len++] = '.';
+            memcpy(buf + len, digits + nd - s, (size_t)s);
+            len += (size_t)s;
+        }
+    }
+    buf[len] = '\0';
+    return len;
+}
+
 size_t double_to_str(char *buf, double v)
 {
     if (isinf(v))
@@ -100,13 +158,48 @@ size_t double_to_str(char *buf, double v)
     if (v != 0 && v >= -4611686018427387904.0 && v <= 4611686018427387904.0 &&
         v == (double)(int64_t)v)
         return i64_to_str(buf, (int64_t)v);
+    /* Where %g would use fixed notation and 15 digits suffice (most values), the shortest
+     * digits come from exact arithmetic: a tenth of the cost of printing and parsing. */
+    double a = fabs(v);
+    int64_t n;
+    int s;
+    if (a >= 1e-4 && a < 1e15 && fewest_places(a, &n, &s))
+        return fixed_to_str(buf, v < 0, n, s);
     /* Shortest representation that round-trips. */
     for (int prec = 15; prec <= 17; prec++) {
-        int n = snprintf(buf, 32, "%.*g", prec, v);
+        int len = snprintf(buf, 32, "%.*g", prec, v);
         if (strtod(buf, NULL) == v)
-            return (size_t)n;
+            return (size_t)len;
     }
     return (size_t)snprintf(buf, 32, "%.17g", v);
+}
+
+double float_shortest(float f)
+{
+    /* Below 2^24 a float's spacing is at most 1, so the shortest decimal has no fewer
+     * integer digits than f: only the places after the point are to find. */
+    double a = fabs((double)f);
+    for (int k = 0; a < 16777216.0 && k < (int)(sizeof pow10_exact / sizeof pow10_exact[0]); k++) {
+        double scaled = a * pow10_exact[k];
+        if (scaled >= TWO_POW_53 || !isfinite(scaled))
+            break;
+        double r = nearbyint(scaled);
+        double other = scaled > r ? r + 1 : r - 1;
+        double d = r / pow10_exact[k];
+        if ((float)d != (float)a && other > 0 && (float)(other / pow10_exact[k]) == (float)a)
+            d = other / pow10_exact[k];
+        if ((float)d == (float)a)
+            return f < 0 ? -d : d;
+    }
+    /* Tiny or large: print and parse, digit by digit. */
+    char tmp[64];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(tmp, sizeof tmp, "%.*g", digits, (double)f);
+        double d = strtod(tmp, NULL);
+        if ((float)d == f)
+            return d;
+    }
+    return (double)f;
 }
 
 size_t ldouble_to_str(char *buf, long double v)

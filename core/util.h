@@ -17,6 +17,9 @@ size_t i64_to_str(char *buf, int64_t v);
 /* Formats a double the way Redis replies it: shortest round-trip form ("%.17g" trimmed),
  * integers without exponent when exact, "inf"/"-inf". buf at least 32 bytes. */
 size_t double_to_str(char *buf, double v);
+/* The double with the fewest significant digits that converts to the same float as f
+ * (0.1f gives 0.1, not 0.10000000149011612), for replying FLOAT32 values. */
+double float_shortest(float f);
 /* Formats a long double the way INCRBYFLOAT replies it: fixed notation with every integer
  * digit (as Redis), 17 decimals with trailing zeros trimmed. buf holds LDOUBLE_STR_MAX. */
 #define LDOUBLE_STR_MAX (5 * 1024)

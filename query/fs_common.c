@@ -238,20 +238,6 @@ int fs_arg_ts(client *c, int i, const char *what, int64_t *us)
     return -1;
 }
 
-/* The double whose shortest decimal form is the shortest one that reads back as the same
- * float32, so that 0.1f replies "0.1" rather than "0.10000000149011612". */
-static double float32_shortest(double f)
-{
-    char tmp[40];
-    for (int digits = 1; digits <= 9; digits++) {
-        snprintf(tmp, sizeof tmp, "%.*g", digits, f);
-        double d = strtod(tmp, NULL);
-        if ((float)d == (float)f)
-            return d;
-    }
-    return f;
-}
-
 void fs_reply_value(client *c, const store_field *f, const store_fvalue *v)
 {
     if (!v || v->is_null) {
@@ -263,7 +249,7 @@ void fs_reply_value(client *c, const store_field *f, const store_fvalue *v)
     case FT_INT32:
     case FT_INT64:
     case FT_BOOL: reply_int(c, v->i); break;
-    case FT_FLOAT32: reply_double(c, float32_shortest(v->f)); break;
+    case FT_FLOAT32: reply_double(c, float_shortest((float)v->f)); break;
     case FT_FLOAT64: reply_double(c, v->f); break;
     case FT_TIMESTAMP: reply_bulk(c, ts, store_format_ts(v->i, ts)); break;
     default: reply_bulk(c, v->bytes, v->len); break; /* STRING, BYTES, VECTOR */

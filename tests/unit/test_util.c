@@ -12,6 +12,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -235,6 +236,98 @@ static void test_double_to_str_round_trip(void **state)
         assert_int_equal(n, strlen(buf));
         assert_true(strtod(buf, NULL) == v);
         assert_null(strchr(buf, ' '));
+    }
+}
+
+/* The slow, obviously right shortest form: the first of %.15g, %.16g, %.17g to read back. */
+static void reference_dstr(char *buf, double v)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, 64, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* The exact-arithmetic fast path must print what the slow path prints, for short decimals
+ * (the common feature value: "0.919085", "123.5") and for arbitrary doubles in its range. */
+static void test_double_to_str_fast_path(void **state)
+{
+    (void)state;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    char got[64], want[64];
+    for (int i = 0; i < 200000; i++) {
+        double v;
+        if (i % 2) {
+            int places = (int)(xorshift(&x) % 12);
+            double p = 1;
+            for (int k = 0; k < places; k++)
+                p *= 10;
+            v = (double)(int64_t)(xorshift(&x) % 100000000000ULL) / p;
+        } else {
+            v = ldexp((double)(xorshift(&x) >> 11), -(int)(xorshift(&x) % 100));
+        }
+        if (xorshift(&x) & 1)
+            v = -v;
+        if (v == 0 || v == (double)(int64_t)v)
+            continue;
+        double_to_str(got, v);
+        reference_dstr(want, v);
+        assert_string_equal(got, want);
+    }
+    dstr(0.0001, "0.0001");
+    dstr(0.00012, "0.00012");
+    dstr(123456.789, "123456.789");
+    dstr(-0.919085025787353516, "-0.9190850257873535");
+}
+
+static void test_float_shortest(void **state)
+{
+    (void)state;
+    char buf[64];
+    double_to_str(buf, float_shortest(0.1f));
+    assert_string_equal(buf, "0.1");
+    double_to_str(buf, float_shortest(-2.5e-3f));
+    assert_string_equal(buf, "-0.0025");
+    double_to_str(buf, float_shortest(16777216.0f));
+    assert_string_equal(buf, "16777216");
+    uint64_t x = 0x243f6a8885a308d3ULL;
+    for (int i = 0; i < 200000; i++) {
+        uint32_t bits = (uint32_t)xorshift(&x);
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        if (!isfinite(f))
+            continue;
+        double d = float_shortest(f);
+        assert_true((float)d == f);
+        double_to_str(buf, d);
+        assert_true((float)strtod(buf, NULL) == f);
+        /* no decimal with fewer significant digits converts to f */
+        int sig = 0, started = 0, zeros = 0; /* digits from the first to the last nonzero */
+        for (const char *p = buf; *p && *p != 'e'; p++) {
+            if (*p < '0' || *p > '9')
+                continue;
+            if (*p == '0') {
+                zeros += started;
+                continue;
+            }
+            sig += started ? zeros + 1 : 1;
+            started = 1;
+            zeros = 0;
+        }
+        char shorter[512];
+        for (int p = 1; p < sig; p++) {
+            snprintf(shorter, sizeof shorter, "%.*g", p, (double)f);
+            assert_false((float)strtod(shorter, NULL) == f);
+        }
     }
 }
 
@@ -572,6 +665,8 @@ int main(void)
         cmocka_unit_test(test_i64_to_str),
         cmocka_unit_test(test_double_to_str),
         cmocka_unit_test(test_double_to_str_round_trip),
+        cmocka_unit_test(test_double_to_str_fast_path),
+        cmocka_unit_test(test_float_shortest),
         cmocka_unit_test(test_ldouble_to_str),
         cmocka_unit_test(test_glob_basic),
         cmocka_unit_test(test_glob_classes),
