@@ -25,7 +25,7 @@ DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev 
                 redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev \
                 python3-pandas python3-numpy
 
-SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c)
+SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c index/*.c)
 LIB_SRC  := $(filter-out core/main.c,$(SRC))
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -61,6 +61,10 @@ $(BUILD)/quiver-join: $(BUILD)/tools/quiver-join.o $(TOOL_LIB_OBJ)
 $(TOOL_BIN):
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(TOOL_LIBS)
+
+# SIMD kernels: each instruction set in its own file, chosen at run time (index/distance.c).
+$(BUILD)/index/%_avx2.o: CFLAGS += -mavx2 -mfma
+$(BUILD)/index/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

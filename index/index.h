@@ -1,0 +1,108 @@
+/* index.h: vector indexes over float32 vectors: FLAT (exact, the oracle), HNSW (our own
+ * graph), and IVF/PQ through FAISS. One interface for all three, so that FT.* and FS.KNN
+ * never care which kind answers.
+ *
+ * IDS. Vectors are addressed by dense uint32 ids that the caller chooses (a document slot;
+ * a freed slot is reused by the caller for the next document). Adding an id that is present
+ * replaces its vector.
+ *
+ * DISTANCES are reported as RediSearch reports them: L2 is the *squared* Euclidean
+ * distance, IP is 1 - u.v, COSINE is 1 - cos(u, v) (vectors are normalised on the way in
+ * for COSINE; a zero vector is refused with ERR_INVAL). Smaller is nearer for all three.
+ *
+ * THREADS. Any number of threads may search an index at once; one writer at a time adds or
+ * deletes, and a search never sees a half-made change (an index-wide rwlock, or finer).
+ *
+ * ERRORS. ERR_INVAL (bad parameters or vector, detail in err where a buffer is taken),
+ * ERR_NOTFOUND (delete of an absent id), ERR_NOMEM, ERR_CORRUPT (a snapshot that fails its
+ * checks), ERR_BACKEND (FAISS's exception text, converted in the shim), ERR_LIMIT (an id or
+ * count past the index's limits). */
+#ifndef QUIVER_INDEX_H
+#define QUIVER_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/util.h"
+
+enum { VEC_L2 = 1, VEC_IP = 2, VEC_COSINE = 3 };    /* persisted */
+enum { VEC_FLAT = 1, VEC_HNSW = 2, VEC_IVF = 3 };   /* persisted */
+
+#define VEC_MAX_DIM 32768
+#define VEC_MAX_K 100000
+
+/* Defaults are RediSearch's: M 16, EF_CONSTRUCTION 200, EF_RUNTIME 10, EPSILON 0.01. */
+typedef struct vec_params {
+    int kind;   /* VEC_* kind */
+    int metric; /* VEC_L2 / VEC_IP / VEC_COSINE */
+    uint32_t dim;
+    uint32_t m, ef_construction, ef_runtime; /* HNSW; 0 = default */
+    double epsilon;                          /* HNSW range search; 0 = default */
+    uint32_t initial_cap;                    /* a sizing hint; 0 = small */
+    const char *factory; /* IVF: a FAISS index factory string, e.g. "IVF1024,PQ32" */
+} vec_params;
+
+typedef struct vec_index vec_index;
+
+typedef struct vec_hit {
+    uint32_t id;
+    float dist;
+} vec_hit;
+
+/* A search filter. keep(ctx, id) says whether id may be returned (NULL: every id). When
+ * the caller knows which ids pass (a TAG or NUMERIC pre-filter), it gives them in ids
+ * (sorted ascending, nids of them): the index then chooses by itself between walking its
+ * structure with the predicate and an exact scan of just those ids (RediSearch's BATCHES
+ * and ADHOC_BF), and still returns min(k, matching) hits. */
+typedef struct vec_filter {
+    int (*keep)(void *ctx, uint32_t id);
+    void *ctx;
+    const uint32_t *ids;
+    size_t nids;
+} vec_filter;
+
+int vec_create(const vec_params *p, vec_index **out, char *err, size_t errlen);
+void vec_free(vec_index *ix);
+const vec_params *vec_get_params(const vec_index *ix);
+
+int vec_add(vec_index *ix, uint32_t id, const float *v);
+/* Removes id for real: HNSW repairs its neighbours' links and reuses the slot's memory. */
+int vec_delete(vec_index *ix, uint32_t id);
+int vec_contains(const vec_index *ix, uint32_t id);
+size_t vec_count(const vec_index *ix);
+/* Bytes of memory the index holds (vectors, graph, free lists, everything). */
+size_t vec_memory(const vec_index *ix);
+
+/* The k nearest ids to q, nearest first, into out (room for k): *n gets how many (fewer
+ * only if fewer vectors match). ef 0 = the index's EF_RUNTIME. f may be NULL. */
+int vec_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, const vec_filter *f,
+            vec_hit *out, size_t *n);
+/* Every id with distance <= radius, nearest first, at most max of them; *out is allocated
+ * (xfree it). epsilon 0 = the index's. */
+int vec_range(vec_index *ix, const float *q, float radius, double epsilon, const vec_filter *f,
+              size_t max, vec_hit **out, size_t *n);
+
+/* IVF needs training: it trains itself once enough vectors have been added (kept aside
+ * until then and searched exactly), so callers never see an untrained index. */
+
+/* Snapshot: the whole index as versioned bytes with a CRC32C, appended to out; load checks
+ * everything (magic, version, lengths, checksum, ids, graph links in range) and never
+ * trusts the bytes. */
+int vec_save(vec_index *ix, buf *out);
+int vec_load(const char *p, size_t len, vec_index **out, char *err, size_t errlen);
+
+/* ---- distance kernels (index/distance.c): SIMD chosen once at start ---- */
+
+/* Squared L2 distance and dot product of two dim-float vectors (any alignment). */
+float vec_l2sq(const float *a, const float *b, uint32_t dim);
+float vec_dot(const float *a, const float *b, uint32_t dim);
+/* The distance of metric between a and b, as reported (see DISTANCES). For COSINE both
+ * must already be normalised. */
+float vec_distance(int metric, const float *a, const float *b, uint32_t dim);
+/* Normalises v in place; ERR_INVAL for a zero vector. */
+int vec_normalize(float *v, uint32_t dim);
+/* Which kernels run here: "avx512", "avx2" or "scalar" (QUIVER_SIMD=scalar|avx2 in the
+ * environment caps it, for tests and benchmarks). */
+const char *vec_kernels(void);
+
+#endif
