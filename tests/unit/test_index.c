@@ -861,6 +861,68 @@ static void test_snapshot_corrupt(void **state)
     buf_free(&b);
 }
 
+/* An empty index, and the envelope's parameters (a factory string included) come back. */
+static void test_snapshot_empty_and_params(void **state)
+{
+    (void)state;
+    vec_params p = {.kind = VEC_FLAT, .metric = VEC_IP, .dim = 300, .m = 7,
+                    .ef_construction = 99, .epsilon = 0.5, .initial_cap = 1000,
+                    .factory = "IVF8,Flat"};
+    vec_index *ix, *back;
+    char err[256];
+    OK(vec_create(&p, &ix, err, sizeof err));
+    buf b;
+    buf_init(&b);
+    OK(vec_save(ix, &b));
+    OK(vec_load(b.data, b.len, &back, err, sizeof err));
+    const vec_params *q = vec_get_params(back);
+    assert_int_equal(q->kind, VEC_FLAT);
+    assert_int_equal(q->metric, VEC_IP);
+    assert_int_equal(q->dim, 300);
+    assert_int_equal(q->m, 7);
+    assert_int_equal(q->ef_construction, 99);
+    assert_int_equal(q->ef_runtime, 10);
+    assert_true(q->epsilon == 0.5);
+    assert_int_equal(q->initial_cap, 1000);
+    assert_string_equal(q->factory, "IVF8,Flat");
+    assert_true(q->factory != p.factory); /* the index's own copy */
+    assert_int_equal(vec_count(back), 0);
+    float v[300] = {1};
+    vec_hit h[1];
+    size_t n = 5;
+    OK(vec_knn(back, v, 1, 0, NULL, h, &n));
+    assert_int_equal(n, 0);
+    OK(vec_add(back, 4, v));
+    assert_int_equal(vec_count(back), 1);
+    buf_free(&b);
+    vec_free(back);
+    vec_free(ix);
+}
+
+/* Equal distances come back by smaller id, whatever the order of insertion. */
+static void test_ties_by_id(void **state)
+{
+    (void)state;
+    vec_index *ix = make(VEC_FLAT, VEC_L2, 3);
+    float same[3] = {1, 1, 1}, far[3] = {5, 5, 5};
+    for (uint32_t id = 90; id >= 50; id--)
+        OK(vec_add(ix, id, id % 2 ? same : far));
+    vec_hit h[4];
+    size_t n;
+    OK(vec_knn(ix, same, 4, 0, NULL, h, &n));
+    assert_int_equal(n, 4);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(h[i].id, 51 + 2 * i);
+        assert_true(h[i].dist == 0);
+    }
+    vec_hit *r;
+    OK(vec_range(ix, same, 0, 0, NULL, 3, &r, &n));
+    assert_int_equal(n, 3);
+    assert_true(r[0].id == 51 && r[1].id == 53 && r[2].id == 55);
+    xfree(r);
+    vec_free(ix);
+}
+
 /* ---- bad input, failed allocations, threads ---- */
 
 static void test_bad_input(void **state)
@@ -986,6 +1048,8 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_corrupt),
+        cmocka_unit_test(test_snapshot_empty_and_params),
+        cmocka_unit_test(test_ties_by_id),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_failed_allocations),
         cmocka_unit_test(test_concurrent_readers),
