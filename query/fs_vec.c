@@ -410,8 +410,19 @@ static void on_online(void *ctx, const store_online_event *e)
     }
 }
 
+void fs_vec_reset(void)
+{
+    if (fv.st)
+        store_set_online_hook(fv.st, NULL, NULL);
+    while (fv.n)
+        view_forget(fv.views[0]->id);
+    xfree(fv.views);
+    memset(&fv, 0, sizeof fv);
+}
+
 void fs_vec_init(store *st)
 {
+    fs_vec_reset();
     fv.st = st;
     store_set_online_hook(st, on_online, NULL);
     store_txn *t;

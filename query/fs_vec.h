@@ -25,8 +25,11 @@
 typedef struct fs_vec_view fs_vec_view;
 
 /* Hooks the indexes to st's online rows and builds those of every view (synchronously;
- * a view whose build fails is logged and built again at its next use). */
+ * a view whose build fails is logged and built again at its next use). Whatever an
+ * earlier fs_vec_init held is forgotten first. */
 void fs_vec_init(store *st);
+/* Forgets every index (and unhooks the store given to fs_vec_init). */
+void fs_vec_reset(void);
 
 /* The indexes of v, built through t now if missing. Errors: those of the build (ERR_NOMEM,
  * ERR_INVAL from the index with its detail in err, storage errors). */
