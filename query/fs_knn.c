@@ -260,13 +260,7 @@ static int keep(void *ctx, uint32_t id)
     return ok;
 }
 
-static int cmp_u32(const void *x, const void *y)
-{
-    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
-    return (a > b) - (a < b);
-}
-
-/* Every id whose row passes (sorted ascending), for an exact search among them. */
+/* Every id whose row passes (ascending), for an exact search among them. */
 static int passing_ids(knn_query *q, uint32_t **ids, size_t *n)
 {
     uint32_t slots = fs_vec_slots(q->vv);
@@ -275,7 +269,6 @@ static int passing_ids(knn_query *q, uint32_t **ids, size_t *n)
     for (uint32_t id = 0; id < slots; id++)
         if (keep(q, id))
             (*ids)[(*n)++] = id;
-    qsort(*ids, *n, sizeof **ids, cmp_u32);
     return q->rc;
 }
 
