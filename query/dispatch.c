@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "query/fs_vec.h"
 #include "query/query_int.h"
 
 const command commands[] = {
@@ -56,6 +57,7 @@ void query_init(void)
         lookup_table[slot] = &commands[i];
     }
     store_set_expired_hook(srv.store, on_expired, NULL);
+    fs_vec_init(srv.store);
 }
 
 const command *command_lookup(const char *name, size_t len)

@@ -9,7 +9,8 @@
 
 #include "wire/wire.h"
 
-/* Builds the lookup index of the command table and hooks expiry into the store. */
+/* Builds the lookup index of the command table, hooks expiry into the store, and builds
+ * FS.KNN's vector indexes (query/fs_vec.h). */
 void query_init(void);
 /* Executes c->argv (set by wire/). */
 void query_dispatch(client *c);

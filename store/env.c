@@ -242,7 +242,8 @@ static int write_history(store *st)
     return 0;
 }
 
-/* After a commit: the dropped views' column families go, and the pass's new views stay. */
+/* After a commit: the dropped views' column families go, the pass's new views stay, and
+ * the online-row hook hears of it. */
 static void fs_committed(store *st)
 {
     for (int i = 0; i < st->drops.n; i++) {
@@ -253,9 +254,11 @@ static void fs_committed(store *st)
     }
     st->drops.n = 0;
     st->created.n = 0;
+    store__online_notify(st, STORE_ONLINE_COMMIT);
 }
 
-/* After a failed pass: its history rows, catalog changes and new column families go. */
+/* After a failed pass: its history rows, catalog changes and new column families go, and
+ * the online-row hook hears that its changes since the last commit were undone. */
 static void fs_failed(store *st)
 {
     char err[256];
@@ -269,6 +272,7 @@ static void fs_failed(store *st)
     for (int i = 0; i < st->created.n; i++)
         store_hist_drop_view(st->hist, st->created.ids[i]);
     st->created.n = 0;
+    store__online_notify(st, STORE_ONLINE_ABORT);
 }
 
 static void *sync_main(void *arg)

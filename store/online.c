@@ -3,12 +3,14 @@
  * from a client's ':'-joined argument (with "\:" and "\\" escapes) and formatted back. The
  * online rows live in LMDB's dbi "online" under (u32 be view id, entity key): the newest
  * (event, created) pair of each entity wins. FS.PUSH's write (store_fs_push) feeds both the
- * pass's history batch and the online row; env.c commits the two. */
+ * pass's history batch and the online row; env.c commits the two. Every online write is
+ * reported to the online-row hook (store.h), and an iterator walks a view's rows. */
 #include "store_int.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/err.h"
 #include "core/util.h"
 
@@ -214,6 +216,12 @@ int store_online_put(store_txn *t, const store_view *v, const char *ekey, size_t
         memcpy((char *)val.mv_data + ROW_META, row, rowlen);
     if (replaced)
         *replaced = 1;
+    if (t->st->online_fn) {
+        store_online_event e = {.kind = STORE_ONLINE_PUT, .t = t, .view_id = v->id, .view = v,
+                                .ekey = ekey, .elen = elen, .row = row, .rowlen = rowlen,
+                                .event_us = event_us, .created_us = created_us};
+        t->st->online_fn(t->st->online_ctx, &e);
+    }
     return 0;
 }
 
@@ -266,7 +274,76 @@ int store__online_clear(store_txn *t, uint32_t view)
         if ((rc = mdb_cursor_del(c, 0)) != 0)
             break;
     mdb_cursor_close(c);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store__fail(t, rc);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return store__fail(t, rc);
+    if (t->st->online_fn) {
+        store_online_event e = {.kind = STORE_ONLINE_DROP, .t = t, .view_id = view};
+        t->st->online_fn(t->st->online_ctx, &e);
+    }
+    return 0;
+}
+
+void store__online_notify(store *st, int kind)
+{
+    if (st->online_fn) {
+        store_online_event e = {.kind = kind};
+        st->online_fn(st->online_ctx, &e);
+    }
+}
+
+void store_set_online_hook(store *st, store_online_fn fn, void *ctx)
+{
+    st->online_fn = fn;
+    st->online_ctx = ctx;
+}
+
+struct store_oiter {
+    MDB_cursor *c;
+    uint32_t view;
+    int started;
+};
+
+int store_online_iter(store_txn *t, const store_view *v, store_oiter **out)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->st->online, &c);
+    if (rc)
+        return store__map_rc(rc);
+    store_oiter *it = xcalloc(1, sizeof *it);
+    it->c = c;
+    it->view = v->id;
+    *out = it;
+    return 0;
+}
+
+int store_oiter_next(store_oiter *it, const char **ekey, size_t *elen, int64_t *event_us,
+                     int64_t *created_us, const char **row, size_t *rowlen)
+{
+    MDB_val k, val;
+    int rc = it->started ? mdb_cursor_get(it->c, &k, &val, MDB_NEXT)
+                         : range_first(it->c, it->view, &k, &val);
+    it->started = 1;
+    if (rc == 0 && !in_view(&k, it->view))
+        rc = MDB_NOTFOUND;
+    if (rc)
+        return store__map_rc(rc);
+    if (val.mv_size < ROW_META)
+        return ERR_CORRUPT;
+    *ekey = (const char *)k.mv_data + 4;
+    *elen = k.mv_size - 4;
+    *event_us = get_i64(val.mv_data);
+    *created_us = get_i64((const unsigned char *)val.mv_data + 8);
+    *row = (const char *)val.mv_data + ROW_META;
+    *rowlen = val.mv_size - ROW_META;
+    return 0;
+}
+
+void store_oiter_free(store_oiter *it)
+{
+    if (!it)
+        return;
+    mdb_cursor_close(it->c);
+    xfree(it);
 }
 
 /* ---- FS.PUSH ------------------------------------------------------------------------------ */

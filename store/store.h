@@ -492,6 +492,43 @@ int store_online_put(store_txn *t, const store_view *v, const char *ekey, size_t
 /* Number of online rows of v (a count of the view's key range). */
 int store_online_count(store_txn *t, const store_view *v, uint64_t *n);
 
+/* The online rows of v in stored entity-key order, for rebuilding what follows them (the
+ * vector indexes of FS.KNN). The iterator lives within t and the pass; what next returns
+ * lives until the next call. next gives ERR_NOTFOUND past the last row and ERR_CORRUPT for
+ * a stored value too short to hold its times. */
+typedef struct store_oiter store_oiter;
+int store_online_iter(store_txn *t, const store_view *v, store_oiter **out);
+int store_oiter_next(store_oiter *it, const char **ekey, size_t *elen, int64_t *event_us,
+                     int64_t *created_us, const char **row, size_t *rowlen);
+void store_oiter_free(store_oiter *it);
+
+/* The online-row hook: lets the owner of state derived from the online rows (FS.KNN's
+ * vector indexes) follow them. One hook per store; it runs on the loop thread, inside the
+ * write path, and must not write through the store:
+ *   STORE_ONLINE_PUT     after (view, ekey)'s row was written (added or replaced) in t, by
+ *                        store_fs_push or store_online_put; row is the new row (ROW FORMAT).
+ *   STORE_ONLINE_DROP    after every online row of view_id was deleted in t (the view is
+ *                        being dropped); view, ekey and row are NULL.
+ *   STORE_ONLINE_COMMIT  after the pass's writes so far committed (also a mid-pass commit
+ *                        made to grow the map).
+ *   STORE_ONLINE_ABORT   after a pass failed to commit: every PUT and DROP since the last
+ *                        COMMIT was undone, and the catalog reloaded.
+ * t (PUT and DROP: the pass's write transaction, which the hook may read through) and
+ * everything the event points to are valid only during the call; COMMIT and ABORT carry
+ * no t, view or row. */
+enum { STORE_ONLINE_PUT = 1, STORE_ONLINE_DROP, STORE_ONLINE_COMMIT, STORE_ONLINE_ABORT };
+typedef struct store_online_event {
+    int kind; /* STORE_ONLINE_* */
+    store_txn *t;
+    uint32_t view_id;
+    const store_view *view;
+    const char *ekey, *row;
+    size_t elen, rowlen;
+    int64_t event_us, created_us;
+} store_online_event;
+typedef void (*store_online_fn)(void *ctx, const store_online_event *e);
+void store_set_online_hook(store *st, store_online_fn fn, void *ctx);
+
 /* The history handle, after writing the pass's pending history batch (so reads see this
  * pass's pushes). On a write failure the pass is poisoned and the error returned (*out is
  * set either way; in a pass already poisoned nothing is written). */

@@ -78,6 +78,8 @@ struct store {
     store__ids created;     /* views created since the last commit */
     store__ids drops;       /* column families to drop after the next commit */
     store_fs_stats fs_stats;
+    store_online_fn online_fn; /* the online-row hook (store.h) */
+    void *online_ctx;
 };
 
 /* A key or field as LMDB stores it: which database and the encoded bytes. */
@@ -121,5 +123,7 @@ void store__ids_add(store__ids *l, uint32_t id);
 int store__hist_sync(store_hist *h);
 /* Deletes every online row of a view (online.c). */
 int store__online_clear(store_txn *t, uint32_t view);
+/* Tells the online-row hook, if any, that the pass committed or failed (online.c). */
+void store__online_notify(store *st, int kind);
 
 #endif
