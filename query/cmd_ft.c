@@ -14,7 +14,8 @@
 #include "query/query_int.h"
 
 #define SHOW(s, len) (int)((len) > 64 ? 64 : (len)), (s)
-#define CREATE_BUDGET_US 50000 /* FT.CREATE indexes this long before replying */
+#define CREATE_SYNC_KEYS 10000  /* FT.CREATE indexes a database this small before replying */
+#define CREATE_BUDGET_US 200000 /* ... unless that takes longer (HNSW): the cron finishes */
 #define LIMIT_MAX 1000000
 
 static ft_index *index_or_reply(client *c, int i)
@@ -68,22 +69,14 @@ void cmd_ft_create(client *c)
         return;
     }
     command_dirty();
-    if (!skip)
+    if (!skip && store_dbsize(srv.store, c->db) <= CREATE_SYNC_KEYS)
         ft_build_now(ix, CREATE_BUDGET_US);
     reply_ok(c);
 }
 
-void cmd_ft_dropindex(client *c)
+/* Drops the index at argv[1]; with dd, deletes its documents too. */
+static void drop_index(client *c, ft_index *ix, int dd)
 {
-    ft_index *ix = index_or_reply(c, 1);
-    if (!ix)
-        return;
-    int dd = c->argc == 3 && arg_is(c, 2, "DD");
-    /* redis-py 4.3 sends KEEPDOCS, or an empty argument, to keep the documents */
-    if (c->argc > 3 || (c->argc == 3 && !dd && !arg_is(c, 2, "KEEPDOCS") && c->argl[2] != 0)) {
-        reply_error(c, "FT.DROPINDEX takes the index name and optionally DD");
-        return;
-    }
     store_txn *t;
     if (write_txn(c, 0, &t))
         return;
@@ -113,6 +106,34 @@ void cmd_ft_dropindex(client *c)
     buf_free(&keys);
     command_dirty();
     reply_ok(c);
+}
+
+void cmd_ft_dropindex(client *c)
+{
+    ft_index *ix = index_or_reply(c, 1);
+    if (!ix)
+        return;
+    int dd = c->argc == 3 && arg_is(c, 2, "DD");
+    if (c->argc > 3 || (c->argc == 3 && !dd && !arg_is(c, 2, "KEEPDOCS"))) {
+        reply_error(c, "FT.DROPINDEX takes the index name and optionally DD");
+        return;
+    }
+    drop_index(c, ix, dd);
+}
+
+/* The older FT.DROP (what redis-py 4.3's dropindex() sends): deletes the documents unless
+ * KEEPDOCS is given (redis-py sends an empty argument otherwise). */
+void cmd_ft_drop(client *c)
+{
+    ft_index *ix = index_or_reply(c, 1);
+    if (!ix)
+        return;
+    int keep = c->argc == 3 && arg_is(c, 2, "KEEPDOCS");
+    if (c->argc > 3 || (c->argc == 3 && !keep && c->argl[2] != 0)) {
+        reply_error(c, "FT.DROP takes the index name and optionally KEEPDOCS");
+        return;
+    }
+    drop_index(c, ix, !keep);
 }
 
 void cmd_ft_list(client *c)
