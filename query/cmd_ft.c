@@ -605,17 +605,21 @@ static void narrow(search *s, size_t words)
         for (int k = 0; k < s->o.ninkeys; k++) {
             const char *key = c->argv[s->o.inkeys_at + k];
             size_t klen = c->argl[s->o.inkeys_at + k];
-            for (uint32_t id = 0; id < ft_id_bound(s->ix); id++) {
-                size_t l;
-                const char *kk = ft_doc_key(s->ix, id, &l);
-                if (kk && l == klen && memcmp(kk, key, l) == 0)
-                    tmp[id >> 6] |= 1ull << (id & 63);
-            }
+            int64_t id = ft_doc_id(s->ix, key, klen);
+            if (id >= 0)
+                tmp[id >> 6] |= 1ull << (id & 63);
         }
         for (size_t w = 0; w < words; w++)
             s->bits[w] &= tmp[w];
         xfree(tmp);
     }
+}
+
+/* A KNN over every document: no bitmap, no filter handed to the index. */
+static int unfiltered_knn(const search *s)
+{
+    return s->q.has_knn && s->q.root_is_all && ft_all_live(s->ix) && !s->o.nfilters &&
+           !s->o.inkeys_at;
 }
 
 /* The KNN: nearest first. -1 after replying an error. */
@@ -624,7 +628,7 @@ static int run_knn(search *s, size_t words)
     const ft_vecf *vf = ft_vec(s->ix, s->q.knn_field);
     vec_filter filter = {0}, *fp = NULL;
     uint32_t *ids = NULL;
-    if (!s->q.root_is_all || !ft_all_live(s->ix) || s->o.nfilters || s->o.inkeys_at) {
+    if (!unfiltered_knn(s)) {
         for (size_t w = 0; w < words; w++)
             s->bits[w] &= vf->has[w];
         ids = try_malloc(sizeof *ids * (popcount(s->bits, words) + 1));
@@ -878,17 +882,19 @@ void cmd_ft_search(client *c)
     s.db = ft_index_def(s.ix)->db;
     ft_count_use(s.ix);
     size_t words = ft_bitmap_words(s.ix);
-    s.bits = try_malloc(words * 8 + 8);
-    if (!s.bits) {
-        reply_error(c, "out of memory");
-        goto done;
+    if (!unfiltered_knn(&s)) {
+        s.bits = try_malloc(words * 8 + 8);
+        if (!s.bits) {
+            reply_error(c, "out of memory");
+            goto done;
+        }
+        memset(s.bits, 0, words * 8 + 8);
+        if (ft_query_eval(s.ix, &s.q, s.bits, err, sizeof err)) {
+            reply_error(c, err);
+            goto done;
+        }
+        narrow(&s, words);
     }
-    memset(s.bits, 0, words * 8 + 8);
-    if (ft_query_eval(s.ix, &s.q, s.bits, err, sizeof err)) {
-        reply_error(c, err);
-        goto done;
-    }
-    narrow(&s, words);
     if ((s.q.has_knn ? run_knn(&s, words) : run_filter(&s, words)) || sort_results(&s))
         goto done;
     reply_results(&s);

@@ -234,8 +234,9 @@ void ft_num_match(ft_index *ix, const ft_field *f, double lo, double hi, int lo_
 /* A document's NUMERIC value (NaN when it has none). */
 double ft_num_value(const ft_index *ix, const ft_field *f, uint32_t id);
 const ft_vecf *ft_vec(const ft_index *ix, const ft_field *f);
-/* The key of a document (NULL for a free id). */
+/* The key of a document (NULL for a free id), and the id of a key (-1 if none). */
 const char *ft_doc_key(const ft_index *ix, uint32_t id, size_t *klen);
+int64_t ft_doc_id(const ft_index *ix, const char *key, size_t klen);
 
 typedef struct ft_stats {
     uint32_t num_docs, max_doc_id;

@@ -462,7 +462,7 @@ void ft_get_stats(const ft_index *cix, ft_stats *out)
     memset(out, 0, sizeof *out);
     out->num_docs = ix->nlive;
     out->max_doc_id = ix->bound;
-    out->failures = ix->failures;
+    out->failures = ix->failures + atomic_load(&ix->q.failed); /* vectors the index refused */
     out->indexing = indexing(ix);
     double scan = 1, queue = 1;
     if (ix->scanning) {

@@ -198,6 +198,12 @@ const char *ft_doc_key(const ft_index *ix, uint32_t id, size_t *klen)
     return ix->key[id];
 }
 
+int64_t ft_doc_id(const ft_index *ix, const char *key, size_t klen)
+{
+    struct ft_map_slot *s = map_find(&ix->keys, key, klen);
+    return s ? (int64_t)s->val : -1;
+}
+
 /* ---- TAG posting lists ------------------------------------------------------------------- */
 
 struct ft_posting {

@@ -292,6 +292,9 @@ class TestFilters(FtCase):
         res = self.r.execute_command("FT.SEARCH", "idx", "*", "FILTER", "n", "(37", "inf",
                                      "NOCONTENT")
         self.assertEqual(res, [2, b"doc:38", b"doc:39"])
+        res = self.r.execute_command("FT.SEARCH", "idx", "@label:{d}", "INKEYS", 3, "doc:3",
+                                     "doc:4", "doc:nope", "NOCONTENT")
+        self.assertEqual(res, [1, b"doc:3"])
 
     def test_knn_after_filter_returns_k(self):
         n, dim = 2000, 8
