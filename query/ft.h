@@ -1,7 +1,8 @@
 /* ft.h: RediSearch-compatible indexes over hashes (FT.*), shared by the files of query/ that
- * build them (ft_index.c: definitions, the document table, TAG and NUMERIC attribute
- * indexes, keeping everything in step with writes, builds; ft_store.c: persisted
- * definitions and vector snapshots; ft_query.c: the query language; cmd_ft.c: the
+ * build them (ft_def.c: definitions parsed, persisted and read back, snapshot files;
+ * ft_index.c: the registry, the document table, TAG and NUMERIC attribute indexes, keeping
+ * everything in step with writes, snapshot bytes; ft_build.c: scans, the build worker,
+ * background snapshots, start and shutdown; ft_query.c: the query language; cmd_ft.c: the
  * commands) and by core/server.c (start, cron, shutdown).
  *
  * AN INDEX covers the hashes of one database whose key starts with one of its prefixes
@@ -15,7 +16,10 @@
  *
  * KEEPING IN STEP. Every change to a key (HSET, HDEL, DEL, EXPIRE's expiry, RENAME, SET over
  * a hash, FLUSHDB, ...) reaches ft_key_changed() / ft_key_gone() / ft_flushed() from the
- * dispatcher, which re-read the hash and update each matching index at once.
+ * dispatcher, which re-read the hash and update each matching index at once. A pass that
+ * fails to commit leaves the indexes ahead of the data: the next cron tick sees the
+ * server's failed-pass count move and re-reads every index's hashes (a scan that also
+ * removes the documents it no longer finds).
  *
  * BUILDS. Creating an index over existing keys, and every start, scans the database in
  * slices from the cron (a position is kept between passes); vector additions of a scan go
@@ -26,17 +30,20 @@
  *
  * PERSISTENCE. Definitions are records in the store's AUX RECORDS (namespace "ft", key the
  * index name), written in the pass's transaction like every write. Vector indexes are
- * snapshotted to <dir>/vectors/<name>.qvi (see SNAPSHOT FORMAT) in the background and at
- * shutdown. At start each index loads its snapshot if its checks pass, then reconciles it
+ * snapshotted to <dir>/vectors/<name>.qvi (see SNAPSHOT FORMAT) at shutdown and in the
+ * background: soon after a build ends, then when changed, every minute at most (every ten
+ * seconds past 10,000 changes). A background snapshot is a copy taken on the loop thread
+ * (consistent with the document table; the loop pauses for the copy) that a worker writes. At start each index loads its snapshot if its checks pass, then reconciles it
  * with the hashes (a document whose vector blob's CRC32C matches the snapshot's keeps its
  * vector; others are re-added, vanished ones deleted); without a usable snapshot it is
  * rebuilt from the hashes. Until the reconciling scan has seen a document it is not
  * returned by searches.
  *
- * THREADS. Everything here runs on the loop thread, except the build worker, which only
- * calls vec_add/vec_delete on an index's vector indexes under that index's queue lock and
- * the vector index's own locking (index.h THREADS), and the snapshot writer, which owns the
- * bytes it writes.
+ * THREADS. Everything here runs on the loop thread, except the build worker, which takes
+ * batches of changes from the queue under its lock and applies them with vec_add and
+ * vec_delete (the vector index's own locking keeps searches safe: index.h THREADS), and the
+ * snapshot writer, which owns the bytes it writes. An index is freed only when no job holds
+ * it (jobs, dropped).
  *
  * DEFINITION RECORD (version 1; integers little-endian):
  *   0   u8   version (1)            1   u8   db
@@ -157,6 +164,7 @@ typedef struct ft_index {
     uint32_t *klen;
     uint32_t *free_ids, nfree, capfree;
     uint64_t *live;          /* bitmap: documents searches see */
+    uint64_t *seen;          /* bitmap: documents the running scan saw (or a write touched) */
     uint32_t ndocs, nlive;   /* documents in the table, live ones */
     ft_tags *tags;           /* per TAG slot */
     double **nums;           /* per NUMERIC slot: value per id, NaN when none */

@@ -23,6 +23,7 @@
 
 static struct {
     uint64_t snapshots, snapshot_failures, snapshot_loads, rebuilds;
+    uint64_t failed_passes; /* the server's count, as last seen by the cron */
 } stats;
 
 /* ---- the vector queue and its worker --------------------------------------------------- */
@@ -158,6 +159,7 @@ static int indexing(ft_index *ix)
 
 void ft__scan_start(ft_index *ix)
 {
+    memset(ix->seen, 0, (ix->cap + 63) / 64 * 8);
     ix->scanning = 1;
     ix->scan_started = 0;
     ix->scan_pos.len = 0;
@@ -165,13 +167,12 @@ void ft__scan_start(ft_index *ix)
     ix->build_start_us = clock_mono_us();
 }
 
-/* The scan has seen every key: documents it did not see are gone. */
+/* The scan has seen every key: documents that neither it nor a write saw are gone. */
 static void scan_finish(ft_index *ix)
 {
     ix->scanning = 0;
-    const uint64_t *live = ft_live(ix);
     for (uint32_t id = 0; id < ix->bound; id++)
-        if (ix->key[id] && !(live[id >> 6] >> (id & 63) & 1))
+        if (ix->key[id] && !(ix->seen[id >> 6] >> (id & 63) & 1))
             ft__doc_remove(ix, id);
 }
 
@@ -301,8 +302,15 @@ void ft_cron(void)
     int n;
     ft_index **all = ft__all(&n);
     int64_t now = clock_ms();
+    int rescan = srv.stats.failed_passes != stats.failed_passes;
+    stats.failed_passes = srv.stats.failed_passes;
     for (int i = 0; i < n; i++) {
         ft_index *ix = all[i];
+        if (rescan) { /* a pass that did not commit changed the index: check it all again */
+            log_warn("FT index '%s': a pass failed to commit, re-reading its hashes",
+                     ix->def.name);
+            ft__scan_start(ix);
+        }
         if (ix->scanning)
             ft__scan_slice(ix, SLICE_US);
         if (ix->build_start_us && !indexing(ix)) { /* a build ended: keep it soon */
@@ -370,7 +378,8 @@ static void start_index(const char *name, size_t nlen, const char *rec, size_t r
     }
 }
 
-/* Removes snapshot files that belong to no index (dropped while a write was in flight). */
+/* Removes snapshot files (.qvi, .qvi.tmp) that belong to no index: dropped while a write
+ * was in flight, or left by a crash mid-write. */
 static void remove_orphans(void)
 {
     buf dir, path;
@@ -385,7 +394,9 @@ static void remove_orphans(void)
     while (d && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
             continue;
-        int keep = 0;
+        size_t len = strlen(e->d_name);
+        int keep = !((len > 4 && !strcmp(e->d_name + len - 4, ".qvi")) ||
+                     (len > 8 && !strcmp(e->d_name + len - 8, ".qvi.tmp")));
         for (int i = 0; i < n && !keep; i++) {
             path.len = 0;
             ft_snapshot_path(srv.cfg.dir, all[i]->def.name, &path);

@@ -133,6 +133,7 @@ static void grow(ft_index *ix, uint32_t need)
     ix->key = grow_col(ix->key, sizeof *ix->key, old, cap);
     ix->klen = grow_col(ix->klen, sizeof *ix->klen, old, cap);
     ix->live = grow_bits(ix->live, old, cap);
+    ix->seen = grow_bits(ix->seen, old, cap);
     for (int s = 0; s < ix->def.ntags; s++) {
         ix->tags[s].doc = grow_col(ix->tags[s].doc, sizeof(char *), old, cap);
         ix->tags[s].doclen = grow_col(ix->tags[s].doclen, sizeof(uint32_t), old, cap);
@@ -487,6 +488,7 @@ static void apply_doc(ft_index *ix, uint32_t id, const docvals *d)
         bit_set(ix->live, id);
         ix->nlive++;
     }
+    bit_set(ix->seen, id);
 }
 
 void ft__doc_remove(ft_index *ix, uint32_t id)
@@ -504,6 +506,7 @@ void ft__doc_remove(ft_index *ix, uint32_t id)
         bit_clr(ix->live, id);
         ix->nlive--;
     }
+    bit_clr(ix->seen, id);
     map_del(&ix->keys, map_find(&ix->keys, ix->key[id], ix->klen[id]));
     ix->key[id] = NULL;
     ix->klen[id] = 0;
@@ -687,6 +690,7 @@ static void index_free(ft_index *ix)
     xfree(ix->klen);
     xfree(ix->free_ids);
     xfree(ix->live);
+    xfree(ix->seen);
     xfree(ix->last_error_key);
     xfree(ix->q.ops);
     buf_free(&ix->q.data);
