@@ -166,7 +166,7 @@ static void info_attribute(client *c, const ft_field *f)
         flags[nflags++] = "NOINDEX";
     if (f->flags & FTFL_CASESENSITIVE)
         flags[nflags++] = "CASESENSITIVE";
-    int hnsw = f->vp.kind == VEC_HNSW;
+    int hnsw = f->vp.kind == VEC_HNSW, ivf = f->vp.kind == VEC_IVF;
     if (f->type == FTF_VECTOR)
         pairs += hnsw ? 8 : 5;
     else if (f->type == FTF_TAG || f->type == FTF_TEXT)
@@ -189,7 +189,7 @@ static void info_attribute(client *c, const ft_field *f)
         reply_double(c, f->weight);
     } else if (f->type == FTF_VECTOR) {
         reply_bulk_cstr(c, "algorithm");
-        reply_bulk_cstr(c, hnsw ? "HNSW" : "FLAT");
+        reply_bulk_cstr(c, hnsw ? "HNSW" : ivf ? "IVF" : "FLAT");
         reply_bulk_cstr(c, "data_type");
         reply_bulk_cstr(c, "FLOAT32");
         reply_bulk_cstr(c, "dim");
@@ -205,6 +205,9 @@ static void info_attribute(client *c, const ft_field *f)
             reply_int(c, f->vp.ef_runtime ? f->vp.ef_runtime : 10);
             reply_bulk_cstr(c, "epsilon");
             reply_double(c, f->vp.epsilon > 0 ? f->vp.epsilon : 0.01);
+        } else if (ivf) {
+            reply_bulk_cstr(c, "factory");
+            reply_bulk_cstr(c, f->vp.factory);
         } else {
             reply_bulk_cstr(c, "block_size");
             reply_int(c, f->block_size ? f->block_size : 1024);

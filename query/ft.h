@@ -52,7 +52,8 @@
  *         u16 length, name; u16 length, alias; u8 type (FTF_*); u8 flags (FTFL_*);
  *         TAG: u8 separator;  TEXT: f64 weight;
  *         VECTOR: u8 kind (VEC_*), u8 metric (VEC_*), u32 dim, u32 M, u32 EF_CONSTRUCTION,
- *                 u32 EF_RUNTIME, f64 EPSILON, u32 INITIAL_CAP, u32 BLOCK_SIZE
+ *                 u32 EF_RUNTIME, f64 EPSILON, u32 INITIAL_CAP, u32 BLOCK_SIZE,
+ *                 u16 length, FAISS factory string (IVF; length 0 for the others)
  *   end u32  CRC32C of every byte before it
  *
  * SNAPSHOT FORMAT (<dir>/vectors/<name>.qvi, version 1; written to .tmp, fsynced, renamed):
@@ -95,7 +96,7 @@ typedef struct ft_field {
     int flags;   /* FTFL_* */
     char sep;    /* TAG separator */
     double weight;        /* TEXT */
-    vec_params vp;        /* VECTOR */
+    vec_params vp;        /* VECTOR (factory: owned, IVF only) */
     uint32_t block_size;  /* VECTOR FLAT: accepted and reported */
     int slot;    /* position among the fields of its type (tag, numeric or vector slot) */
 } ft_field;

@@ -104,14 +104,23 @@ static int vector_attr(args *a, ft_field *f, int *have)
         return parse_u32(a, i, 1, 100000, "EF_CONSTRUCTION", &p->ef_construction);
     if (is(a, a->i, "EF_RUNTIME") && hnsw)
         return parse_u32(a, i, 1, VEC_MAX_K, "EF_RUNTIME", &p->ef_runtime);
+    if (is(a, a->i, "FACTORY") && p->kind == VEC_IVF) {
+        if (a->lens[i] == 0 || a->lens[i] > 255 || memchr(a->argv[i], '\0', a->lens[i]))
+            return fail(a, "FACTORY must be a FAISS factory string such as IVF1024,PQ32, got "
+                           "'%.*s'", a->argv[i], a->lens[i]);
+        xfree((char *)p->factory);
+        p->factory = xmemdup(a->argv[i], a->lens[i]);
+        return 0;
+    }
     if (is(a, a->i, "EPSILON") && hnsw) {
         if (str_to_double(a->argv[i], a->lens[i], &p->epsilon, 0) != 0 || !(p->epsilon > 0))
             return fail(a, "EPSILON must be a positive number, got '%.*s'", a->argv[i],
                         a->lens[i]);
         return 0;
     }
-    return fail(a, hnsw ? "unknown HNSW vector attribute '%.*s'"
-                        : "unknown FLAT vector attribute '%.*s'",
+    return fail(a, hnsw                   ? "unknown HNSW vector attribute '%.*s'"
+                   : p->kind == VEC_IVF ? "unknown IVF vector attribute '%.*s'"
+                                        : "unknown FLAT vector attribute '%.*s'",
                 a->argv[a->i], a->lens[a->i]);
 }
 
@@ -124,8 +133,10 @@ static int parse_vector(args *a, ft_field *f)
         f->vp.kind = VEC_FLAT;
     else if (is(a, a->i, "HNSW"))
         f->vp.kind = VEC_HNSW;
+    else if (is(a, a->i, "IVF"))
+        f->vp.kind = VEC_IVF;
     else
-        return fail(a, "unknown vector algorithm '%.*s' (FLAT or HNSW)", a->argv[a->i],
+        return fail(a, "unknown vector algorithm '%.*s' (FLAT, HNSW or IVF)", a->argv[a->i],
                     a->lens[a->i]);
     uint32_t nargs;
     if (need(a, 1) || parse_u32(a, a->i + 1, 0, 64, "the vector attribute count", &nargs))
@@ -140,6 +151,9 @@ static int parse_vector(args *a, ft_field *f)
             return ERR_INVAL;
     if (have != 7)
         return fail(a, "vector field '%.*s' needs TYPE, DIM and DISTANCE_METRIC", f->name,
+                    strlen(f->name));
+    if (f->vp.kind == VEC_IVF && !f->vp.factory)
+        return fail(a, "IVF vector field '%.*s' needs FACTORY (e.g. IVF1024,PQ32)", f->name,
                     strlen(f->name));
     return 0;
 }
@@ -346,6 +360,7 @@ void ft_def_free(ft_def *def)
     for (int i = 0; i < def->nfields; i++) {
         xfree(def->fields[i].name);
         xfree(def->fields[i].alias);
+        xfree((char *)def->fields[i].vp.factory);
     }
     xfree(def->prefixes);
     xfree(def->prefix_lens);
@@ -413,6 +428,8 @@ void ft_def_encode(const ft_def *def, buf *out)
             buf_append(out, &f->vp.epsilon, 8);
             put_u32(out, f->vp.initial_cap);
             put_u32(out, f->block_size);
+            const char *fac = f->vp.factory ? f->vp.factory : "";
+            put_str(out, fac, strlen(fac));
         }
     }
     put_u32(out, crc32c(0, out->data + start, out->len - start));
@@ -500,7 +517,14 @@ static int decode_field(rd *r, ft_def *def, ft_field *f)
         f->vp.epsilon = get_f64(r);
         f->vp.initial_cap = get_u32(r);
         f->block_size = get_u32(r);
-        if ((f->vp.kind != VEC_FLAT && f->vp.kind != VEC_HNSW) || f->vp.metric < VEC_L2 ||
+        size_t flen;
+        char *fac = get_str(r, &flen);
+        if (fac && (flen == 0 || strlen(fac) != flen))
+            xfree(fac), fac = NULL;
+        f->vp.factory = fac;
+        if ((f->vp.kind == VEC_IVF) != (fac != NULL))
+            return -1;
+        if (f->vp.kind < VEC_FLAT || f->vp.kind > VEC_IVF || f->vp.metric < VEC_L2 ||
             f->vp.metric > VEC_COSINE || f->vp.dim == 0 || f->vp.dim > VEC_MAX_DIM)
             return -1;
         break;
