@@ -429,8 +429,12 @@ static int unary(parser *p, ft_qnode **out)
     int rc;
     if (c == '-' || c == '~') {
         p->pos++;
+        if (++p->depth > MAX_DEPTH)
+            return syntax(p, "clauses nested too deep");
         ft_qnode *kid = NULL;
-        if ((rc = unary(p, &kid)) != 0) {
+        rc = unary(p, &kid);
+        p->depth--;
+        if (rc) {
             node_free(kid);
             return rc;
         }
