@@ -569,7 +569,8 @@ typedef struct search {
     search_opts o;
     uint64_t *bits;
     result *res;
-    size_t nres;
+    size_t nres, total; /* results held; results in all */
+    int windowed;       /* res holds only the LIMIT window */
     store_txn *t;
     int db;
 } search;
@@ -651,7 +652,7 @@ static int run_knn(search *s, size_t words)
         rc = vec_knn(vf->vx, s->q.knn_vec, s->q.k, s->q.ef, fp, hits, &n);
     for (size_t i = 0; !rc && i < n; i++)
         s->res[i] = (result){hits[i].id, hits[i].dist, 1, NAN, NULL, 0};
-    s->nres = rc ? 0 : n;
+    s->nres = s->total = rc ? 0 : n;
     xfree(hits);
     xfree(ids);
     if (rc) {
@@ -661,17 +662,27 @@ static int run_knn(search *s, size_t words)
     return 0;
 }
 
-/* Every matching document (no KNN): by id, with its VECTOR_RANGE distance if yielded. */
+/* The matching documents (no KNN), by id, with their VECTOR_RANGE distance if yielded:
+ * every one when they are to be sorted, else only those in the LIMIT window. */
 static int run_filter(search *s, size_t words)
 {
-    size_t n = popcount(s->bits, words);
-    s->res = try_malloc(sizeof *s->res * (n + 1));
+    s->total = popcount(s->bits, words);
+    size_t from = 0, to = s->total;
+    if (!s->o.sortby) {
+        s->windowed = 1;
+        from = (size_t)s->o.offset < to ? (size_t)s->o.offset : to;
+        to = from + (size_t)s->o.num < to ? from + (size_t)s->o.num : to;
+    }
+    s->res = try_malloc(sizeof *s->res * (to - from + 1));
     if (!s->res) {
         reply_error(s->c, "out of memory");
         return -1;
     }
-    for (size_t w = 0; w < words; w++)
-        for (uint64_t x = s->bits[w]; x; x &= x - 1) {
+    size_t i = 0;
+    for (size_t w = 0; w < words && i < to; w++)
+        for (uint64_t x = s->bits[w]; x && i < to; x &= x - 1, i++) {
+            if (i < from)
+                continue;
             result *r = &s->res[s->nres++];
             *r = (result){(uint32_t)(w * 64 + (size_t)__builtin_ctzll(x)), 0, 0, NAN, NULL, 0};
             r->has_dist = ft_query_yield(&s->q, r->id, &r->dist);
@@ -820,6 +831,8 @@ static void reply_results(search *s)
     client *c = s->c;
     size_t from = (size_t)s->o.offset < s->nres ? (size_t)s->o.offset : s->nres;
     size_t to = from + (size_t)s->o.num < s->nres ? from + (size_t)s->o.num : s->nres;
+    if (s->windowed)
+        from = 0, to = s->nres;
     int content = !s->o.nocontent && s->o.nreturn != 0;
     if (c->resp == 3) {
         reply_map(c, 5);
@@ -831,7 +844,7 @@ static void reply_results(search *s)
         reply_array(c, (long)(to - from));
     } else {
         reply_array(c, 1 + (long)(to - from) * (1 + s->o.withscores + content));
-        reply_int(c, (long long)s->nres);
+        reply_int(c, (long long)s->total);
     }
     for (size_t i = from; i < to; i++) {
         const result *r = &s->res[i];
@@ -862,7 +875,7 @@ static void reply_results(search *s)
     }
     if (c->resp == 3) {
         reply_bulk_cstr(c, "total_results");
-        reply_int(c, (long long)s->nres);
+        reply_int(c, (long long)s->total);
         reply_bulk_cstr(c, "warning");
         reply_array(c, 0);
     }

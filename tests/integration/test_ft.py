@@ -292,6 +292,11 @@ class TestFilters(FtCase):
         res = self.r.execute_command("FT.SEARCH", "idx", "*", "FILTER", "n", "(37", "inf",
                                      "NOCONTENT")
         self.assertEqual(res, [2, b"doc:38", b"doc:39"])
+        full = self.r.execute_command("FT.SEARCH", "idx", "@n:[0 39]", "NOCONTENT", "LIMIT", 0, 40)
+        part = self.r.execute_command("FT.SEARCH", "idx", "@n:[0 39]", "NOCONTENT", "LIMIT", 5, 3)
+        self.assertEqual(part, [40] + full[6:9])
+        self.assertEqual(self.r.execute_command("FT.SEARCH", "idx", "*", "NOCONTENT", "LIMIT",
+                                                39, 10), [40, full[40]])
         res = self.r.execute_command("FT.SEARCH", "idx", "@label:{d}", "INKEYS", 3, "doc:3",
                                      "doc:4", "doc:nope", "NOCONTENT")
         self.assertEqual(res, [1, b"doc:3"])
