@@ -315,13 +315,12 @@ int server_start(char *err, size_t errlen)
     if (rc)
         return rc;
     query_init();
-    ft_start(); /* FT indexes: definitions, snapshots, reconciling scans */
     srv.base = event_base_new();
     if ((rc = jobs_start(err, errlen)) != 0) {
-        ft_shutdown();
         store_close(srv.store);
         return rc;
     }
+    ft_start(); /* FT indexes: definitions, snapshots, reconciling scans (may use workers) */
     net_config nc;
     net_config_from(&srv.cfg, &nc);
     if ((rc = net_start(srv.base, &nc, query_dispatch, query_release, err, errlen)) != 0) {

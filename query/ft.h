@@ -36,8 +36,9 @@
  * (consistent with the document table; the loop pauses for the copy) that a worker writes. At start each index loads its snapshot if its checks pass, then reconciles it
  * with the hashes (a document whose vector blob's CRC32C matches the snapshot's keeps its
  * vector; others are re-added, vanished ones deleted); without a usable snapshot it is
- * rebuilt from the hashes. Until the reconciling scan has seen a document it is not
- * returned by searches.
+ * rebuilt from the hashes. The scan runs before the server takes clients (up to 30 s an
+ * index; a rebuild's vector insertions go on in the background). Until a reconciling scan
+ * has seen a document it is not returned by searches.
  *
  * THREADS. Everything here runs on the loop thread, except the build worker, which takes
  * batches of changes from the queue under its lock and applies them with vec_add and

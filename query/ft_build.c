@@ -16,6 +16,7 @@
 #include "query/ft.h"
 
 #define SLICE_US 20000                  /* scan time per cron tick */
+#define START_SCAN_US 30000000          /* scan time per index at start, before clients */
 #define PENDING_MAX ((size_t)64 << 20)  /* queued vector bytes before a scan waits */
 #define SNAP_INTERVAL_MS 60000          /* snapshot a changed index at most this often */
 #define SNAP_BUSY_CHANGES 10000         /* ... or sooner, when this many changes ... */
@@ -374,6 +375,10 @@ static void start_index(const char *name, size_t nlen, const char *rec, size_t r
         ix->snap_base_ms = clock_ms();
         ft__register(ix);
         ft__scan_start(ix);
+        /* Before any client: a snapshot's reconciliation only reads, so it ends here and
+         * the index starts complete; a rebuild goes on from the cron once its queue of
+         * vectors is full. */
+        ft__scan_slice(ix, START_SCAN_US);
         return;
     }
 }
