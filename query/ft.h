@@ -18,8 +18,9 @@
  * a hash, FLUSHDB, ...) reaches ft_key_changed() / ft_key_gone() / ft_flushed() from the
  * dispatcher, which re-read the hash and update each matching index at once. A pass that
  * fails to commit leaves the indexes ahead of the data: the next cron tick sees the
- * server's failed-pass count move and re-reads every index's hashes (a scan that also
- * removes the documents it no longer finds).
+ * server's failed-pass count move, makes the set of indexes match the committed
+ * definitions (an FT.CREATE or FT.DROPINDEX of that pass is undone) and re-reads every
+ * index's hashes (a scan that also removes the documents it no longer finds).
  *
  * BUILDS. Creating an index over existing keys, and every start, scans the database in
  * slices from the cron (a position is kept between passes); vector additions of a scan go

@@ -298,32 +298,6 @@ static int snap_due(ft_index *ix, int64_t now)
 
 /* ---- the cron, start and shutdown ------------------------------------------------------ */
 
-void ft_cron(void)
-{
-    int n;
-    ft_index **all = ft__all(&n);
-    int64_t now = clock_ms();
-    int rescan = srv.stats.failed_passes != stats.failed_passes;
-    stats.failed_passes = srv.stats.failed_passes;
-    for (int i = 0; i < n; i++) {
-        ft_index *ix = all[i];
-        if (rescan) { /* a pass that did not commit changed the index: check it all again */
-            log_warn("FT index '%s': a pass failed to commit, re-reading its hashes",
-                     ix->def.name);
-            ft__scan_start(ix);
-        }
-        if (ix->scanning)
-            ft__scan_slice(ix, SLICE_US);
-        if (ix->build_start_us && !indexing(ix)) { /* a build ended: keep it soon */
-            ix->indexing_ms = (double)(clock_mono_us() - ix->build_start_us) / 1000.0;
-            ix->build_start_us = 0;
-            ix->snap_soon = 1;
-        }
-        if (snap_due(ix, now))
-            snap_start(ix);
-    }
-}
-
 /* Loads ix's snapshot if there is a usable one. 0 when loaded. */
 static int load_snapshot(ft_index *ix)
 {
@@ -345,7 +319,8 @@ static int load_snapshot(ft_index *ix)
 
 /* Makes the index of one stored definition: from its snapshot when it loads, else empty;
  * either way a reconciling scan follows. */
-static void start_index(const char *name, size_t nlen, const char *rec, size_t rlen)
+static void start_index(const char *name, size_t nlen, const char *rec, size_t rlen,
+                        int64_t budget_us)
 {
     char err[256];
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -378,7 +353,7 @@ static void start_index(const char *name, size_t nlen, const char *rec, size_t r
         /* Before any client: a snapshot's reconciliation only reads, so it ends here and
          * the index starts complete; a rebuild goes on from the cron once its queue of
          * vectors is full. */
-        ft__scan_slice(ix, START_SCAN_US);
+        ft__scan_slice(ix, budget_us);
         return;
     }
 }
@@ -437,11 +412,79 @@ void ft_start(void)
         name.len = rec.len = 0;
         buf_append(&name, key, klen);
         buf_append(&rec, val, vlen);
-        start_index(name.data, name.len, rec.data, rec.len);
+        start_index(name.data, name.len, rec.data, rec.len, START_SCAN_US);
     }
     buf_free(&name);
     buf_free(&rec);
     remove_orphans();
+}
+
+/* After a failed pass: the registry made to match the definitions LMDB holds (an FT.CREATE
+ * or FT.DROPINDEX of the pass was undone with it). */
+static void sync_definitions(void)
+{
+    store_txn *t;
+    if (store_txn_read(srv.store, &t) != 0)
+        return;
+    int n;
+    ft_index **all = ft__all(&n);
+    for (int i = n - 1; i >= 0; i--) {
+        const char *name = all[i]->def.name, *v;
+        size_t vlen;
+        if (store_aux_get(t, FT_AUX_NS, name, strlen(name), &v, &vlen) != 0 ||
+            crc32c(0, v, vlen) != all[i]->def_crc) {
+            log_warn("FT index '%s' was not committed: dropped", name);
+            ft_drop(all[i], NULL, NULL);
+        }
+    }
+    buf name, rec;
+    buf_init(&name);
+    buf_init(&rec);
+    const char *key, *val;
+    size_t klen, vlen;
+    int first = 1;
+    while (store_aux_next(t, FT_AUX_NS, first ? NULL : name.data, name.len, &key, &klen, &val,
+                          &vlen) == 0) {
+        first = 0;
+        name.len = rec.len = 0;
+        buf_append(&name, key, klen);
+        buf_append(&rec, val, vlen);
+        if (!ft_lookup(name.data, name.len)) {
+            log_warn("FT index '%.*s': its drop was not committed, restored", (int)name.len,
+                     name.data);
+            start_index(name.data, name.len, rec.data, rec.len, 0);
+        }
+    }
+    buf_free(&name);
+    buf_free(&rec);
+}
+
+void ft_cron(void)
+{
+    int rescan = srv.stats.failed_passes != stats.failed_passes;
+    stats.failed_passes = srv.stats.failed_passes;
+    if (rescan)
+        sync_definitions();
+    int n;
+    ft_index **all = ft__all(&n);
+    int64_t now = clock_ms();
+    for (int i = 0; i < n; i++) {
+        ft_index *ix = all[i];
+        if (rescan) { /* a pass that did not commit changed the index: check it all again */
+            log_warn("FT index '%s': a pass failed to commit, re-reading its hashes",
+                     ix->def.name);
+            ft__scan_start(ix);
+        }
+        if (ix->scanning)
+            ft__scan_slice(ix, SLICE_US);
+        if (ix->build_start_us && !indexing(ix)) { /* a build ended: keep it soon */
+            ix->indexing_ms = (double)(clock_mono_us() - ix->build_start_us) / 1000.0;
+            ix->build_start_us = 0;
+            ix->snap_soon = 1;
+        }
+        if (snap_due(ix, now))
+            snap_start(ix);
+    }
 }
 
 void ft_stop(void)
