@@ -53,19 +53,22 @@ void cmd_ft_create(client *c)
     buf_init(&rec);
     ft_def_encode(&def, &rec);
     store_txn *t;
-    if (ft_create(&def, !skip, err, sizeof err)) {
+    if (write_txn(c, rec.len, &t)) {
+        ft_def_free(&def);
+        buf_free(&rec);
+        return;
+    }
+    if (ft_create(&def, !skip, err, sizeof err)) { /* the vector parameters are checked */
         buf_free(&rec);
         reply_error(c, err);
         return;
     }
     ft_index *ix = ft_lookup(name, nlen);
-    int rc = write_txn(c, rec.len, &t) ? ERR_IO
-             : store_aux_put(t, FT_AUX_NS, name, nlen, rec.data, rec.len);
+    int rc = store_aux_put(t, FT_AUX_NS, name, nlen, rec.data, rec.len);
     buf_free(&rec);
     if (rc) {
         ft_drop(ix, NULL, NULL);
-        if (rc != ERR_IO)
-            reply_store_error(c, rc);
+        reply_store_error(c, rc);
         return;
     }
     command_dirty();

@@ -314,6 +314,8 @@ void ft__vop_submit(ft_index *ix, int op, int slot, uint32_t id, const void *blo
 void ft__scan_start(ft_index *ix);
 /* Runs a scan slice for up to budget_us. */
 void ft__scan_slice(ft_index *ix, int64_t budget_us);
+/* Bytes held by the TAG posting lists and values (FT.INFO inverted_sz_mb). */
+size_t ft__tag_bytes(const ft_index *ix);
 /* The registry, for ft_build.c; and emptying it at shutdown (after the workers stop). */
 ft_index **ft__all(int *n);
 void ft__register(ft_index *ix);

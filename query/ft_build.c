@@ -542,6 +542,7 @@ void ft_get_stats(const ft_index *cix, ft_stats *out)
     out->doc_table_bytes = (size_t)ix->cap * (sizeof(char *) + 4 + 1) + ix->keys.cap * 24;
     for (uint32_t id = 0; id < ix->bound; id++)
         out->doc_table_bytes += ix->klen[id];
+    out->tag_bytes = ft__tag_bytes(ix);
     out->total_indexing_ms = ix->indexing_ms;
     out->uses = ix->uses;
     out->last_error = ix->last_error;

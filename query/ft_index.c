@@ -339,6 +339,20 @@ static void tag_set(ft_tags *tg, uint32_t id, const char *vals, size_t len)
     tag_doc_op(tg, id, 1);
 }
 
+size_t ft__tag_bytes(const ft_index *ix)
+{
+    size_t n = 0;
+    for (int s = 0; s < ix->def.ntags; s++) {
+        const ft_tags *tg = &ix->tags[s];
+        n += tg->values.cap * sizeof(struct ft_map_slot) + tg->caplists * sizeof *tg->lists;
+        for (uint32_t l = 0; l < tg->nlists; l++)
+            n += tg->lists[l].cap * sizeof(uint32_t);
+        for (uint32_t id = 0; id < ix->bound; id++)
+            n += tg->doclen[id];
+    }
+    return n;
+}
+
 void ft_tag_match(ft_index *ix, const ft_field *f, const char *val, size_t len, uint64_t *bits)
 {
     buf b;
