@@ -672,7 +672,8 @@ static int eval(ft_index *ix, ft_qnode *n, uint64_t *bits, size_t words, char *e
             snprintf(err, errlen, "VECTOR_RANGE failed: %s", err_str(rc));
             return rc;
         }
-        qsort(n->hits, n->nhits, sizeof *n->hits, cmp_hit_id);
+        if (n->nhits)
+            qsort(n->hits, n->nhits, sizeof *n->hits, cmp_hit_id);
         for (size_t i = 0; i < n->nhits; i++)
             if (n->hits[i].id < words * 64)
                 bits[n->hits[i].id >> 6] |= 1ull << (n->hits[i].id & 63);
