@@ -444,6 +444,50 @@ class TestKeepingInStep(FtCase):
         q = self.rng.standard_normal(16)
         self.assert_knn(self.knn(q), oracle("L2", q, X, 10, keys))
 
+    def test_aliases_prefixes_and_databases(self):
+        r1 = self.server.client(db=1)
+        self.addCleanup(r1.close)
+        r1.hset("a:1", mapping={"embedding": blob([1, 0]), "category": "Shoes", "price": 5})
+        r1.hset("b:2", mapping={"embedding": blob([0, 1]), "category": "hats", "price": 50})
+        r1.hset("c:3", mapping={"embedding": blob([1, 1]), "category": "shoes"})
+        self.r.hset("a:9", mapping={"embedding": blob([1, 0]), "category": "shoes"})  # db 0
+        r1.execute_command("FT.CREATE", "multi", "PREFIX", 2, "a:", "b:", "SCHEMA",
+                           "embedding", "AS", "v", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM",
+                           2, "DISTANCE_METRIC", "COSINE", "category", "AS", "cat", "TAG",
+                           "CASESENSITIVE", "price", "AS", "p", "NUMERIC", "SORTABLE")
+        info = r1.ft("multi").info()
+        self.assertEqual(int(info["num_docs"]), 2)
+        self.assertEqual(info["attributes"][1][:6], [b"identifier", b"category", b"attribute",
+                                                     b"cat", b"type", b"TAG"])
+        self.assertIn(b"CASESENSITIVE", info["attributes"][1])
+        self.assertIn(b"SORTABLE", info["attributes"][2])
+        # searched from another database, the index reads its own
+        res = self.r.execute_command("FT.SEARCH", "multi", "*=>[KNN 5 @v $q AS d]", "PARAMS", 2,
+                                     "q", blob([1, 0.1]), "RETURN", 3, "cat", "d", "p", "DIALECT", 2)
+        self.assertEqual(res[0], 2)
+        self.assertEqual(res[1], b"a:1")
+        self.assertEqual(dict(zip(res[2][0::2], res[2][1::2]))[b"cat"], b"Shoes")
+        self.assertEqual(self.r.execute_command("FT.SEARCH", "multi", "@cat:{shoes}"), [0])
+        self.assertEqual(self.r.execute_command("FT.SEARCH", "multi", "@cat:{Shoes}", "NOCONTENT"),
+                         [1, b"a:1"])
+        self.assertEqual(self.r.execute_command("FT.SEARCH", "multi", "@p:[10 +inf]", "NOCONTENT"),
+                         [1, b"b:2"])
+        # writes in db 0 do not touch an index of db 1
+        self.r.hset("b:7", mapping={"embedding": blob([0, 1]), "category": "hats"})
+        self.assertEqual(int(r1.ft("multi").info()["num_docs"]), 2)
+        r1.hset("b:7", mapping={"embedding": blob([0, 1]), "category": "hats"})
+        self.assertEqual(int(r1.ft("multi").info()["num_docs"]), 3)
+        # FLUSHALL empties every index; SKIPINITIALSCAN leaves existing keys out
+        self.r.flushall()
+        self.assertEqual(int(r1.ft("multi").info()["num_docs"]), 0)
+        r1.hset("a:1", mapping={"embedding": blob([1, 0]), "category": "x"})
+        r1.execute_command("FT.CREATE", "later", "SKIPINITIALSCAN", "PREFIX", 1, "a:", "SCHEMA",
+                           "category", "TAG")
+        self.assertEqual(int(r1.ft("later").info()["num_docs"]), 0)
+        r1.hset("a:2", "category", "y")
+        self.assertEqual(int(r1.ft("later").info()["num_docs"]), 1)
+        self.assertEqual(int(r1.ft("multi").info()["num_docs"]), 2)
+
     def test_dropindex(self):
         self.load(10, 4)
         self.create(dim=4)
