@@ -106,8 +106,8 @@ static void kernels_table(void)
 }
 
 /* One line of the FLAT table: queries for 1 s, with filter f (NULL: none) passing m. */
-static void flat_line(vec_index *ix, const float *q, uint32_t dim, const vec_filter *f,
-                      size_t m, const char *what)
+static void flat_line(vec_index *ix, const float *q, uint32_t dim, const vec_filter *f, size_t m,
+                      const char *what)
 {
     vec_hit hits[10];
     size_t got;

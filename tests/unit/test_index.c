@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -171,8 +172,7 @@ static double oracle_dist_of(const oracle *o, const float *q, uint32_t id)
 /* Checks hits (n of them, asked k) against the oracle: min(k, matching) hits, nearest
  * first, no id twice, each reported distance close to the exact one, and each hit either
  * among the true top k or tied with the k-th (the ground truth's rule). */
-static void check_exact(const oracle *o, const float *q, uint32_t k, const vec_hit *hits,
-                        size_t n)
+static void check_exact(const oracle *o, const float *q, uint32_t k, const vec_hit *hits, size_t n)
 {
     ref_hit *truth;
     size_t m = oracle_sorted(o, q, &truth);
@@ -318,7 +318,7 @@ static void test_distance_api(void **state)
     const char *name = vec_kernels();
     assert_true(!strcmp(name, "scalar") || !strcmp(name, "avx2") || !strcmp(name, "avx512"));
     if (!getenv("QUIVER_SIMD")) /* uncapped: the best level this CPU runs */
-        assert_string_equal(name, vec__kern_level(VEC_KERN_AVX512)  ? "avx512"
+        assert_string_equal(name, vec__kern_level(VEC_KERN_AVX512) ? "avx512"
                                   : vec__kern_level(VEC_KERN_AVX2) ? "avx2"
                                                                    : "scalar");
     float a[3] = {1, 2, 2}, b[3] = {3, 0, 2};
@@ -830,18 +830,18 @@ static void test_snapshot_corrupt(void **state)
         size_t off;
         uint32_t value;
     } bad[] = {
-        {4, 2},                 /* envelope version */
-        {8, 0},                 /* kind */
-        {8, 77},                /* kind */
-        {12, 9},                /* metric */
-        {16, 0},                /* dim */
-        {16, 6},                /* dim disagreeing with the payload */
-        {44, 3},                /* factory length past the end */
-        {48, 1},                /* payload length */
-        {payload, 2},           /* FLAT version */
-        {payload + 4, 7},       /* vector count */
-        {payload + 4, 0},       /* vector count */
-        {payload + 16, 10},     /* id 11 becomes a second 10 */
+        {4, 2},                          /* envelope version */
+        {8, 0},                          /* kind */
+        {8, 77},                         /* kind */
+        {12, 9},                         /* metric */
+        {16, 0},                         /* dim */
+        {16, 6},                         /* dim disagreeing with the payload */
+        {44, 3},                         /* factory length past the end */
+        {48, 1},                         /* payload length */
+        {payload, 2},                    /* FLAT version */
+        {payload + 4, 7},                /* vector count */
+        {payload + 4, 0},                /* vector count */
+        {payload + 16, 10},              /* id 11 becomes a second 10 */
         {payload + 12 + 24, 0x7fc00000}, /* a NaN */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -865,8 +865,13 @@ static void test_snapshot_corrupt(void **state)
 static void test_snapshot_empty_and_params(void **state)
 {
     (void)state;
-    vec_params p = {.kind = VEC_FLAT, .metric = VEC_IP, .dim = 300, .m = 7,
-                    .ef_construction = 99, .epsilon = 0.5, .initial_cap = 1000,
+    vec_params p = {.kind = VEC_FLAT,
+                    .metric = VEC_IP,
+                    .dim = 300,
+                    .m = 7,
+                    .ef_construction = 99,
+                    .epsilon = 0.5,
+                    .initial_cap = 1000,
                     .factory = "IVF8,Flat"};
     vec_index *ix, *back;
     char err[256];
