@@ -296,7 +296,8 @@ enum { VOP_ADD = 1, VOP_DEL = 2 };
 /* A new, empty, unregistered index over def (taken over). NULL with err when a vector index
  * cannot be made (vec_create's message). */
 ft_index *ft__index_new(ft_def *def, char *err, size_t errlen);
-/* Frees ix now if no job holds it, else when the last one ends (ft__release). */
+/* For a dropped index (ix->dropped set): stops its worker and frees it now if no job holds
+ * it, else when the last one ends (they call this again). No effect on a live index. */
 void ft__release(ft_index *ix);
 /* Indexes (or, when o is NULL or not a hash, removes) the document of key. Loop thread. */
 void ft__doc_index(ft_index *ix, store_txn *t, const char *key, size_t klen,

@@ -716,8 +716,10 @@ static void index_free(ft_index *ix)
 
 void ft__release(ft_index *ix)
 {
-    atomic_store(&ix->q.stop, 1);
-    if (ix->dropped && ix->jobs == 0)
+    if (!ix->dropped)
+        return;
+    atomic_store(&ix->q.stop, 1); /* its worker drops what is queued and ends */
+    if (ix->jobs == 0)
         index_free(ix);
 }
 
