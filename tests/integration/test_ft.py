@@ -162,6 +162,38 @@ class TestRedisPy(FtCase):
             hits += len(set(knn_keys(res)) & {k for k, _ in want})
         self.assertGreaterEqual(hits / 200, 0.95)
 
+    def test_hnsw_background_build_keeps_later_writes(self):
+        """A build on the worker thread, with writes arriving while it runs: the final index
+        holds exactly the final vectors (checked at an EF_RUNTIME that makes HNSW exact on
+        this small set)."""
+        if not hnsw_built(self.r):
+            self.skipTest("HNSW is not built into this server yet")
+        n, dim = 12000, 16  # past FT.CREATE's synchronous size: built in the background
+        X, keys = self.load(n, dim)
+        live = dict(zip(keys, X))
+        self.r.execute_command("FT.CREATE", "idx", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR",
+                               "HNSW", 10, "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC",
+                               "L2", "EF_RUNTIME", 2000, "M", 16, "label", "TAG")
+        self.assertEqual(int(self.r.ft("idx").info()["indexing"]), 1)
+        for i in range(0, n, 97):  # while it builds: replace, delete, add
+            v = self.rng.standard_normal(dim).astype(np.float32)
+            self.r.hset(keys[i], "v", blob(v))
+            live[keys[i]] = v
+            self.r.delete(keys[i + 1])
+            del live[keys[i + 1]]
+            self.r.hset("doc:late%d" % i, mapping={"v": blob(v + 0.5), "label": "a"})
+            live["doc:late%d" % i] = v + 0.5
+        wait_indexed(self.r, "idx", timeout=300)
+        self.assertEqual(int(self.r.ft("idx").info()["num_docs"]), len(live))
+        names = list(live)
+        M = np.array([live[k] for k in names])
+        hits = 0
+        for _ in range(10):
+            q = self.rng.standard_normal(dim)
+            got = knn_keys(self.knn(q))
+            hits += len(set(got) & {k for k, _ in oracle("L2", q, M, 10, names)})
+        self.assertGreaterEqual(hits, 98)
+
     def test_flat_equals_oracle_every_metric(self):
         X, keys = self.load(300, 12)
         for metric in ("L2", "IP", "COSINE"):
