@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "query/ft.h"
 #include "query/query.h"
 #include "wire/wire.h"
 
@@ -104,6 +105,7 @@ static void on_cron(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     sample_ops();
     active_expire();
+    ft_cron(); /* FT index build slices and background snapshots */
     net_cron(clock_ms());
     schedule_cron();
 }
@@ -318,10 +320,12 @@ int server_start(char *err, size_t errlen)
         store_close(srv.store);
         return rc;
     }
+    ft_start(); /* FT indexes: definitions, snapshots, reconciling scans (may use workers) */
     net_config nc;
     net_config_from(&srv.cfg, &nc);
     if ((rc = net_start(srv.base, &nc, query_dispatch, query_release, err, errlen)) != 0) {
         jobs_stop();
+        ft_shutdown();
         store_close(srv.store);
         return rc;
     }
@@ -353,7 +357,9 @@ int server_run(void)
     }
     log_info("shutting down: syncing data to disk");
     net_stop(); /* closing the clients stops their jobs */
+    ft_stop();  /* and FT index builds stop */
     jobs_stop();
+    ft_shutdown(); /* FT vector snapshots written, indexes freed */
     store_close(srv.store);
     if (srv.cfg.pidfile && *srv.cfg.pidfile)
         unlink(srv.cfg.pidfile);

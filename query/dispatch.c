@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "query/fs_vec.h"
+#include "query/ft.h"
 #include "query/query_int.h"
 
 const command commands[] = {
@@ -45,6 +46,7 @@ static void on_expired(void *ctx, int db, const char *key, size_t klen)
     const char *argv[2] = {"DEL", key};
     size_t lens[2] = {3, klen};
     store_log(srv.store, db, 2, argv, lens);
+    ft_key_gone(db, key, klen); /* FT indexes drop the document (no store reads here) */
     /* No watch_touch_key(): EXEC sees for itself that a WATCHed key expired (multi.c). */
 }
 
@@ -98,6 +100,8 @@ void call(client *c, const command *cmd)
     int64_t t0 = clock_us(); /* wall clock, as Redis: one read serves expiry and timing */
     current.now_ms = t0 / 1000;
     cmd->proc(c);
+    if (current.dirty && (cmd->proc == cmd_flushdb || cmd->proc == cmd_flushall))
+        ft_flushed(cmd->proc == cmd_flushall ? -1 : c->db); /* FT indexes empty too */
     command_stats *st = &cmdstats[cmd - commands];
     st->calls++;
     int64_t dt = clock_us() - t0;
@@ -172,6 +176,7 @@ void key_changed(client *c, const char *key, size_t klen)
 {
     current.dirty++;
     watch_touch_key(c->db, key, klen);
+    ft_key_changed(c->db, key, klen); /* FT indexes re-read the hash */
 }
 
 void command_dirty(void)

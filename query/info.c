@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "core/util.h"
+#include "query/ft.h"
 #include "query/query_int.h"
 
 static void human(char *out, size_t n, double bytes)
@@ -156,6 +157,11 @@ static void section_featurestore(buf *b)
                (unsigned long long)st.history_write_errors);
 }
 
+static void section_vector(buf *b)
+{
+    ft_info_section(b);
+}
+
 static const struct {
     const char *name;
     void (*render)(buf *);
@@ -165,7 +171,7 @@ static const struct {
     {"memory", section_memory, 1},           {"persistence", section_persistence, 1},
     {"stats", section_stats, 1},             {"replication", section_replication, 1},
     {"keyspace", section_keyspace, 1},       {"featurestore", section_featurestore, 1},
-    {"commandstats", section_commandstats, 0},
+    {"commandstats", section_commandstats, 0}, {"vector", section_vector, 1},
 };
 
 void cmd_info(client *c)

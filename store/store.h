@@ -37,6 +37,7 @@
  *
  *  "meta"   key "format"   -> "QVKS" u32 version(1)                        8 bytes
  *           key "counts"   -> 16 x (u64 keys, u64 keys_with_expiry)      256 bytes
+ *           key "aux" 0 ns 0 key -> the owner's bytes (see AUX RECORDS)
  *  "keys"   key: u8 db, key bytes                (1 + len <= STORE_SHORT_MAX)
  *  "lkeys"  key: u8 db, first 480 key bytes, u64 be digest                 489 bytes
  *           value (both):
@@ -184,6 +185,21 @@ int store_expire_cycle(store_txn *t, int64_t now_ms, int max, int *more);
 
 uint64_t store_dbsize(const store *st, int db);
 uint64_t store_expires(const store *st, int db);
+
+/* AUX RECORDS (aux.c): small records another module persists through this write path (FT
+ * index definitions): in "meta" under the key "aux" NUL ns NUL key, where ns is 1 to 32
+ * bytes without NUL (the owner's namespace) and key 1 to 400 bytes; the value's format is
+ * the owner's (its header documents it). put and del need the pass's write transaction;
+ * next returns the first record of ns after `after` (NULL: the first) in key order, and
+ * ERR_NOTFOUND past the last. Pointers live as lookups' do (see READS). Errors: ERR_INVAL
+ * (bounds, or a read transaction), ERR_NOTFOUND, and the storage errors. */
+int store_aux_put(store_txn *t, const char *ns, const char *key, size_t klen, const void *val,
+                  size_t vlen);
+int store_aux_get(store_txn *t, const char *ns, const char *key, size_t klen, const char **val,
+                  size_t *vlen);
+int store_aux_del(store_txn *t, const char *ns, const char *key, size_t klen);
+int store_aux_next(store_txn *t, const char *ns, const char *after, size_t alen,
+                   const char **key, size_t *klen, const char **val, size_t *vlen);
 
 /* Figures for INFO persistence and memory. */
 typedef struct store_stats {
