@@ -22,9 +22,9 @@
 #include <faiss/invlists/InvertedLists.h>
 
 #include <algorithm>
-#include <cxxabi.h>
 #include <cstdlib>
 #include <cstring>
+#include <cxxabi.h>
 #include <new>
 #include <omp.h>
 #include <string>
@@ -39,7 +39,8 @@ struct faiss_shim {
     faiss::IndexIVF *ivf;
 };
 
-namespace {
+namespace
+{
 
 /* A FAISS-side failure the shim raises itself, with the err.h code to report. */
 struct shim_error {
@@ -93,8 +94,13 @@ template <typename F> int guard(int code, char *err, size_t errlen, F fn)
 struct keep_selector : faiss::IDSelector {
     faiss_shim_keep_fn keep;
     void *ctx;
-    keep_selector(faiss_shim_keep_fn k, void *c) : keep(k), ctx(c) {}
-    bool is_member(idx_t id) const override { return keep(ctx, id) != 0; }
+    keep_selector(faiss_shim_keep_fn k, void *c) : keep(k), ctx(c)
+    {
+    }
+    bool is_member(idx_t id) const override
+    {
+        return keep(ctx, id) != 0;
+    }
 };
 
 /* The IVF inside index if it is one of the kinds faiss_shim.h lists, else NULL. */
@@ -131,8 +137,10 @@ faiss_shim *adopt(faiss::Index *index, const std::string &what, int code)
     if (!ivf) {
         std::string name = class_name(index);
         delete index;
-        throw shim_error{code, what + " is not an IVF index with Flat, PQ or SQ codes (FAISS "
-                                      "built " + name + ")"};
+        throw shim_error{code, what +
+                                   " is not an IVF index with Flat, PQ or SQ codes (FAISS "
+                                   "built " +
+                                   name + ")"};
     }
     return new faiss_shim{index, ivf};
 }
@@ -147,12 +155,12 @@ faiss::SearchParametersIVF search_params(const faiss_shim *s, size_t nprobe,
     return p;
 }
 
-/* Gives back the memory of lists that removal left at under half their capacity. */
+/* Gives back the memory of lists that removal left much smaller than their capacity. */
 void shrink_lists(faiss::IndexIVF *ivf)
 {
     auto *al = static_cast<faiss::ArrayInvertedLists *>(ivf->invlists);
     for (size_t i = 0; i < al->nlist; i++) {
-        if (al->ids[i].capacity() > 2 * al->ids[i].size() + 16) {
+        if (al->ids[i].capacity() > al->ids[i].size() + al->ids[i].size() / 8 + 16) {
             al->ids[i].shrink_to_fit();
             al->codes[i].shrink_to_fit();
         }
@@ -175,7 +183,9 @@ struct callback_writer : faiss::IOWriter {
 struct span_reader : faiss::IOReader {
     const uint8_t *p;
     size_t len, pos = 0;
-    span_reader(const void *data, size_t n) : p(static_cast<const uint8_t *>(data)), len(n) {}
+    span_reader(const void *data, size_t n) : p(static_cast<const uint8_t *>(data)), len(n)
+    {
+    }
     size_t operator()(void *ptr, size_t size, size_t nitems) override
     {
         if (size == 0)
@@ -258,11 +268,20 @@ void faiss_shim_free(faiss_shim *s)
     delete s;
 }
 
-int faiss_shim_is_trained(const faiss_shim *s) { return s->index->is_trained; }
+int faiss_shim_is_trained(const faiss_shim *s)
+{
+    return s->index->is_trained;
+}
 
-size_t faiss_shim_ntotal(const faiss_shim *s) { return size_t(s->index->ntotal); }
+size_t faiss_shim_ntotal(const faiss_shim *s)
+{
+    return size_t(s->index->ntotal);
+}
 
-size_t faiss_shim_nlist(const faiss_shim *s) { return s->ivf->nlist; }
+size_t faiss_shim_nlist(const faiss_shim *s)
+{
+    return s->ivf->nlist;
+}
 
 size_t faiss_shim_train_size(const faiss_shim *s)
 {
@@ -304,8 +323,8 @@ int faiss_shim_add(faiss_shim *s, size_t n, const float *x, const int64_t *label
     });
 }
 
-int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t *removed,
-                      char *err, size_t errlen)
+int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t *removed, char *err,
+                      size_t errlen)
 {
     *removed = 0;
     return guard(ERR_BACKEND, err, errlen, [&] {
@@ -316,8 +335,8 @@ int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t 
 }
 
 int faiss_shim_search(const faiss_shim *s, const float *q, size_t k, size_t nprobe,
-                      faiss_shim_keep_fn keep, void *ctx, float *dist, int64_t *labels,
-                      char *err, size_t errlen)
+                      faiss_shim_keep_fn keep, void *ctx, float *dist, int64_t *labels, char *err,
+                      size_t errlen)
 {
     return guard(ERR_BACKEND, err, errlen, [&] {
         if (k == 0)
@@ -330,8 +349,8 @@ int faiss_shim_search(const faiss_shim *s, const float *q, size_t k, size_t npro
 }
 
 int faiss_shim_range(const faiss_shim *s, const float *q, float radius, size_t nprobe,
-                     faiss_shim_keep_fn keep, void *ctx, float **dist, int64_t **labels,
-                     size_t *n, char *err, size_t errlen)
+                     faiss_shim_keep_fn keep, void *ctx, float **dist, int64_t **labels, size_t *n,
+                     char *err, size_t errlen)
 {
     *dist = nullptr;
     *labels = nullptr;

@@ -64,21 +64,21 @@ int faiss_shim_add(faiss_shim *s, size_t n, const float *x, const int64_t *label
                    size_t errlen);
 /* Removes every entry whose label keep() accepts; *removed gets how many. One pass over all
  * lists; lists left much larger than their contents give their memory back. */
-int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t *removed,
-                      char *err, size_t errlen);
+int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t *removed, char *err,
+                      size_t errlen);
 
 /* The k nearest of one query q, probing nprobe lists (clamped to 1..nlist), scanning only
  * entries keep() accepts (keep NULL: all). dist and labels have room for k; slots past the
  * hits found hold label -1. */
 int faiss_shim_search(const faiss_shim *s, const float *q, size_t k, size_t nprobe,
-                      faiss_shim_keep_fn keep, void *ctx, float *dist, int64_t *labels,
-                      char *err, size_t errlen);
+                      faiss_shim_keep_fn keep, void *ctx, float *dist, int64_t *labels, char *err,
+                      size_t errlen);
 /* Every entry within radius of q in FAISS's sense (L2: dist < radius; IP: dot > radius),
  * probing nprobe lists, unordered; *dist and *labels are malloc'd (free() them, even when
  * *n is 0). */
 int faiss_shim_range(const faiss_shim *s, const float *q, float radius, size_t nprobe,
-                     faiss_shim_keep_fn keep, void *ctx, float **dist, int64_t **labels,
-                     size_t *n, char *err, size_t errlen);
+                     faiss_shim_keep_fn keep, void *ctx, float **dist, int64_t **labels, size_t *n,
+                     char *err, size_t errlen);
 
 /* The index as FAISS's own serialisation (write_index), given to write(ctx, p, n) in pieces;
  * write returns 0 or a negative code, which is passed back. */
