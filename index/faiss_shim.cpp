@@ -109,7 +109,7 @@ faiss::IndexIVF *supported_ivf(faiss::Index *index)
     while (auto *pt = dynamic_cast<faiss::IndexPreTransform *>(index))
         index = pt->index;
     auto *ivf = dynamic_cast<faiss::IndexIVF *>(index);
-    if (!ivf || !dynamic_cast<faiss::ArrayInvertedLists *>(ivf->invlists))
+    if (!ivf || ivf->nlist == 0 || !dynamic_cast<faiss::ArrayInvertedLists *>(ivf->invlists))
         return nullptr;
     const std::type_info &t = typeid(*ivf);
     if (t == typeid(faiss::IndexIVFFlat) || t == typeid(faiss::IndexIVFPQ) ||
@@ -138,8 +138,8 @@ faiss_shim *adopt(faiss::Index *index, const std::string &what, int code)
         std::string name = class_name(index);
         delete index;
         throw shim_error{code, what +
-                                   " is not an IVF index with Flat, PQ or SQ codes (FAISS "
-                                   "built " +
+                                   " is not a supported IVF index (IVF<n>, n >= 1, with Flat, "
+                                   "PQ or SQ codes; FAISS built " +
                                    name + ")"};
     }
     return new faiss_shim{index, ivf};
@@ -172,6 +172,8 @@ struct callback_writer : faiss::IOWriter {
     void *ctx;
     size_t operator()(const void *ptr, size_t size, size_t nitems) override
     {
+        if (size * nitems == 0)
+            return nitems; /* FAISS writes empty vectors from a null data() */
         int rc = write(ctx, ptr, size * nitems);
         if (rc < 0)
             throw shim_error{rc, "snapshot write failed"};
@@ -191,7 +193,8 @@ struct span_reader : faiss::IOReader {
         if (size == 0)
             return 0;
         size_t n = std::min(nitems, (len - pos) / size);
-        memcpy(ptr, p + pos, n * size);
+        if (n)
+            memcpy(ptr, p + pos, n * size);
         pos += n * size;
         return n;
     }

@@ -4,11 +4,11 @@
  * (exceptions, types, allocations to free with delete) ever reaches C code.
  *
  * WHAT IT HOLDS. One FAISS index built from an index factory string, which must describe an
- * inverted-file index with array inverted lists: IVF<n> with Flat, PQ<m>[x<bits>] or SQ<b>
- * codes, optionally behind vector transforms (PCA, OPQ, ...), any coarse quantizer. Those
- * are the kinds that store our ids themselves (add_with_ids), filter through an IDSelector
- * during the scan, delete, and never throw from inside an OpenMP region (which would abort
- * the process): fast-scan ("...fs"), additive-quantizer (RQ/LSQ), refined (PQ+n, RFlat)
+ * inverted-file index with array inverted lists: IVF<n> (n >= 1) with Flat, PQ<m>[x<bits>]
+ * or SQ<b> codes, optionally behind vector transforms (PCA, OPQ, ...), any coarse quantizer.
+ * Those are the kinds that store our ids themselves (add_with_ids), filter through an
+ * IDSelector during the scan, delete, and never throw from inside an OpenMP region (which
+ * would abort the process): fast-scan ("...fs"), additive-quantizer (RQ/LSQ), refined (PQ+n, RFlat)
  * and non-IVF indexes are refused with ERR_INVAL.
  *
  * IDS are FAISS's int64 labels, >= 0, chosen by the caller. SEARCH results are FAISS's raw

@@ -27,6 +27,15 @@
 #define OK(expr) assert_int_equal((expr), 0)
 #define K 10
 
+/* libfaiss 1.7.3's index_factory leaks the coarse quantizer it has built when the code part
+ * then throws (e.g. "IVF16,PQ7" on dim 128): FAISS's leak, not ours, reported by
+ * LeakSanitizer when the bad factory strings below are tried. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:parse_coarse_quantizer\n";
+}
+
 /* ---- the data set ---- */
 
 static float *base, *query;
@@ -461,10 +470,12 @@ static void test_bad_factories(void **state)
         const char *factory, *says;
     } bad[] = {
         {"bogus", "could not parse"},
-        {"HNSW32", "not an IVF index"},
-        {"IVF16,PQ8x4fs", "not an IVF index"},
-        {"IVF16,RQ2x8", "not an IVF index"},
+        {"HNSW32", "not a supported IVF index"},
+        {"IVF16,PQ8x4fs", "not a supported IVF index"},
+        {"IVF16,RQ2x8", "not a supported IVF index"},
         {"IVF16,PQ7", "multiple of the number of subquantizers"},
+        {"IVF16_HNSW8,PQ7", "multiple of the number of subquantizers"},
+        {"IVF0,Flat", "not a supported IVF index"},
         {"", "factory string"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
