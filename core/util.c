@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,11 +438,44 @@ static const uint32_t crc32c_table[256] = {
     0xbe2da0a5U, 0x4c4623a6U, 0x5f16d052U, 0xad7d5351U,
 };
 
-uint32_t crc32c(uint32_t crc, const void *p, size_t n)
+static uint32_t crc32c_table_update(uint32_t crc, const unsigned char *s, size_t n)
 {
-    const unsigned char *s = p;
-    crc = ~crc;
     for (size_t i = 0; i < n; i++)
         crc = crc32c_table[(crc ^ s[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
+    return crc;
+}
+
+#if defined(__x86_64__)
+/* SSE4.2 has CRC32C as an instruction: 8 bytes a step instead of one table lookup a byte
+ * (every row read checks one). Chosen once, at the first call. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw_update(uint32_t crc,
+                                                                   const unsigned char *s,
+                                                                   size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, s, sizeof w);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; n > 0; s++, n--)
+        c32 = __builtin_ia32_crc32qi(c32, *s);
+    return c32;
+}
+#endif
+
+uint32_t crc32c(uint32_t crc, const void *p, size_t n)
+{
+#if defined(__x86_64__)
+    static atomic_int hw = -1; /* any thread may be first: both would store the same */
+    int use = atomic_load_explicit(&hw, memory_order_relaxed);
+    if (use < 0) {
+        use = __builtin_cpu_supports("sse4.2") && !getenv("QUIVER_NO_HW_CRC");
+        atomic_store_explicit(&hw, use, memory_order_relaxed);
+    }
+    if (use)
+        return ~crc32c_hw_update(~crc, p, n);
+#endif
+    return ~crc32c_table_update(~crc, p, n);
 }

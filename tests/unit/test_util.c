@@ -331,6 +331,37 @@ static void test_float_shortest(void **state)
     }
 }
 
+/* ---- crc32c ---- */
+
+/* Bit by bit, from the polynomial: the slow reference the fast paths must match. */
+static uint32_t crc32c_bitwise(const unsigned char *p, size_t n)
+{
+    uint32_t crc = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int b = 0; b < 8; b++)
+            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+static void test_crc32c(void **state)
+{
+    (void)state;
+    assert_int_equal(crc32c(0, "123456789", 9), 0xe3069283u); /* the check value */
+    unsigned char data[300];
+    uint64_t x = 0x51ed2701f3a5c7b9ULL;
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)xorshift(&x);
+    for (size_t off = 0; off < 9; off++)
+        for (size_t n = 0; n + off <= sizeof data; n += 7)
+            assert_int_equal(crc32c(0, data + off, n), crc32c_bitwise(data + off, n));
+    /* in pieces, continuing a running value, equals in one go */
+    uint32_t c = crc32c(0, data, 13);
+    c = crc32c(c, data + 13, 200);
+    assert_int_equal(c, crc32c(0, data, 213));
+}
+
 /* ---- ldouble_to_str ---- */
 
 static void ldstr(long double v, const char *want)
@@ -667,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_double_to_str_round_trip),
         cmocka_unit_test(test_double_to_str_fast_path),
         cmocka_unit_test(test_float_shortest),
+        cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_ldouble_to_str),
         cmocka_unit_test(test_glob_basic),
         cmocka_unit_test(test_glob_classes),
