@@ -68,7 +68,7 @@ const vec_kern *vec__kern_level(int level)
         return &vec__kern_scalar;
     case VEC_KERN_AVX2:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &vec__kern_avx2
-                                                                              : NULL;
+                                                                               : NULL;
     case VEC_KERN_AVX512:
         return __builtin_cpu_supports("avx512f") ? &vec__kern_avx512 : NULL;
     default:

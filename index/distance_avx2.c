@@ -70,6 +70,13 @@ static AVX2 float dot(const float *a, const float *b, uint32_t dim)
     return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
+/* s + (x - y)^2, lane by lane. */
+static inline AVX2 __m256 acc_sqdiff(__m256 s, __m256 x, __m256 y)
+{
+    __m256 d = _mm256_sub_ps(x, y);
+    return _mm256_fmadd_ps(d, d, s);
+}
+
 /* The four-vector forms: q's eight floats are loaded once per step for all four. */
 static AVX2 void l2sq_x4(const float *q, const float *const v[4], uint32_t dim, float out[4])
 {
@@ -77,26 +84,18 @@ static AVX2 void l2sq_x4(const float *q, const float *const v[4], uint32_t dim, 
     uint32_t i = 0;
     for (; i + 8 <= dim; i += 8) {
         __m256 x = _mm256_loadu_ps(q + i);
-        __m256 d0 = _mm256_sub_ps(x, _mm256_loadu_ps(v[0] + i));
-        __m256 d1 = _mm256_sub_ps(x, _mm256_loadu_ps(v[1] + i));
-        __m256 d2 = _mm256_sub_ps(x, _mm256_loadu_ps(v[2] + i));
-        __m256 d3 = _mm256_sub_ps(x, _mm256_loadu_ps(v[3] + i));
-        s0 = _mm256_fmadd_ps(d0, d0, s0);
-        s1 = _mm256_fmadd_ps(d1, d1, s1);
-        s2 = _mm256_fmadd_ps(d2, d2, s2);
-        s3 = _mm256_fmadd_ps(d3, d3, s3);
+        s0 = acc_sqdiff(s0, x, _mm256_loadu_ps(v[0] + i));
+        s1 = acc_sqdiff(s1, x, _mm256_loadu_ps(v[1] + i));
+        s2 = acc_sqdiff(s2, x, _mm256_loadu_ps(v[2] + i));
+        s3 = acc_sqdiff(s3, x, _mm256_loadu_ps(v[3] + i));
     }
     if (i < dim) {
         __m256i m = tail_mask(dim - i);
         __m256 x = _mm256_maskload_ps(q + i, m);
-        __m256 d0 = _mm256_sub_ps(x, _mm256_maskload_ps(v[0] + i, m));
-        __m256 d1 = _mm256_sub_ps(x, _mm256_maskload_ps(v[1] + i, m));
-        __m256 d2 = _mm256_sub_ps(x, _mm256_maskload_ps(v[2] + i, m));
-        __m256 d3 = _mm256_sub_ps(x, _mm256_maskload_ps(v[3] + i, m));
-        s0 = _mm256_fmadd_ps(d0, d0, s0);
-        s1 = _mm256_fmadd_ps(d1, d1, s1);
-        s2 = _mm256_fmadd_ps(d2, d2, s2);
-        s3 = _mm256_fmadd_ps(d3, d3, s3);
+        s0 = acc_sqdiff(s0, x, _mm256_maskload_ps(v[0] + i, m));
+        s1 = acc_sqdiff(s1, x, _mm256_maskload_ps(v[1] + i, m));
+        s2 = acc_sqdiff(s2, x, _mm256_maskload_ps(v[2] + i, m));
+        s3 = acc_sqdiff(s3, x, _mm256_maskload_ps(v[3] + i, m));
     }
     out[0] = hsum(s0);
     out[1] = hsum(s1);

@@ -200,46 +200,49 @@ static size_t flat_memory(const vec_index *ix)
 
 /* ---- scans ---- */
 
-/* A scan feeds slots in fours to the kernel and each (id, distance) to emit. */
+#define BLOCK 64 /* slots gathered before their distances are taken */
+
+/* A scan gathers the slots that pass the filter into blocks, takes their distances four
+ * at a time, and hands each block of (slot, distance) to take. */
 typedef struct scan {
     const flat *f;
     const float *q;
     const vec_kern *kern;
     int l2;
-    uint32_t slot[4];
-    int nb;
-    void (*emit)(void *ctx, uint32_t id, float d);
+    void (*take)(void *ctx, const flat *f, const uint32_t *slot, const float *d, size_t m);
     void *ctx;
+    uint32_t slot[BLOCK];
+    size_t m;
 } scan;
 
 static void scan_flush(scan *sc)
 {
-    if (!sc->nb)
-        return;
-    const float *v[4];
-    float d[4];
-    for (int j = 0; j < 4; j++)
-        v[j] = VEC(sc->f, sc->slot[j < sc->nb ? j : 0]);
-    if (sc->l2) {
-        sc->kern->l2sq_x4(sc->q, v, sc->f->dim, d);
-    } else {
-        sc->kern->dot_x4(sc->q, v, sc->f->dim, d);
-        for (int j = 0; j < sc->nb; j++)
-            d[j] = vec__dist_from_dot(d[j]);
+    float d[BLOCK];
+    const flat *f = sc->f;
+    for (size_t j = 0; j < sc->m; j += 4) {
+        const float *v[4];
+        for (size_t i = 0; i < 4; i++)
+            v[i] = VEC(f, sc->slot[j + i < sc->m ? j + i : j]);
+        if (sc->l2)
+            sc->kern->l2sq_x4(sc->q, v, f->dim, d + j);
+        else
+            sc->kern->dot_x4(sc->q, v, f->dim, d + j);
     }
-    for (int j = 0; j < sc->nb; j++)
-        sc->emit(sc->ctx, sc->f->ids[sc->slot[j]], d[j]);
-    sc->nb = 0;
+    if (!sc->l2)
+        for (size_t j = 0; j < sc->m; j++)
+            d[j] = vec__dist_from_dot(d[j]);
+    sc->take(sc->ctx, f, sc->slot, d, sc->m);
+    sc->m = 0;
 }
 
-static void scan_push(scan *sc, uint32_t slot)
+static inline void scan_push(scan *sc, uint32_t slot)
 {
-    sc->slot[sc->nb++] = slot;
-    if (sc->nb == 4)
+    sc->slot[sc->m++] = slot;
+    if (sc->m == BLOCK)
         scan_flush(sc);
 }
 
-/* Every slot that passes f (NULL: every slot), to sc->emit. */
+/* Every slot that passes f (NULL: every slot), to sc->take. */
 static void scan_run(scan *sc, const vec_filter *f)
 {
     const flat *fl = sc->f;
@@ -257,14 +260,21 @@ static void scan_run(scan *sc, const vec_filter *f)
         for (size_t s = 0; s < fl->n; s++)
             scan_push(sc, (uint32_t)s);
     }
-    scan_flush(sc);
+    if (sc->m)
+        scan_flush(sc);
 }
 
 static void scan_init(scan *sc, const flat *f, const float *q,
-                      void (*emit)(void *ctx, uint32_t id, float d), void *ctx)
+                      void (*take)(void *, const flat *, const uint32_t *, const float *, size_t),
+                      void *ctx)
 {
-    *sc = (scan){.f = f, .q = q, .kern = vec__kern(), .l2 = f->base.params.metric == VEC_L2,
-                 .emit = emit, .ctx = ctx};
+    sc->f = f;
+    sc->q = q;
+    sc->kern = vec__kern();
+    sc->l2 = f->base.params.metric == VEC_L2;
+    sc->take = take;
+    sc->ctx = ctx;
+    sc->m = 0;
 }
 
 /* ---- kNN: a bounded max-heap of the k best, ordered by (dist, id) ---- */
@@ -296,10 +306,8 @@ static void sift_down(topk *t, size_t i)
     }
 }
 
-static void topk_emit(void *ctx, uint32_t id, float d)
+static void topk_push(topk *t, vec_hit h)
 {
-    topk *t = ctx;
-    vec_hit h = {id, d};
     if (t->n < t->k) {
         size_t i = t->n++;
         while (i > 0 && worse(&h, &t->h[(i - 1) / 2])) {
@@ -313,13 +321,21 @@ static void topk_emit(void *ctx, uint32_t id, float d)
     }
 }
 
+static void topk_take(void *ctx, const flat *f, const uint32_t *slot, const float *d, size_t m)
+{
+    topk *t = ctx;
+    for (size_t j = 0; j < m; j++)
+        if (t->n < t->k || d[j] <= t->h[0].dist) /* cheap test first: most lose */
+            topk_push(t, (vec_hit){f->ids[slot[j]], d[j]});
+}
+
 static int flat_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, const vec_filter *f,
                     vec_hit *out, size_t *n)
 {
     (void)ef;
     topk t = {out, 0, k};
     scan sc;
-    scan_init(&sc, FL(ix), q, topk_emit, &t);
+    scan_init(&sc, FL(ix), q, topk_take, &t);
     scan_run(&sc, f);
     qsort(out, t.n, sizeof *out, vec__hit_cmp);
     *n = t.n;
@@ -335,22 +351,24 @@ typedef struct within {
     int nomem;
 } within;
 
-static void within_emit(void *ctx, uint32_t id, float d)
+static void within_take(void *ctx, const flat *f, const uint32_t *slot, const float *d, size_t m)
 {
     within *w = ctx;
-    if (!(d <= w->radius) || w->nomem)
-        return;
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 64;
-        vec_hit *h = try_realloc(w->h, cap * sizeof *h);
-        if (!h) {
-            w->nomem = 1;
-            return;
+    for (size_t j = 0; j < m && !w->nomem; j++) {
+        if (!(d[j] <= w->radius))
+            continue;
+        if (w->n == w->cap) {
+            size_t cap = w->cap ? 2 * w->cap : 64;
+            vec_hit *h = try_realloc(w->h, cap * sizeof *h);
+            if (!h) {
+                w->nomem = 1;
+                return;
+            }
+            w->h = h;
+            w->cap = cap;
         }
-        w->h = h;
-        w->cap = cap;
+        w->h[w->n++] = (vec_hit){f->ids[slot[j]], d[j]};
     }
-    w->h[w->n++] = (vec_hit){id, d};
 }
 
 static int flat_range(vec_index *ix, const float *q, float radius, double epsilon,
@@ -359,7 +377,7 @@ static int flat_range(vec_index *ix, const float *q, float radius, double epsilo
     (void)epsilon; /* exact: no approximation to bound */
     within w = {.radius = radius};
     scan sc;
-    scan_init(&sc, FL(ix), q, within_emit, &w);
+    scan_init(&sc, FL(ix), q, within_take, &w);
     scan_run(&sc, f);
     if (w.nomem) {
         xfree(w.h);

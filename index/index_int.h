@@ -45,8 +45,8 @@ typedef struct vec_ops {
     int (*knn)(vec_index *ix, const float *q, uint32_t k, uint32_t ef, const vec_filter *f,
                vec_hit *out, size_t *n);
     /* epsilon already defaulted; *out allocated with try_malloc/xmalloc (caller xfrees). */
-    int (*range)(vec_index *ix, const float *q, float radius, double epsilon,
-                 const vec_filter *f, size_t max, vec_hit **out, size_t *n);
+    int (*range)(vec_index *ix, const float *q, float radius, double epsilon, const vec_filter *f,
+                 size_t max, vec_hit **out, size_t *n);
     int (*save)(vec_index *ix, buf *out);
     int (*load)(vec_index *ix, const char *p, size_t len, char *err, size_t errlen);
 } vec_ops;

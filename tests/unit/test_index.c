@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -171,8 +172,7 @@ static double oracle_dist_of(const oracle *o, const float *q, uint32_t id)
 /* Checks hits (n of them, asked k) against the oracle: min(k, matching) hits, nearest
  * first, no id twice, each reported distance close to the exact one, and each hit either
  * among the true top k or tied with the k-th (the ground truth's rule). */
-static void check_exact(const oracle *o, const float *q, uint32_t k, const vec_hit *hits,
-                        size_t n)
+static void check_exact(const oracle *o, const float *q, uint32_t k, const vec_hit *hits, size_t n)
 {
     ref_hit *truth;
     size_t m = oracle_sorted(o, q, &truth);
@@ -318,7 +318,7 @@ static void test_distance_api(void **state)
     const char *name = vec_kernels();
     assert_true(!strcmp(name, "scalar") || !strcmp(name, "avx2") || !strcmp(name, "avx512"));
     if (!getenv("QUIVER_SIMD")) /* uncapped: the best level this CPU runs */
-        assert_string_equal(name, vec__kern_level(VEC_KERN_AVX512)  ? "avx512"
+        assert_string_equal(name, vec__kern_level(VEC_KERN_AVX512) ? "avx512"
                                   : vec__kern_level(VEC_KERN_AVX2) ? "avx2"
                                                                    : "scalar");
     float a[3] = {1, 2, 2}, b[3] = {3, 0, 2};
@@ -830,18 +830,18 @@ static void test_snapshot_corrupt(void **state)
         size_t off;
         uint32_t value;
     } bad[] = {
-        {4, 2},                 /* envelope version */
-        {8, 0},                 /* kind */
-        {8, 77},                /* kind */
-        {12, 9},                /* metric */
-        {16, 0},                /* dim */
-        {16, 6},                /* dim disagreeing with the payload */
-        {44, 3},                /* factory length past the end */
-        {48, 1},                /* payload length */
-        {payload, 2},           /* FLAT version */
-        {payload + 4, 7},       /* vector count */
-        {payload + 4, 0},       /* vector count */
-        {payload + 16, 10},     /* id 11 becomes a second 10 */
+        {4, 2},                          /* envelope version */
+        {8, 0},                          /* kind */
+        {8, 77},                         /* kind */
+        {12, 9},                         /* metric */
+        {16, 0},                         /* dim */
+        {16, 6},                         /* dim disagreeing with the payload */
+        {44, 3},                         /* factory length past the end */
+        {48, 1},                         /* payload length */
+        {payload, 2},                    /* FLAT version */
+        {payload + 4, 7},                /* vector count */
+        {payload + 4, 0},                /* vector count */
+        {payload + 16, 10},              /* id 11 becomes a second 10 */
         {payload + 12 + 24, 0x7fc00000}, /* a NaN */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -859,6 +859,73 @@ static void test_snapshot_corrupt(void **state)
     OK(vec_load(b.data, b.len, &ix, err, sizeof err));
     vec_free(ix);
     buf_free(&b);
+}
+
+/* An empty index, and the envelope's parameters (a factory string included) come back. */
+static void test_snapshot_empty_and_params(void **state)
+{
+    (void)state;
+    vec_params p = {.kind = VEC_FLAT,
+                    .metric = VEC_IP,
+                    .dim = 300,
+                    .m = 7,
+                    .ef_construction = 99,
+                    .epsilon = 0.5,
+                    .initial_cap = 1000,
+                    .factory = "IVF8,Flat"};
+    vec_index *ix, *back;
+    char err[256];
+    OK(vec_create(&p, &ix, err, sizeof err));
+    buf b;
+    buf_init(&b);
+    OK(vec_save(ix, &b));
+    OK(vec_load(b.data, b.len, &back, err, sizeof err));
+    const vec_params *q = vec_get_params(back);
+    assert_int_equal(q->kind, VEC_FLAT);
+    assert_int_equal(q->metric, VEC_IP);
+    assert_int_equal(q->dim, 300);
+    assert_int_equal(q->m, 7);
+    assert_int_equal(q->ef_construction, 99);
+    assert_int_equal(q->ef_runtime, 10);
+    assert_true(q->epsilon == 0.5);
+    assert_int_equal(q->initial_cap, 1000);
+    assert_string_equal(q->factory, "IVF8,Flat");
+    assert_true(q->factory != p.factory); /* the index's own copy */
+    assert_int_equal(vec_count(back), 0);
+    float v[300] = {1};
+    vec_hit h[1];
+    size_t n = 5;
+    OK(vec_knn(back, v, 1, 0, NULL, h, &n));
+    assert_int_equal(n, 0);
+    OK(vec_add(back, 4, v));
+    assert_int_equal(vec_count(back), 1);
+    buf_free(&b);
+    vec_free(back);
+    vec_free(ix);
+}
+
+/* Equal distances come back by smaller id, whatever the order of insertion. */
+static void test_ties_by_id(void **state)
+{
+    (void)state;
+    vec_index *ix = make(VEC_FLAT, VEC_L2, 3);
+    float same[3] = {1, 1, 1}, far[3] = {5, 5, 5};
+    for (uint32_t id = 90; id >= 50; id--)
+        OK(vec_add(ix, id, id % 2 ? same : far));
+    vec_hit h[4];
+    size_t n;
+    OK(vec_knn(ix, same, 4, 0, NULL, h, &n));
+    assert_int_equal(n, 4);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(h[i].id, 51 + 2 * i);
+        assert_true(h[i].dist == 0);
+    }
+    vec_hit *r;
+    OK(vec_range(ix, same, 0, 0, NULL, 3, &r, &n));
+    assert_int_equal(n, 3);
+    assert_true(r[0].id == 51 && r[1].id == 53 && r[2].id == 55);
+    xfree(r);
+    vec_free(ix);
 }
 
 /* ---- bad input, failed allocations, threads ---- */
@@ -986,6 +1053,8 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_snapshot_round_trip),
         cmocka_unit_test(test_snapshot_corrupt),
+        cmocka_unit_test(test_snapshot_empty_and_params),
+        cmocka_unit_test(test_ties_by_id),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_failed_allocations),
         cmocka_unit_test(test_concurrent_readers),
