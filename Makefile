@@ -161,3 +161,26 @@ $(BUILD)/quiver-server $(filter-out $(BUILD)/tests/test_csv,$(UNIT_BIN)) $(FUZZ_
 fuzz: $(SHIM_OBJ)
 fuzz: LIBS += $(SHIM_OBJ)
 -include $(SHIM_OBJ:.o=.d)
+
+# ---- bench/ann: our HNSW beside hnswlib and FAISS's HNSW, single-threaded ----
+#   make bench-ann   (knobs: ANN_SETS, ANN_QUERIES, ANN_EF, ANN_M, ANN_EFC: bench/ann/ann_bench.c)
+DEB_PACKAGES += libhnswlib-dev libfaiss-dev g++
+ANN_BENCH := $(BUILD)/bench/ann_bench
+
+# -march=native: hnswlib picks its SIMD at compile time; ours picks at run time.
+$(BUILD)/bench/ann/ann_adapters.o: bench/ann/ann_adapters.cpp bench/ann/ann_adapters.h
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $<"
+	$(Q)g++ -std=c++17 -O3 -march=native -g -I. -c $< -o $@
+
+$(ANN_BENCH): bench/ann/ann_bench.c $(BUILD)/bench/ann/ann_adapters.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS) -lfaiss -llapack -lblas -lgomp -lstdc++
+
+.PHONY: bench-ann
+bench-ann: deps
+	$(Q)$(MAKE) --no-print-directory $(ANN_BENCH)
+	$(Q)$(ANN_BENCH)
+
+bench: bench-ann

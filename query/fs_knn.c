@@ -11,11 +11,11 @@
  * and the values of the RETURN fields in their order, or, without RETURN, of every field
  * that is not a VECTOR, in schema order (RETURN 0 returns none).
  *
- * An HNSW or FLAT field is searched through its index (fs_vec.c): FLAT and an HNSW walk
- * both test the filter on each candidate as they go, and an HNSW search that finds fewer
- * than k is done again over the exact list of the rows that pass, so that it still returns
- * min(k, matching). EF is HNSW's search breadth (the field's default if absent). An INDEX
- * NONE field is answered by an exact scan of the view's online rows. */
+ * An HNSW or FLAT field is searched through its index (fs_vec.c), which asks the filter
+ * (TTL and FILTER, on the row read from LMDB, once per id) about each candidate and still
+ * returns min(k, matching) (index/index.h: HNSW completes a short walk exactly). EF is
+ * HNSW's search breadth (the field's default if absent). An INDEX NONE field is answered
+ * by an exact scan of the view's online rows. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,18 +260,6 @@ static int keep(void *ctx, uint32_t id)
     return ok;
 }
 
-/* Every id whose row passes (ascending), for an exact search among them. */
-static int passing_ids(knn_query *q, uint32_t **ids, size_t *n)
-{
-    uint32_t slots = fs_vec_slots(q->vv);
-    *ids = xmalloc(((size_t)slots + 1) * sizeof **ids);
-    *n = 0;
-    for (uint32_t id = 0; id < slots; id++)
-        if (keep(q, id))
-            (*ids)[(*n)++] = id;
-    return q->rc;
-}
-
 /* ---- searching --------------------------------------------------------------------------- */
 
 /* Through the field's index; hits borrow their keys from vv. */
@@ -284,16 +272,6 @@ static int search_index(knn_query *q, vec_index *ix, knn_hit **hits, size_t *nhi
     vec_filter f = {.keep = keep, .ctx = q};
     size_t n = 0;
     int rc = room ? vec_knn(ix, a->q, (uint32_t)room, a->ef, filtered ? &f : NULL, out, &n) : 0;
-    if (rc == 0 && filtered && n < room && vec_get_params(ix)->kind == VEC_HNSW) {
-        uint32_t *ids; /* the walk missed some: search the passing rows exactly */
-        size_t nids;
-        if ((rc = passing_ids(q, &ids, &nids)) == 0) {
-            f.ids = ids;
-            f.nids = nids;
-            rc = vec_knn(ix, a->q, (uint32_t)room, a->ef, &f, out, &n);
-        }
-        xfree(ids);
-    }
     if (rc == 0)
         rc = q->rc;
     *hits = xmalloc((n + 1) * sizeof **hits);

@@ -385,16 +385,6 @@ class TestUpdates(KnnCase):
 
 
 class TestHnsw(KnnCase):
-    def setUp(self):
-        super().setUp()
-        probe = self.view("probe", ["emb", "VECTOR", 2])
-        try:
-            self.fs("FS.KNN", probe, "emb", 1, blob([0, 0]))
-        except redis.ResponseError as e:  # until index/hnsw.c is linked in
-            if "index type HNSW is not built into this server" in str(e):
-                self.skipTest(str(e))
-            raise
-
     def test_hnsw_high_ef_is_exact(self):
         """An HNSW field searched with a large EF finds the exact neighbours of a small set,
         with and without a filter, and after updates."""
