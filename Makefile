@@ -138,3 +138,26 @@ clean:
 	rm -rf build quiver-server $(TOOLS)
 
 -include $(OBJ:.o=.d) $(UNIT_BIN:=.d) $(TOOL_LIB_OBJ:.o=.d) $(TOOLS:%=$(BUILD)/tools/%.d)
+
+# ---- bench/ann: our HNSW beside hnswlib and FAISS's HNSW, single-threaded ----
+#   make bench-ann   (knobs: ANN_SETS, ANN_QUERIES, ANN_EF, ANN_M, ANN_EFC: bench/ann/ann_bench.c)
+DEB_PACKAGES += libhnswlib-dev libfaiss-dev g++
+ANN_BENCH := $(BUILD)/bench/ann_bench
+
+# -march=native: hnswlib picks its SIMD at compile time; ours picks at run time.
+$(BUILD)/bench/ann/ann_adapters.o: bench/ann/ann_adapters.cpp bench/ann/ann_adapters.h
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $<"
+	$(Q)g++ -std=c++17 -O3 -march=native -g -I. -c $< -o $@
+
+$(ANN_BENCH): bench/ann/ann_bench.c $(BUILD)/bench/ann/ann_adapters.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS) -lfaiss -llapack -lblas -lgomp -lstdc++
+
+.PHONY: bench-ann
+bench-ann: deps
+	$(Q)$(MAKE) --no-print-directory $(ANN_BENCH)
+	$(Q)$(ANN_BENCH)
+
+bench: bench-ann

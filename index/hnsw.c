@@ -1,0 +1,1198 @@
+/* hnsw.c: our HNSW graph index (Malkov & Yashunin), the VEC_HNSW kind behind index.h.
+ *
+ * LAYOUT. A node lives in one fixed-size level-0 record: its vector first (64-byte aligned),
+ * then a small header and its 2M level-0 links. Records sit in chunks of HNSW_CHUNK, so
+ * growing never moves a vector and a search reads one record per node it visits. A node's
+ * upper levels (M links each; few nodes have any) are a separate small allocation. Links are
+ * slot numbers; the caller's id is in the header and id2slot maps ids to slots.
+ *
+ * BUILD. A new node draws its level from -ln(U) / ln(M), descends greedily to that level,
+ * then on each level below searches with EF_CONSTRUCTION and keeps M neighbours by the
+ * heuristic (a candidate is kept only if it is nearer the new node than every neighbour
+ * already kept); each neighbour links back, pruning its own list by the same heuristic when
+ * it is full.
+ *
+ * DELETES are real. Each node keeps the list of its one-way in-links (a node that links to
+ * it without being linked back: "back" list), so the in-neighbours of a deleted node are
+ * its own neighbours that link back plus its back list, found without scanning the graph.
+ * Each in-neighbour drops the link and re-runs the heuristic over its remaining neighbours
+ * plus the deleted node's; the entry point moves to a node of the same level; the slot goes
+ * on a free list that the next add takes first, so memory is reused, not leaked.
+ *
+ * SEARCH keeps a bounded result heap and a candidate heap, marks visited nodes with an epoch
+ * counter (no clearing per query), prefetches the unvisited neighbours of a node before
+ * computing their distances, and for L2 stops a distance early once its partial sum passes
+ * the current bound (the node could not enter the results anyway). A filter is applied when
+ * a node would enter the results, never to the candidates, and the search keeps widening
+ * until it holds ef allowed nodes; a selective list of ids is scanned exactly instead when
+ * that costs fewer distances (RediSearch's ADHOC_BF), and whenever the graph yields fewer
+ * than k hits the answer is completed by an exact scan, so k hits come back if k match.
+ *
+ * LOCKING: none here; index.c holds the index's rwlock (shared for searches). Each search
+ * takes a searcher (visited marks and heaps) from a small mutex-guarded pool.
+ *
+ * SNAPSHOT PAYLOAD (after index.c's envelope, which holds the params; little-endian):
+ *   off  size  field
+ *   0    4     payload version (1)
+ *   4    4     count: nodes that follow
+ *   8    4     entry point id (0xffffffff when count is 0)
+ *   12   4     max level (0 when count is 0)
+ *   16   8     random generator state
+ *   24   ...   count nodes, each: u32 id, u32 level, dim x f32 vector, then for each level
+ *              0..level: u32 n (<= 2M at level 0, <= M above), n x u32 neighbour ids.
+ * Load checks every field: ids unique and below HNSW_MAX_SLOTS, levels <= HNSW_MAX_LEVEL,
+ * vectors finite, every link to a present node of that level, not itself, not repeated,
+ * the entry point present at the max level, and no trailing bytes. Back lists are rebuilt. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "index/index_int.h"
+
+#define HNSW_VERSION 1
+#define HNSW_MAX_M 512
+#define HNSW_MAX_LEVEL 31
+#define HNSW_LEVEL_SHIFT 27                     /* back-list entry: level << 27 | slot */
+#define HNSW_MAX_SLOTS (1u << HNSW_LEVEL_SHIFT) /* also the id limit */
+#define HNSW_CHUNK_SHIFT 8
+#define HNSW_CHUNK (1u << HNSW_CHUNK_SHIFT)
+#define HNSW_EA_BLOCK 128 /* L2 early abandon: floats summed between checks */
+#define HNSW_SCAN_COST 30 /* distances per ef of a graph search, for the scan/walk choice */
+#define NONE UINT32_MAX
+
+/* The header after a node's vector in its level-0 record. */
+typedef struct node {
+    uint32_t id;      /* the caller's id; NONE while the slot is free */
+    uint32_t level;   /* top level of the node */
+    uint32_t *upper;  /* levels 1..level, (1 + m) each: count then links */
+    uint32_t *back;   /* one-way in-links: [0] count, [1] cap, then level << 27 | slot */
+    uint32_t links[]; /* level 0: [0] count, then 2M links */
+} node;
+
+typedef struct pair {
+    float d;
+    uint32_t s;
+} pair;
+
+/* A binary max-heap on d (candidates store -d). */
+typedef struct heap {
+    pair *a;
+    uint32_t n, cap;
+} heap;
+
+/* One search's scratch: visited marks, heaps, and small arrays sized by M. */
+typedef struct searcher {
+    uint16_t *mark;
+    uint32_t nmark;
+    uint16_t epoch;
+    heap cand, res;
+    pair *scr;     /* 2 * 2M + 2: neighbour candidates for pruning and repair */
+    pair *rest;    /* 2 * 2M + 2: the candidates a repair's heuristic dropped */
+    uint32_t *nbr; /* 2M: neighbours to visit */
+    uint32_t *old; /* 2M: a list before it is rewritten */
+    uint32_t *xs;  /* 2M: a deleted node's links at one level */
+    uint32_t *in;  /* in-neighbours of a deleted node */
+    uint32_t in_cap;
+    struct searcher *next;
+} searcher;
+
+typedef struct hnsw {
+    vec_index base;
+    const vec_kern *kern;
+    int metric;
+    uint32_t dim, m, m0, efc;
+    double ml;
+    size_t hdr_off, rec_bytes;
+    char **chunks;
+    uint32_t nchunks, chunk_cap;
+    uint32_t nslots; /* slots handed out so far (free ones included) */
+    uint32_t count;
+    uint32_t *free_slots;
+    uint32_t nfree, free_cap;
+    uint32_t *id2slot;
+    uint32_t id_cap;
+    uint32_t entry;
+    uint32_t maxlevel;
+    uint64_t rng;
+    size_t upper_bytes, back_bytes;
+    pthread_mutex_t pool_lock;
+    searcher *pool;
+    size_t pool_bytes;
+} hnsw;
+
+static inline float *vec_of(const hnsw *h, uint32_t slot)
+{
+    return (float *)(h->chunks[slot >> HNSW_CHUNK_SHIFT] +
+                     (size_t)(slot & (HNSW_CHUNK - 1)) * h->rec_bytes);
+}
+
+static inline node *node_of(const hnsw *h, uint32_t slot)
+{
+    return (node *)((char *)vec_of(h, slot) + h->hdr_off);
+}
+
+/* The list of slot at lev: [0] count, then links. */
+static inline uint32_t *list_of(const hnsw *h, uint32_t slot, uint32_t lev)
+{
+    node *nd = node_of(h, slot);
+    return lev ? nd->upper + (size_t)(lev - 1) * (h->m + 1) : nd->links;
+}
+
+static inline uint32_t cap_of(const hnsw *h, uint32_t lev)
+{
+    return lev ? h->m : h->m0;
+}
+
+/* ---- distances ---- */
+
+static inline float dist(const hnsw *h, const float *a, const float *b)
+{
+    if (h->metric == VEC_L2)
+        return h->kern->l2sq(a, b, h->dim);
+    return vec__dist_from_dot(h->kern->dot(a, b, h->dim));
+}
+
+/* The distance, or for L2 any value > bound once the partial sum passes bound. */
+static inline float dist_bounded(const hnsw *h, const float *a, const float *b, float bound)
+{
+    if (h->metric != VEC_L2 || h->dim < 2 * HNSW_EA_BLOCK)
+        return dist(h, a, b);
+    float s = 0;
+    uint32_t i = 0;
+    for (; i + HNSW_EA_BLOCK < h->dim; i += HNSW_EA_BLOCK) {
+        s += h->kern->l2sq(a + i, b + i, HNSW_EA_BLOCK);
+        if (s > bound)
+            return s;
+    }
+    return s + h->kern->l2sq(a + i, b + i, h->dim - i);
+}
+
+/* ---- heaps and searchers ---- */
+
+static void heap_push(heap *hp, float d, uint32_t s)
+{
+    if (hp->n == hp->cap) {
+        hp->cap = hp->cap ? hp->cap * 2 : 64;
+        hp->a = xrealloc(hp->a, hp->cap * sizeof(pair));
+    }
+    uint32_t i = hp->n++;
+    while (i) {
+        uint32_t p = (i - 1) / 2;
+        if (hp->a[p].d >= d)
+            break;
+        hp->a[i] = hp->a[p];
+        i = p;
+    }
+    hp->a[i] = (pair){d, s};
+}
+
+static pair heap_pop(heap *hp)
+{
+    pair top = hp->a[0], last = hp->a[--hp->n];
+    uint32_t i = 0, n = hp->n;
+    if (!n)
+        return top;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && hp->a[c + 1].d > hp->a[c].d)
+            c++;
+        if (hp->a[c].d <= last.d)
+            break;
+        hp->a[i] = hp->a[c];
+        i = c;
+    }
+    hp->a[i] = last;
+    return top;
+}
+
+/* Empties the max-heap into out, nearest first; returns how many. */
+static uint32_t heap_drain_sorted(heap *hp, pair *out)
+{
+    uint32_t n = hp->n;
+    for (uint32_t i = n; i > 0; i--)
+        out[i - 1] = heap_pop(hp);
+    return n;
+}
+
+static searcher *searcher_get(hnsw *h)
+{
+    pthread_mutex_lock(&h->pool_lock);
+    searcher *s = h->pool;
+    if (s)
+        h->pool = s->next;
+    pthread_mutex_unlock(&h->pool_lock);
+    if (!s) {
+        s = xcalloc(1, sizeof(*s));
+        s->scr = xmalloc((2 * (size_t)h->m0 + 2) * sizeof(pair));
+        s->rest = xmalloc((2 * (size_t)h->m0 + 2) * sizeof(pair));
+        s->nbr = xmalloc(h->m0 * sizeof(uint32_t));
+        s->old = xmalloc(h->m0 * sizeof(uint32_t));
+        s->xs = xmalloc(h->m0 * sizeof(uint32_t));
+    }
+    return s;
+}
+
+static size_t searcher_bytes(const hnsw *h, const searcher *s)
+{
+    return sizeof(*s) + s->nmark * sizeof(uint16_t) + (s->cand.cap + s->res.cap) * sizeof(pair) +
+           2 * (2 * (size_t)h->m0 + 2) * sizeof(pair) + 3 * h->m0 * sizeof(uint32_t) +
+           s->in_cap * sizeof(uint32_t);
+}
+
+static void searcher_put(hnsw *h, searcher *s)
+{
+    pthread_mutex_lock(&h->pool_lock);
+    s->next = h->pool;
+    h->pool = s;
+    pthread_mutex_unlock(&h->pool_lock);
+}
+
+static void searcher_free(searcher *s)
+{
+    xfree(s->mark);
+    xfree(s->cand.a);
+    xfree(s->res.a);
+    xfree(s->scr);
+    xfree(s->rest);
+    xfree(s->nbr);
+    xfree(s->old);
+    xfree(s->xs);
+    xfree(s->in);
+    xfree(s);
+}
+
+/* A new visit epoch, with marks for every slot. */
+static void searcher_begin(const hnsw *h, searcher *s)
+{
+    uint32_t want = h->nchunks * HNSW_CHUNK;
+    if (s->nmark < want) {
+        s->mark = xrealloc(s->mark, want * sizeof(uint16_t));
+        memset(s->mark + s->nmark, 0, (want - s->nmark) * sizeof(uint16_t));
+        s->nmark = want;
+    }
+    if (++s->epoch == 0) {
+        memset(s->mark, 0, s->nmark * sizeof(uint16_t));
+        s->epoch = 1;
+    }
+    s->cand.n = s->res.n = 0;
+}
+
+/* 1 the first time slot is seen in this epoch. */
+static inline int visit(searcher *s, uint32_t slot)
+{
+    if (s->mark[slot] == s->epoch)
+        return 0;
+    s->mark[slot] = s->epoch;
+    return 1;
+}
+
+/* ---- filters ---- */
+
+static int ids_has(const uint32_t *ids, size_t n, uint32_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && ids[lo] == id;
+}
+
+static int allowed(const hnsw *h, const vec_filter *f, uint32_t slot)
+{
+    if (!f)
+        return 1;
+    uint32_t id = node_of(h, slot)->id;
+    if (f->ids && !ids_has(f->ids, f->nids, id))
+        return 0;
+    return !f->keep || f->keep(f->ctx, id);
+}
+
+/* ---- search ---- */
+
+/* Descends greedily from cur (at distance *curd) through levels from..to. */
+static uint32_t greedy(const hnsw *h, const float *q, uint32_t cur, float *curd, uint32_t from,
+                       uint32_t to)
+{
+    for (uint32_t lev = from; lev >= to && lev != UINT32_MAX; lev--) {
+        for (int changed = 1; changed;) {
+            changed = 0;
+            const uint32_t *l = list_of(h, cur, lev);
+            for (uint32_t i = 1; i <= l[0]; i++) {
+                float d = dist_bounded(h, q, vec_of(h, l[i]), *curd);
+                if (d < *curd) {
+                    *curd = d;
+                    cur = l[i];
+                    changed = 1;
+                }
+            }
+        }
+    }
+    return cur;
+}
+
+/* Best-first search of level lev from ep: the ef nearest allowed nodes into s->res (a
+ * max-heap). Candidates ignore the filter; while fewer than ef allowed nodes are held the
+ * search keeps widening. The caller has begun an epoch. */
+static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep, float epd,
+                         uint32_t ef, uint32_t lev, const vec_filter *f)
+{
+    heap *cand = &s->cand, *res = &s->res;
+    visit(s, ep);
+    heap_push(cand, -epd, ep);
+    if (allowed(h, f, ep))
+        heap_push(res, epd, ep);
+    while (cand->n) {
+        pair c = heap_pop(cand);
+        if (res->n >= ef && -c.d > res->a[0].d)
+            break;
+        const uint32_t *l = list_of(h, c.s, lev);
+        uint32_t nt = 0;
+        for (uint32_t i = 1; i <= l[0]; i++) {
+            uint32_t j = l[i];
+            if (visit(s, j)) {
+                s->nbr[nt++] = j;
+                __builtin_prefetch(vec_of(h, j));
+            }
+        }
+        for (uint32_t i = 0; i < nt; i++) {
+            uint32_t j = s->nbr[i];
+            if (i + 1 < nt)
+                __builtin_prefetch((char *)vec_of(h, s->nbr[i + 1]) + 64);
+            float bound = res->n >= ef ? res->a[0].d : INFINITY;
+            float d = dist_bounded(h, q, vec_of(h, j), bound);
+            if (!(d < bound))
+                continue;
+            heap_push(cand, -d, j);
+            if (allowed(h, f, j)) {
+                heap_push(res, d, j);
+                if (res->n > ef)
+                    heap_pop(res);
+            }
+        }
+    }
+}
+
+/* The level-1 entry of a search for q: greedy through the upper levels. */
+static uint32_t descend(const hnsw *h, const float *q, float *curd)
+{
+    uint32_t cur = h->entry;
+    *curd = dist(h, q, vec_of(h, cur));
+    if (h->maxlevel > 0)
+        cur = greedy(h, q, cur, curd, h->maxlevel, 1);
+    return cur;
+}
+
+/* ---- the neighbour-selection heuristic ---- */
+
+static int pair_cmp(const void *a, const void *b)
+{
+    const pair *x = a, *y = b;
+    if (x->d != y->d)
+        return x->d < y->d ? -1 : 1;
+    return x->s < y->s ? -1 : x->s > y->s;
+}
+
+/* c: n candidates sorted by distance to the base node. Keeps, in place, up to max of them,
+ * each nearer the base than to every one kept before it; then, when fill is above that,
+ * the nearest of those dropped (set aside in rest, room for n) until fill are kept.
+ * Returns how many. */
+static uint32_t select_neighbors(const hnsw *h, pair *c, uint32_t n, uint32_t max, uint32_t fill,
+                                 pair *rest)
+{
+    if (n <= max)
+        return n;
+    uint32_t k = 0, nr = 0;
+    for (uint32_t i = 0; i < n && k < max; i++) {
+        const float *v = vec_of(h, c[i].s);
+        int good = 1;
+        for (uint32_t j = 0; j < k && good; j++)
+            good = !(dist_bounded(h, v, vec_of(h, c[j].s), c[i].d) < c[i].d);
+        if (good)
+            c[k++] = c[i];
+        else if (fill)
+            rest[nr++] = c[i];
+    }
+    for (uint32_t i = 0; i < nr && k < fill; i++)
+        c[k++] = rest[i];
+    return k;
+}
+
+/* ---- links and back lists ---- */
+
+static int has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
+{
+    const uint32_t *l = list_of(h, a, lev);
+    for (uint32_t i = 1; i <= l[0]; i++)
+        if (l[i] == b)
+            return 1;
+    return 0;
+}
+
+static void back_add(hnsw *h, uint32_t v, uint32_t e)
+{
+    node *nd = node_of(h, v);
+    uint32_t *b = nd->back;
+    if (!b || b[0] == b[1]) {
+        uint32_t cap = b ? b[1] * 2 : 4;
+        h->back_bytes += (cap - (b ? b[1] : 0)) * sizeof(uint32_t) + (b ? 0 : 2 * sizeof(uint32_t));
+        b = xrealloc(b, (2 + (size_t)cap) * sizeof(uint32_t));
+        if (!nd->back)
+            b[0] = 0;
+        b[1] = cap;
+        nd->back = b;
+    }
+    b[2 + b[0]++] = e;
+}
+
+static void back_del(hnsw *h, uint32_t v, uint32_t e)
+{
+    node *nd = node_of(h, v);
+    uint32_t *b = nd->back;
+    for (uint32_t i = 0; b && i < b[0]; i++) {
+        if (b[2 + i] != e)
+            continue;
+        b[2 + i] = b[2 + --b[0]];
+        if (!b[0]) {
+            h->back_bytes -= (2 + (size_t)b[1]) * sizeof(uint32_t);
+            xfree(b);
+            nd->back = NULL;
+        }
+        return;
+    }
+}
+
+static void node_free_back(hnsw *h, node *nd)
+{
+    if (nd->back)
+        h->back_bytes -= (2 + (size_t)nd->back[1]) * sizeof(uint32_t);
+    xfree(nd->back);
+    nd->back = NULL;
+}
+
+/* Bookkeeping after a->b appeared at lev: the edge is one-way unless b links to a. */
+static void link_added(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
+{
+    if (has_link(h, b, a, lev))
+        back_del(h, a, lev << HNSW_LEVEL_SHIFT | b);
+    else
+        back_add(h, b, lev << HNSW_LEVEL_SHIFT | a);
+}
+
+/* Bookkeeping after a->b went away at lev. */
+static void link_removed(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
+{
+    if (has_link(h, b, a, lev))
+        back_add(h, a, lev << HNSW_LEVEL_SHIFT | b);
+    else
+        back_del(h, b, lev << HNSW_LEVEL_SHIFT | a);
+}
+
+static int in_slots(const uint32_t *a, uint32_t n, uint32_t x)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (a[i] == x)
+            return 1;
+    return 0;
+}
+
+/* Rewrites y's list at lev to the k slots of c, keeping back lists true. */
+static void set_list(hnsw *h, searcher *s, uint32_t y, uint32_t lev, const pair *c, uint32_t k)
+{
+    uint32_t *l = list_of(h, y, lev);
+    uint32_t nold = l[0];
+    memcpy(s->old, l + 1, nold * sizeof(uint32_t));
+    l[0] = k;
+    for (uint32_t i = 0; i < k; i++)
+        l[1 + i] = c[i].s;
+    for (uint32_t i = 0; i < nold; i++)
+        if (!in_slots(l + 1, k, s->old[i]))
+            link_removed(h, y, s->old[i], lev);
+    for (uint32_t i = 0; i < k; i++)
+        if (!in_slots(s->old, nold, l[1 + i]))
+            link_added(h, y, l[1 + i], lev);
+}
+
+/* Adds the link y->x (x at distance dxy), pruning y's list by the heuristic when full. */
+static void link_pruned(hnsw *h, searcher *s, uint32_t y, uint32_t x, float dxy, uint32_t lev)
+{
+    uint32_t *l = list_of(h, y, lev);
+    uint32_t cap = cap_of(h, lev);
+    if (l[0] < cap) {
+        l[1 + l[0]++] = x;
+        link_added(h, y, x, lev);
+        return;
+    }
+    const float *vy = vec_of(h, y);
+    pair *c = s->scr;
+    c[0] = (pair){dxy, x};
+    for (uint32_t i = 1; i <= l[0]; i++)
+        c[i] = (pair){dist(h, vy, vec_of(h, l[i])), l[i]};
+    qsort(c, l[0] + 1, sizeof(pair), pair_cmp);
+    uint32_t k = select_neighbors(h, c, l[0] + 1, cap, 0, NULL);
+    set_list(h, s, y, lev, c, k);
+}
+
+/* Links the new node x (already in its record) into levels min(level, maxlevel)..0. */
+static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level)
+{
+    const float *q = vec_of(h, x);
+    float curd;
+    uint32_t cur = h->entry;
+    curd = dist(h, q, vec_of(h, cur));
+    if (h->maxlevel > level)
+        cur = greedy(h, q, cur, &curd, h->maxlevel, level + 1);
+    uint32_t top = level < h->maxlevel ? level : h->maxlevel;
+    for (uint32_t lev = top; lev != UINT32_MAX; lev--) {
+        searcher_begin(h, s);
+        search_layer(h, s, q, cur, curd, h->efc, lev, NULL);
+        if (s->res.n > s->cand.cap) {
+            s->cand.cap = s->res.n;
+            s->cand.a = xrealloc(s->cand.a, s->cand.cap * sizeof(pair));
+        }
+        pair *w = s->cand.a; /* the candidate heap is spent: reuse its array */
+        uint32_t n = heap_drain_sorted(&s->res, w);
+        s->cand.n = 0;
+        cur = w[0].s;
+        curd = w[0].d;
+        uint32_t k = select_neighbors(h, w, n, h->m, 0, NULL);
+        uint32_t *l = list_of(h, x, lev);
+        for (uint32_t i = 0; i < k; i++) {
+            l[1 + l[0]++] = w[i].s;
+            link_added(h, x, w[i].s, lev);
+        }
+        for (uint32_t i = 0; i < k; i++)
+            link_pruned(h, s, w[i].s, x, w[i].d, lev);
+    }
+}
+
+/* ---- slots ---- */
+
+static uint64_t rng_next(hnsw *h)
+{
+    uint64_t z = (h->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint32_t random_level(hnsw *h)
+{
+    double u = ((rng_next(h) >> 11) + 1) * 0x1p-53; /* (0, 1] */
+    double l = -log(u) * h->ml;
+    return l >= HNSW_MAX_LEVEL ? HNSW_MAX_LEVEL : (uint32_t)l;
+}
+
+/* Makes room for id in id2slot, one more slot, and one more free-list entry. */
+static int reserve(hnsw *h, uint32_t id)
+{
+    if (id >= HNSW_MAX_SLOTS)
+        return ERR_LIMIT;
+    if (id >= h->id_cap) {
+        uint32_t cap = h->id_cap ? h->id_cap : 64;
+        while (cap <= id)
+            cap = cap * 2 < HNSW_MAX_SLOTS ? cap * 2 : HNSW_MAX_SLOTS;
+        uint32_t *m = try_realloc(h->id2slot, (size_t)cap * sizeof(uint32_t));
+        if (!m)
+            return ERR_NOMEM;
+        memset(m + h->id_cap, 0xff, (size_t)(cap - h->id_cap) * sizeof(uint32_t));
+        h->id2slot = m;
+        h->id_cap = cap;
+    }
+    if (!h->nfree && h->nslots == h->nchunks * HNSW_CHUNK) {
+        if (h->nchunks == h->chunk_cap) {
+            uint32_t cap = h->chunk_cap ? h->chunk_cap * 2 : 8;
+            char **c = try_realloc(h->chunks, cap * sizeof(char *));
+            if (!c)
+                return ERR_NOMEM;
+            h->chunks = c;
+            h->chunk_cap = cap;
+        }
+        char *c = aligned_alloc(64, HNSW_CHUNK * h->rec_bytes);
+        if (!c)
+            return ERR_NOMEM;
+        h->chunks[h->nchunks++] = c;
+    }
+    if (h->free_cap < h->nslots + 1) {
+        /* deletes push on the free list without allocating */
+        uint32_t cap = h->free_cap ? h->free_cap * 2 : 64;
+        uint32_t *f = try_realloc(h->free_slots, (size_t)cap * sizeof(uint32_t));
+        if (!f)
+            return ERR_NOMEM;
+        h->free_slots = f;
+        h->free_cap = cap;
+    }
+    return 0;
+}
+
+/* Takes a slot (free list first) and fills its record; reserve() has run. */
+static uint32_t slot_take(hnsw *h, uint32_t id, uint32_t level, uint32_t *upper, const float *v)
+{
+    uint32_t slot = h->nfree ? h->free_slots[--h->nfree] : h->nslots++;
+    memcpy(vec_of(h, slot), v, h->dim * sizeof(float));
+    node *nd = node_of(h, slot);
+    nd->id = id;
+    nd->level = level;
+    nd->upper = upper;
+    nd->back = NULL;
+    nd->links[0] = 0;
+    h->upper_bytes += (size_t)level * (h->m + 1) * sizeof(uint32_t);
+    h->id2slot[id] = slot;
+    h->count++;
+    return slot;
+}
+
+static uint32_t *upper_alloc(const hnsw *h, uint32_t level)
+{
+    if (!level)
+        return NULL;
+    size_t n = (size_t)level * (h->m + 1) * sizeof(uint32_t);
+    uint32_t *u = try_malloc(n);
+    if (u)
+        memset(u, 0, n);
+    return u;
+}
+
+static uint32_t slot_of(const hnsw *h, uint32_t id)
+{
+    return id < h->id_cap ? h->id2slot[id] : NONE;
+}
+
+/* ---- add and delete ---- */
+
+static int hnsw_del(vec_index *ix, uint32_t id);
+
+static int hnsw_add(vec_index *ix, uint32_t id, const float *v)
+{
+    hnsw *h = (hnsw *)ix;
+    int rc = reserve(h, id);
+    if (rc)
+        return rc;
+    uint32_t level = random_level(h);
+    uint32_t *upper = upper_alloc(h, level);
+    if (level && !upper)
+        return ERR_NOMEM;
+    if (slot_of(h, id) != NONE)
+        hnsw_del(ix, id); /* a replaced vector: after the allocations, which may fail */
+    uint32_t x = slot_take(h, id, level, upper, v);
+    if (h->entry == NONE) {
+        h->entry = x;
+        h->maxlevel = level;
+        return 0;
+    }
+    searcher *s = searcher_get(h);
+    connect(h, s, x, level);
+    searcher_put(h, s);
+    if (level > h->maxlevel) {
+        h->maxlevel = level;
+        h->entry = x;
+    }
+    return 0;
+}
+
+/* In-neighbours of x at lev into s->in: its neighbours that link back, then its back list. */
+static uint32_t in_neighbors(hnsw *h, searcher *s, uint32_t x, uint32_t lev)
+{
+    const uint32_t *l = list_of(h, x, lev);
+    const uint32_t *b = node_of(h, x)->back;
+    uint32_t want = l[0] + (b ? b[0] : 0), n = 0;
+    if (want > s->in_cap) {
+        s->in_cap = want;
+        s->in = xrealloc(s->in, want * sizeof(uint32_t));
+    }
+    for (uint32_t i = 1; i <= l[0]; i++)
+        if (has_link(h, l[i], x, lev))
+            s->in[n++] = l[i];
+    for (uint32_t i = 0; b && i < b[0]; i++)
+        if (b[2 + i] >> HNSW_LEVEL_SHIFT == lev)
+            s->in[n++] = b[2 + i] & (HNSW_MAX_SLOTS - 1);
+    return n;
+}
+
+/* y lost its link to x at lev: the heuristic over y's other neighbours and x's (nxs in
+ * s->xs) chooses y's new list, topped up with the nearest of the rest to y's old length
+ * (the heuristic alone leaves repaired lists shorter than built ones, and after 30% of
+ * deletes recall fell below a fresh build's; topped up it stays above). */
+static void repair(hnsw *h, searcher *s, uint32_t y, uint32_t x, uint32_t nxs, uint32_t lev)
+{
+    const float *vy = vec_of(h, y);
+    const uint32_t *l = list_of(h, y, lev);
+    pair *c = s->scr;
+    uint32_t n = 0;
+    searcher_begin(h, s);
+    visit(s, y);
+    visit(s, x);
+    for (uint32_t i = 1; i <= l[0]; i++)
+        if (visit(s, l[i]))
+            c[n++] = (pair){dist(h, vy, vec_of(h, l[i])), l[i]};
+    for (uint32_t i = 0; i < nxs; i++)
+        if (visit(s, s->xs[i]))
+            c[n++] = (pair){dist(h, vy, vec_of(h, s->xs[i])), s->xs[i]};
+    qsort(c, n, sizeof(pair), pair_cmp);
+    uint32_t k = select_neighbors(h, c, n, cap_of(h, lev), l[0], s->rest);
+    set_list(h, s, y, lev, c, k);
+}
+
+/* A new entry point after the old one (x) left: a node of the highest level remaining. */
+static void new_entry(hnsw *h, uint32_t x, uint32_t top_link)
+{
+    h->entry = NONE;
+    h->maxlevel = 0;
+    if (!h->count)
+        return;
+    if (top_link != NONE) {
+        h->entry = top_link; /* linked at x's level, which was the max */
+        h->maxlevel = node_of(h, top_link)->level;
+        return;
+    }
+    for (uint32_t s = 0; s < h->nslots; s++) {
+        node *nd = node_of(h, s);
+        if (s == x || nd->id == NONE)
+            continue;
+        if (h->entry == NONE || nd->level > h->maxlevel) {
+            h->entry = s;
+            h->maxlevel = nd->level;
+        }
+    }
+}
+
+static int hnsw_del(vec_index *ix, uint32_t id)
+{
+    hnsw *h = (hnsw *)ix;
+    uint32_t x = slot_of(h, id);
+    if (x == NONE)
+        return ERR_NOTFOUND;
+    node *nx = node_of(h, x);
+    uint32_t top_link = NONE;
+    searcher *s = searcher_get(h);
+    for (uint32_t lev = nx->level; lev != UINT32_MAX; lev--) {
+        uint32_t nin = in_neighbors(h, s, x, lev);
+        uint32_t *l = list_of(h, x, lev);
+        uint32_t nxs = l[0];
+        memcpy(s->xs, l + 1, nxs * sizeof(uint32_t));
+        if (lev == nx->level && nxs)
+            top_link = s->xs[0];
+        l[0] = 0;
+        for (uint32_t i = 0; i < nxs; i++)
+            link_removed(h, x, s->xs[i], lev);
+        for (uint32_t i = 0; i < nin; i++)
+            repair(h, s, s->in[i], x, nxs, lev);
+    }
+    searcher_put(h, s);
+    h->upper_bytes -= (size_t)nx->level * (h->m + 1) * sizeof(uint32_t);
+    xfree(nx->upper);
+    nx->upper = NULL;
+    node_free_back(h, nx);
+    nx->id = NONE;
+    h->id2slot[id] = NONE;
+    h->free_slots[h->nfree++] = x;
+    h->count--;
+    if (h->entry == x)
+        new_entry(h, x, top_link);
+    return 0;
+}
+
+/* ---- queries ---- */
+
+static void hits_from(const hnsw *h, const pair *p, uint32_t n, vec_hit *out)
+{
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = (vec_hit){node_of(h, p[i].s)->id, p[i].d};
+    qsort(out, n, sizeof(vec_hit), vec__hit_cmp);
+}
+
+/* Exact top-k over the slots that pass f (ids in f when given, else every slot). */
+static size_t scan_knn(const hnsw *h, searcher *s, const float *q, uint32_t k, const vec_filter *f,
+                       vec_hit *out)
+{
+    heap *res = &s->res;
+    res->n = 0;
+    size_t n = f && f->ids ? f->nids : h->nslots;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot = f && f->ids ? slot_of(h, f->ids[i]) : (uint32_t)i;
+        if (slot == NONE || node_of(h, slot)->id == NONE)
+            continue;
+        if (f && f->keep && !f->keep(f->ctx, node_of(h, slot)->id))
+            continue;
+        float bound = res->n >= k ? res->a[0].d : INFINITY;
+        float d = dist_bounded(h, q, vec_of(h, slot), bound);
+        if (!(d < bound))
+            continue;
+        heap_push(res, d, slot);
+        if (res->n > k)
+            heap_pop(res);
+    }
+    uint32_t got = res->n;
+    pair *p = xmalloc((got ? got : 1) * sizeof(pair));
+    heap_drain_sorted(res, p);
+    hits_from(h, p, got, out);
+    xfree(p);
+    return got;
+}
+
+/* Whether an exact scan of nids ids costs fewer distances than walking the graph, which
+ * visits about HNSW_SCAN_COST * ef nodes per ef results and needs count / nids times as
+ * many visits to find ef that pass. */
+static int prefer_scan(const hnsw *h, size_t nids, uint32_t ef)
+{
+    return (double)nids * nids <= (double)HNSW_SCAN_COST * ef * h->count;
+}
+
+static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, const vec_filter *f,
+                    vec_hit *out, size_t *n)
+{
+    hnsw *h = (hnsw *)ix;
+    *n = 0;
+    if (!h->count || (f && f->ids && !f->nids))
+        return 0;
+    if (ef < k)
+        ef = k;
+    searcher *s = searcher_get(h);
+    searcher_begin(h, s);
+    if (f && f->ids && prefer_scan(h, f->nids, ef)) {
+        *n = scan_knn(h, s, q, k, f, out);
+        searcher_put(h, s);
+        return 0;
+    }
+    float curd;
+    uint32_t ep = descend(h, q, &curd);
+    search_layer(h, s, q, ep, curd, ef, 0, f);
+    while (s->res.n > k)
+        heap_pop(&s->res);
+    uint32_t got = s->res.n;
+    if (got < k && got < h->count) {
+        /* the graph gave fewer than k: complete exactly */
+        *n = scan_knn(h, s, q, k, f, out);
+    } else {
+        if (s->res.n > s->cand.cap) {
+            s->cand.cap = s->res.n;
+            s->cand.a = xrealloc(s->cand.a, s->cand.cap * sizeof(pair));
+        }
+        heap_drain_sorted(&s->res, s->cand.a);
+        hits_from(h, s->cand.a, got, out);
+        *n = got;
+    }
+    searcher_put(h, s);
+    return 0;
+}
+
+/* Appends a range hit, growing the array. */
+static void hit_push(vec_hit **a, size_t *n, size_t *cap, uint32_t id, float d)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *a = xrealloc(*a, *cap * sizeof(vec_hit));
+    }
+    (*a)[(*n)++] = (vec_hit){id, d};
+}
+
+/* Range search on level 0, in two steps: a kNN search (EF_RUNTIME) lands among the
+ * query's nearest nodes, then a best-first walk from all of them explores while candidates
+ * lie within a boundary that starts at the nearest seed's distance and shrinks to
+ * radius * (1 + epsilon) as nearer nodes are popped. */
+static void range_walk(const hnsw *h, searcher *s, const float *q, float radius, double eps,
+                       const vec_filter *f, vec_hit **hits, size_t *n, size_t *cap)
+{
+    float epd;
+    uint32_t ep = descend(h, q, &epd);
+    search_layer(h, s, q, ep, epd, h->base.params.ef_runtime, 0, NULL);
+    uint32_t nseed = s->res.n;
+    pair *seed = xmalloc(nseed * sizeof(pair));
+    heap_drain_sorted(&s->res, seed);
+    searcher_begin(h, s); /* a new epoch: nodes seen by the kNN step may lie in range */
+    heap *cand = &s->cand;
+    float dyn = seed[0].d > radius ? seed[0].d : radius;
+    float bnd = dyn + fabsf(dyn) * (float)eps;
+    for (uint32_t i = 0; i < nseed; i++) {
+        visit(s, seed[i].s);
+        heap_push(cand, -seed[i].d, seed[i].s);
+        if (seed[i].d <= radius && allowed(h, f, seed[i].s))
+            hit_push(hits, n, cap, node_of(h, seed[i].s)->id, seed[i].d);
+    }
+    xfree(seed);
+    while (cand->n) {
+        pair c = heap_pop(cand);
+        if (-c.d > bnd)
+            break;
+        if (-c.d < dyn) {
+            dyn = -c.d > radius ? -c.d : radius;
+            bnd = dyn + fabsf(dyn) * (float)eps;
+        }
+        const uint32_t *l = list_of(h, c.s, 0);
+        for (uint32_t i = 1; i <= l[0]; i++) {
+            uint32_t j = l[i];
+            if (!visit(s, j))
+                continue;
+            float d = dist_bounded(h, q, vec_of(h, j), bnd);
+            if (!(d < bnd))
+                continue;
+            heap_push(cand, -d, j);
+            if (d <= radius && allowed(h, f, j))
+                hit_push(hits, n, cap, node_of(h, j)->id, d);
+        }
+    }
+}
+
+static int hnsw_range(vec_index *ix, const float *q, float radius, double epsilon,
+                      const vec_filter *f, size_t max, vec_hit **out, size_t *n)
+{
+    hnsw *h = (hnsw *)ix;
+    vec_hit *hits = NULL;
+    size_t nh = 0, cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (!h->count || (f && f->ids && !f->nids) || !max)
+        return 0;
+    searcher *s = searcher_get(h);
+    searcher_begin(h, s);
+    if (f && f->ids && prefer_scan(h, f->nids, h->base.params.ef_runtime)) {
+        for (size_t i = 0; i < f->nids; i++) {
+            uint32_t slot = slot_of(h, f->ids[i]);
+            if (slot == NONE || (f->keep && !f->keep(f->ctx, f->ids[i])))
+                continue;
+            float d = dist_bounded(h, q, vec_of(h, slot), radius);
+            if (d <= radius)
+                hit_push(&hits, &nh, &cap, f->ids[i], d);
+        }
+    } else {
+        range_walk(h, s, q, radius, epsilon, f, &hits, &nh, &cap);
+    }
+    searcher_put(h, s);
+    qsort(hits, nh, sizeof(vec_hit), vec__hit_cmp);
+    *out = hits;
+    *n = nh < max ? nh : max;
+    return 0;
+}
+
+/* ---- the rest of the vtable ---- */
+
+static int hnsw_contains(const vec_index *ix, uint32_t id)
+{
+    return slot_of((const hnsw *)ix, id) != NONE;
+}
+
+static size_t hnsw_count(const vec_index *ix)
+{
+    return ((const hnsw *)ix)->count;
+}
+
+static size_t hnsw_memory(const vec_index *ix)
+{
+    hnsw *h = (hnsw *)ix;
+    size_t b = sizeof(*h) + h->chunk_cap * sizeof(char *) +
+               (size_t)h->nchunks * HNSW_CHUNK * h->rec_bytes +
+               ((size_t)h->id_cap + h->free_cap) * sizeof(uint32_t) + h->upper_bytes +
+               h->back_bytes;
+    pthread_mutex_lock(&h->pool_lock);
+    for (const searcher *s = h->pool; s; s = s->next)
+        b += searcher_bytes(h, s);
+    pthread_mutex_unlock(&h->pool_lock);
+    return b;
+}
+
+static void hnsw_destroy(vec_index *ix)
+{
+    hnsw *h = (hnsw *)ix;
+    for (uint32_t s = 0; s < h->nslots; s++) {
+        node *nd = node_of(h, s);
+        if (nd->id != NONE) {
+            xfree(nd->upper);
+            xfree(nd->back);
+        }
+    }
+    for (uint32_t c = 0; c < h->nchunks; c++)
+        free(h->chunks[c]);
+    while (h->pool) {
+        searcher *s = h->pool;
+        h->pool = s->next;
+        searcher_free(s);
+    }
+    pthread_mutex_destroy(&h->pool_lock);
+    xfree(h->chunks);
+    xfree(h->id2slot);
+    xfree(h->free_slots);
+    xfree(h);
+}
+
+/* ---- snapshot ---- */
+
+static int hnsw_save(vec_index *ix, buf *out)
+{
+    hnsw *h = (hnsw *)ix;
+    vec__put_u32(out, HNSW_VERSION);
+    vec__put_u32(out, h->count);
+    vec__put_u32(out, h->count ? node_of(h, h->entry)->id : NONE);
+    vec__put_u32(out, h->count ? h->maxlevel : 0);
+    vec__put_u64(out, h->rng);
+    for (uint32_t s = 0; s < h->nslots; s++) {
+        node *nd = node_of(h, s);
+        if (nd->id == NONE)
+            continue;
+        vec__put_u32(out, nd->id);
+        vec__put_u32(out, nd->level);
+        buf_append(out, vec_of(h, s), h->dim * sizeof(float)); /* little-endian hosts */
+        for (uint32_t lev = 0; lev <= nd->level; lev++) {
+            const uint32_t *l = list_of(h, s, lev);
+            vec__put_u32(out, l[0]);
+            for (uint32_t i = 1; i <= l[0]; i++)
+                vec__put_u32(out, node_of(h, l[i])->id);
+        }
+    }
+    return 0;
+}
+
+static int load_fail(char *err, size_t errlen, const char *what)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "HNSW snapshot: %s", what);
+    return ERR_CORRUPT;
+}
+
+/* Reads one node; its links stay as ids until every node is in. */
+static int load_node(hnsw *h, vec_reader *r, char *err, size_t errlen)
+{
+    uint32_t id = vec__get_u32(r), level = vec__get_u32(r);
+    const char *vb = vec__get_bytes(r, h->dim * sizeof(float));
+    if (r->bad)
+        return load_fail(err, errlen, "truncated node");
+    if (id >= HNSW_MAX_SLOTS || slot_of(h, id) != NONE)
+        return load_fail(err, errlen, "node id out of range or repeated");
+    if (level > HNSW_MAX_LEVEL)
+        return load_fail(err, errlen, "node level out of range");
+    float *v = xmalloc(h->dim * sizeof(float));
+    memcpy(v, vb, h->dim * sizeof(float)); /* little-endian hosts, as the save */
+    int rc = 0;
+    for (uint32_t i = 0; i < h->dim && !rc; i++)
+        if (!isfinite(v[i]))
+            rc = load_fail(err, errlen, "vector not finite");
+    uint32_t *upper = NULL;
+    if (!rc && (rc = reserve(h, id)) == 0 && level && !(upper = upper_alloc(h, level)))
+        rc = ERR_NOMEM;
+    uint32_t x = rc ? NONE : slot_take(h, id, level, upper, v);
+    xfree(v);
+    for (uint32_t lev = 0; !rc && lev <= level; lev++) {
+        uint32_t *l = list_of(h, x, lev), n = vec__get_u32(r);
+        if (r->bad || n > cap_of(h, lev))
+            return load_fail(err, errlen, "link count out of range");
+        l[0] = n;
+        for (uint32_t i = 1; i <= n; i++)
+            l[i] = vec__get_u32(r);
+        if (r->bad)
+            return load_fail(err, errlen, "truncated links");
+    }
+    return rc;
+}
+
+/* Turns every link from an id into a slot, checking it; rebuilds the back lists. */
+static int load_links(hnsw *h, char *err, size_t errlen)
+{
+    for (uint32_t x = 0; x < h->nslots; x++) {
+        uint32_t level = node_of(h, x)->level;
+        for (uint32_t lev = 0; lev <= level; lev++) {
+            uint32_t *l = list_of(h, x, lev);
+            for (uint32_t i = 1; i <= l[0]; i++) {
+                uint32_t y = slot_of(h, l[i]);
+                if (y == NONE || y == x || node_of(h, y)->level < lev)
+                    return load_fail(err, errlen, "link to a missing node");
+                l[i] = y;
+                if (in_slots(l + 1, i - 1, y))
+                    return load_fail(err, errlen, "repeated link");
+            }
+        }
+    }
+    for (uint32_t x = 0; x < h->nslots; x++) {
+        uint32_t level = node_of(h, x)->level;
+        for (uint32_t lev = 0; lev <= level; lev++) {
+            const uint32_t *l = list_of(h, x, lev);
+            for (uint32_t i = 1; i <= l[0]; i++)
+                if (!has_link(h, l[i], x, lev))
+                    back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
+        }
+    }
+    return 0;
+}
+
+static int hnsw_load(vec_index *ix, const char *p, size_t len, char *err, size_t errlen)
+{
+    hnsw *h = (hnsw *)ix;
+    vec_reader r = {p, len, 0};
+    uint32_t version = vec__get_u32(&r), count = vec__get_u32(&r);
+    uint32_t entry = vec__get_u32(&r), maxlevel = vec__get_u32(&r);
+    h->rng = vec__get_u64(&r);
+    if (r.bad)
+        return load_fail(err, errlen, "truncated header");
+    if (version != HNSW_VERSION)
+        return load_fail(err, errlen, "unknown version");
+    if (count > HNSW_MAX_SLOTS || count > r.left / (8 + h->dim * sizeof(float) + 4))
+        return load_fail(err, errlen, "node count out of range");
+    for (uint32_t i = 0; i < count; i++) {
+        int rc = load_node(h, &r, err, errlen);
+        if (rc)
+            return rc;
+    }
+    if (r.left)
+        return load_fail(err, errlen, "trailing bytes");
+    int rc = load_links(h, err, errlen);
+    if (rc)
+        return rc;
+    if (!count)
+        return entry == NONE && !maxlevel ? 0 : load_fail(err, errlen, "bad entry point");
+    uint32_t e = slot_of(h, entry);
+    if (e == NONE || node_of(h, e)->level != maxlevel)
+        return load_fail(err, errlen, "bad entry point");
+    for (uint32_t x = 0; x < h->nslots; x++)
+        if (node_of(h, x)->level > maxlevel)
+            return load_fail(err, errlen, "a node above the max level");
+    h->entry = e;
+    h->maxlevel = maxlevel;
+    return 0;
+}
+
+static const vec_ops hnsw_ops = {
+    .own_locking = 0,
+    .destroy = hnsw_destroy,
+    .add = hnsw_add,
+    .del = hnsw_del,
+    .contains = hnsw_contains,
+    .count = hnsw_count,
+    .memory = hnsw_memory,
+    .knn = hnsw_knn,
+    .range = hnsw_range,
+    .save = hnsw_save,
+    .load = hnsw_load,
+};
+
+int vec__hnsw_create(const vec_params *p, vec_index **out, char *err, size_t errlen)
+{
+    if (p->m < 2 || p->m > HNSW_MAX_M) {
+        if (err && errlen)
+            snprintf(err, errlen, "M must be 2..%d", HNSW_MAX_M);
+        return ERR_INVAL;
+    }
+    hnsw *h = xcalloc(1, sizeof(*h));
+    h->kern = vec__kern();
+    h->metric = p->metric;
+    h->dim = p->dim;
+    h->m = p->m;
+    h->m0 = 2 * p->m;
+    h->efc = p->ef_construction ? p->ef_construction : 1;
+    h->ml = 1.0 / log((double)p->m);
+    h->hdr_off = ((size_t)p->dim * sizeof(float) + 7) & ~(size_t)7;
+    h->rec_bytes =
+        (h->hdr_off + sizeof(node) + (1 + (size_t)h->m0) * sizeof(uint32_t) + 63) & ~(size_t)63;
+    h->entry = NONE;
+    h->rng = 0x5eed5eed5eed5eedull;
+    pthread_mutex_init(&h->pool_lock, NULL);
+    h->base.ops = &hnsw_ops;
+    *out = &h->base;
+    return 0;
+}
