@@ -161,3 +161,26 @@ bench-ann: deps
 	$(Q)$(ANN_BENCH)
 
 bench: bench-ann
+
+# FAISS (IVF/PQ indexes) through index/faiss_shim.cpp, the one C++ file: Debian ships libfaiss
+# as a static library that needs OpenMP, BLAS and LAPACK. The shim object joins the server,
+# the unit tests, the fuzz replays and the fuzz targets.
+CXX      ?= g++
+CXXFLAGS := -std=c++17 -Wall -Wextra -g $(OPT) -I. -MMD -MP -pthread
+CXXFLAGS += $(if $(WERROR),-Werror)
+CXXFLAGS += $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined -fno-sanitize=vptr)
+SHIM_OBJ := $(BUILD)/index/faiss_shim.o
+LIBS     += -lfaiss -llapack -lblas -lgomp -lstdc++
+DEB_PACKAGES += g++ libfaiss-dev libblas-dev liblapack-dev
+OBJ      += $(SHIM_OBJ)
+LIB_OBJ  += $(SHIM_OBJ)
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $<"
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/quiver-server $(filter-out $(BUILD)/tests/test_csv,$(UNIT_BIN)) $(FUZZ_REPLAY): $(SHIM_OBJ)
+fuzz: $(SHIM_OBJ)
+fuzz: LIBS += $(SHIM_OBJ)
+-include $(SHIM_OBJ:.o=.d)

@@ -36,7 +36,7 @@ typedef struct vec_params {
     int kind;   /* VEC_* kind */
     int metric; /* VEC_L2 / VEC_IP / VEC_COSINE */
     uint32_t dim;
-    uint32_t m, ef_construction, ef_runtime; /* HNSW; 0 = default */
+    uint32_t m, ef_construction, ef_runtime; /* HNSW (IVF: ef_runtime is nprobe); 0 = default */
     double epsilon;                          /* HNSW range search; 0 = default */
     uint32_t initial_cap;                    /* a sizing hint; 0 = small */
     const char *factory; /* IVF: a FAISS index factory string, e.g. "IVF1024,PQ32" */
