@@ -187,6 +187,21 @@ class TestRedisPy(FtCase):
                     q = self.rng.standard_normal(12)
                     self.assert_knn(self.knn(q, name="i" + metric), oracle(metric, q, X, 10, keys))
 
+    def test_ivf_through_faiss(self):
+        X, keys = self.load(3000, 16)
+        self.r.execute_command("FT.CREATE", "idx", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR",
+                               "IVF", 10, "TYPE", "FLOAT32", "DIM", 16, "DISTANCE_METRIC", "L2",
+                               "FACTORY", "IVF16,Flat", "EF_RUNTIME", 16, "label", "TAG")
+        wait_indexed(self.r, "idx")
+        attrs = self.r.ft("idx").info()["attributes"][0]
+        self.assertEqual(attrs[6:10], [b"algorithm", b"IVF", b"data_type", b"FLOAT32"])
+        self.assertIn(b"IVF16,Flat", attrs)
+        for _ in range(5):  # nprobe = every list: exact
+            q = self.rng.standard_normal(16)
+            self.assert_knn(self.knn(q), oracle("L2", q, X, 10, keys))
+            want = oracle("L2", q, X, 10, keys, np.arange(3000) % 4 == 1)
+            self.assert_knn(self.knn(q, flt="(@label:{b})"), want)
+
     def test_shape_and_options(self):
         X, keys = self.load(50, 4)
         self.create(dim=4)
@@ -652,6 +667,10 @@ class TestRestart(unittest.TestCase):
     def test_sigkill_snapshot_then_rebuild_hnsw(self):
         # EF_RUNTIME far above the set's size: a rebuilt graph answers exactly as the old one
         self.sigkill_snapshot_then_rebuild(["HNSW", 8, "EF_RUNTIME", 2000])
+
+    def test_sigkill_snapshot_then_rebuild_ivf(self):
+        # trained (8 lists need 312 vectors); nprobe 8 searches every list: exact
+        self.sigkill_snapshot_then_rebuild(["IVF", 10, "FACTORY", "IVF8,Flat", "EF_RUNTIME", 8])
 
     def sigkill_snapshot_then_rebuild(self, algo):
         rng = np.random.default_rng(3)
