@@ -182,5 +182,5 @@ $(BUILD)/%.o: %.cpp
 
 $(BUILD)/quiver-server $(filter-out $(BUILD)/tests/test_csv,$(UNIT_BIN)) $(FUZZ_REPLAY): $(SHIM_OBJ)
 fuzz: $(SHIM_OBJ)
-fuzz: LIBS += $(SHIM_OBJ)
+fuzz: LIBS := $(SHIM_OBJ) $(LIBS)
 -include $(SHIM_OBJ:.o=.d)
