@@ -171,7 +171,7 @@ static void info_attribute(client *c, const ft_field *f)
         flags[nflags++] = "CASESENSITIVE";
     int hnsw = f->vp.kind == VEC_HNSW, ivf = f->vp.kind == VEC_IVF;
     if (f->type == FTF_VECTOR)
-        pairs += hnsw ? 8 : 5;
+        pairs += hnsw ? 8 : ivf ? 6 : 5;
     else if (f->type == FTF_TAG || f->type == FTF_TEXT)
         pairs += 1;
     if (c->resp == 3)
@@ -211,6 +211,8 @@ static void info_attribute(client *c, const ft_field *f)
         } else if (ivf) {
             reply_bulk_cstr(c, "factory");
             reply_bulk_cstr(c, f->vp.factory);
+            reply_bulk_cstr(c, "ef_runtime"); /* FAISS's nprobe */
+            reply_int(c, f->vp.ef_runtime ? f->vp.ef_runtime : 10);
         } else {
             reply_bulk_cstr(c, "block_size");
             reply_int(c, f->block_size ? f->block_size : 1024);

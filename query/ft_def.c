@@ -102,7 +102,7 @@ static int vector_attr(args *a, ft_field *f, int *have)
         return parse_u32(a, i, 2, 1024, "M", &p->m);
     if (is(a, a->i, "EF_CONSTRUCTION") && hnsw)
         return parse_u32(a, i, 1, 100000, "EF_CONSTRUCTION", &p->ef_construction);
-    if (is(a, a->i, "EF_RUNTIME") && hnsw)
+    if (is(a, a->i, "EF_RUNTIME") && (hnsw || p->kind == VEC_IVF)) /* IVF: nprobe */
         return parse_u32(a, i, 1, VEC_MAX_K, "EF_RUNTIME", &p->ef_runtime);
     if (is(a, a->i, "FACTORY") && p->kind == VEC_IVF) {
         if (a->lens[i] == 0 || a->lens[i] > 255 || memchr(a->argv[i], '\0', a->lens[i]))

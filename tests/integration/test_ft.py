@@ -58,18 +58,6 @@ def ivecs(path):
     return raw.reshape(-1, raw[0] + 1)[:, 1:]
 
 
-def hnsw_built(r):
-    try:
-        r.execute_command("FT.CREATE", "__probe", "SCHEMA", "v", "VECTOR", "HNSW", 6, "TYPE",
-                          "FLOAT32", "DIM", 2, "DISTANCE_METRIC", "L2")
-    except redis.ResponseError as e:
-        if "not built" in str(e):
-            return False
-        raise
-    r.execute_command("FT.DROPINDEX", "__probe")
-    return True
-
-
 def wait_indexed(r, name, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -141,8 +129,6 @@ class FtCase(unittest.TestCase):
 class TestRedisPy(FtCase):
     def test_acceptance_hnsw_resp2(self):
         """Issue 4 acceptance 4 as written: HNSW, TAG, NUMERIC through redis-py."""
-        if not hnsw_built(self.r):
-            self.skipTest("HNSW is not built into this server yet")
         X, keys = self.load(500, 16)
         self.r.ft("idx").create_index(
             [VectorField("v", "HNSW", {"TYPE": "FLOAT32", "DIM": 16, "DISTANCE_METRIC": "L2",
@@ -166,8 +152,6 @@ class TestRedisPy(FtCase):
         """A build on the worker thread, with writes arriving while it runs: the final index
         holds exactly the final vectors (checked at an EF_RUNTIME that makes HNSW exact on
         this small set)."""
-        if not hnsw_built(self.r):
-            self.skipTest("HNSW is not built into this server yet")
         n, dim = 12000, 16  # past FT.CREATE's synchronous size: built in the background
         X, keys = self.load(n, dim)
         live = dict(zip(keys, X))
@@ -202,6 +186,21 @@ class TestRedisPy(FtCase):
                 for _ in range(5):
                     q = self.rng.standard_normal(12)
                     self.assert_knn(self.knn(q, name="i" + metric), oracle(metric, q, X, 10, keys))
+
+    def test_ivf_through_faiss(self):
+        X, keys = self.load(3000, 16)
+        self.r.execute_command("FT.CREATE", "idx", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR",
+                               "IVF", 10, "TYPE", "FLOAT32", "DIM", 16, "DISTANCE_METRIC", "L2",
+                               "FACTORY", "IVF16,Flat", "EF_RUNTIME", 16, "label", "TAG")
+        wait_indexed(self.r, "idx")
+        attrs = self.r.ft("idx").info()["attributes"][0]
+        self.assertEqual(attrs[6:10], [b"algorithm", b"IVF", b"data_type", b"FLOAT32"])
+        self.assertIn(b"IVF16,Flat", attrs)
+        for _ in range(5):  # nprobe = every list: exact
+            q = self.rng.standard_normal(16)
+            self.assert_knn(self.knn(q), oracle("L2", q, X, 10, keys))
+            want = oracle("L2", q, X, 10, keys, np.arange(3000) % 4 == 1)
+            self.assert_knn(self.knn(q, flt="(@label:{b})"), want)
 
     def test_shape_and_options(self):
         X, keys = self.load(50, 4)
@@ -662,7 +661,18 @@ class TestRestart(unittest.TestCase):
         out.append((res[0], sorted(res[1:])))  # document order is not kept across a rebuild
         return out
 
-    def test_sigkill_snapshot_then_rebuild(self):
+    def test_sigkill_snapshot_then_rebuild_flat(self):
+        self.sigkill_snapshot_then_rebuild(["FLAT", 6])
+
+    def test_sigkill_snapshot_then_rebuild_hnsw(self):
+        # EF_RUNTIME far above the set's size: a rebuilt graph answers exactly as the old one
+        self.sigkill_snapshot_then_rebuild(["HNSW", 8, "EF_RUNTIME", 2000])
+
+    def test_sigkill_snapshot_then_rebuild_ivf(self):
+        # trained (8 lists need 312 vectors); nprobe 8 searches every list: exact
+        self.sigkill_snapshot_then_rebuild(["IVF", 10, "FACTORY", "IVF8,Flat", "EF_RUNTIME", 8])
+
+    def sigkill_snapshot_then_rebuild(self, algo):
         rng = np.random.default_rng(3)
         X = rng.standard_normal((600, 8)).astype(np.float32)
         queries = rng.standard_normal((5, 8))
@@ -673,8 +683,8 @@ class TestRestart(unittest.TestCase):
                 p.hset("doc:%d" % i, mapping={"v": blob(X[i]), "label": "ab"[i % 2], "n": i})
             p.execute()
             r.execute_command("FT.CREATE", "idx", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR",
-                              "FLAT", 6, "TYPE", "FLOAT32", "DIM", 8, "DISTANCE_METRIC", "L2",
-                              "label", "TAG", "n", "NUMERIC")
+                              algo[0], algo[1], "TYPE", "FLOAT32", "DIM", 8, "DISTANCE_METRIC",
+                              "L2", *algo[2:], "label", "TAG", "n", "NUMERIC")
             wait_indexed(r, "idx")
             deadline = time.time() + 10  # a finished build is snapshotted soon after
             while self.snapshots_written(r) < 1 and time.time() < deadline:
