@@ -19,10 +19,12 @@
  * plus the deleted node's; the entry point moves to a node of the same level; the slot goes
  * on a free list that the next add takes first, so memory is reused, not leaked.
  *
- * SEARCH keeps a bounded result heap and a candidate heap, marks visited nodes with an epoch
- * counter (no clearing per query), prefetches the unvisited neighbours of a node before
- * computing their distances, and for L2 stops a distance early once its partial sum passes
- * the current bound (the node could not enter the results anyway). A filter is applied when
+ * SEARCH marks visited nodes with an epoch counter (no clearing per query), gathers the
+ * unvisited neighbours of a node (prefetching them) and takes their distances four at a
+ * time. Unfiltered, it keeps one sorted list of the ef nearest, which is also its candidate
+ * list; filtered, a bounded result heap and a candidate heap. Elsewhere (greedy descent,
+ * pruning, scans) an L2 distance stops early once its partial sum passes the bound that
+ * decides it (the node could not be taken anyway). A filter is applied when
  * a node would enter the results, never to the candidates, and the search keeps widening
  * until it holds ef allowed nodes; a selective list of ids is scanned exactly instead when
  * that costs fewer distances (RediSearch's ADHOC_BF), and whenever the graph yields fewer
@@ -171,6 +173,23 @@ static inline float dist_bounded(const hnsw *h, const float *a, const float *b, 
             return s;
     }
     return s + h->kern->l2sq(a + i, b + i, h->dim - i);
+}
+
+/* Distances from q to the g (1..4) nodes at slots, four at a time: the four streams of
+ * loads overlap, which matters more than anything else once vectors come from memory. */
+static inline void dist4(const hnsw *h, const float *q, const uint32_t *slots, uint32_t g,
+                         float out[4])
+{
+    const float *v[4];
+    for (uint32_t i = 0; i < 4; i++)
+        v[i] = vec_of(h, slots[i < g ? i : 0]);
+    if (h->metric == VEC_L2) {
+        h->kern->l2sq_x4(q, v, h->dim, out);
+        return;
+    }
+    h->kern->dot_x4(q, v, h->dim, out);
+    for (uint32_t i = 0; i < 4; i++)
+        out[i] = vec__dist_from_dot(out[i]);
 }
 
 /* ---- heaps and searchers ---- */
@@ -368,13 +387,13 @@ static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep
                 __builtin_prefetch(vec_of(h, j));
             }
         }
+        float dd[4];
         for (uint32_t i = 0; i < nt; i++) {
             uint32_t j = s->nbr[i];
-            if (i + 1 < nt)
-                __builtin_prefetch((char *)vec_of(h, s->nbr[i + 1]) + 64);
-            float bound = res->n >= ef ? res->a[0].d : INFINITY;
-            float d = dist_bounded(h, q, vec_of(h, j), bound);
-            if (!(d < bound))
+            if ((i & 3) == 0)
+                dist4(h, q, s->nbr + i, nt - i < 4 ? nt - i : 4, dd);
+            float d = dd[i & 3];
+            if (res->n >= ef && !(d < res->a[0].d))
                 continue;
             heap_push(cand, -d, j);
             if (allowed(h, f, j)) {
@@ -417,13 +436,13 @@ static uint32_t search_best(const hnsw *h, searcher *s, const float *q, uint32_t
                 __builtin_prefetch(vec_of(h, j));
             }
         }
+        float dd[4];
         for (uint32_t i = 0; i < nt; i++) {
             uint32_t j = s->nbr[i];
-            if (i + 1 < nt)
-                __builtin_prefetch((char *)vec_of(h, s->nbr[i + 1]) + 64);
-            float bound = n == ef ? b[n - 1].d : INFINITY;
-            float d = dist_bounded(h, q, vec_of(h, j), bound);
-            if (!(d < bound))
+            if ((i & 3) == 0)
+                dist4(h, q, s->nbr + i, nt - i < 4 ? nt - i : 4, dd);
+            float d = dd[i & 3];
+            if (n == ef && !(d < b[n - 1].d))
                 continue;
             uint32_t lo = 0, hi = n; /* insert after any equal distance */
             while (lo < hi) {
