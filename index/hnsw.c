@@ -19,10 +19,12 @@
  * plus the deleted node's; the entry point moves to a node of the same level; the slot goes
  * on a free list that the next add takes first, so memory is reused, not leaked.
  *
- * SEARCH keeps a bounded result heap and a candidate heap, marks visited nodes with an epoch
- * counter (no clearing per query), prefetches the unvisited neighbours of a node before
- * computing their distances, and for L2 stops a distance early once its partial sum passes
- * the current bound (the node could not enter the results anyway). A filter is applied when
+ * SEARCH marks visited nodes with an epoch counter (no clearing per query), gathers the
+ * unvisited neighbours of a node (prefetching them) and takes their distances four at a
+ * time. Unfiltered, it keeps one sorted list of the ef nearest, which is also its candidate
+ * list; filtered, a bounded result heap and a candidate heap. Elsewhere (greedy descent,
+ * pruning, scans) an L2 distance stops early once its partial sum passes the bound that
+ * decides it (the node could not be taken anyway). A filter is applied when
  * a node would enter the results, never to the candidates, and the search keeps widening
  * until it holds ef allowed nodes; a selective list of ids is scanned exactly instead when
  * that costs fewer distances (RediSearch's ADHOC_BF), and whenever the graph yields fewer
@@ -90,6 +92,8 @@ typedef struct searcher {
     uint32_t nmark;
     uint16_t epoch;
     heap cand, res;
+    pair *best; /* the unfiltered search's sorted list of the ef nearest */
+    uint32_t best_cap;
     pair *scr;     /* 2 * 2M + 2: neighbour candidates for pruning and repair */
     pair *rest;    /* 2 * 2M + 2: the candidates a repair's heuristic dropped */
     uint32_t *nbr; /* 2M: neighbours to visit */
@@ -171,6 +175,23 @@ static inline float dist_bounded(const hnsw *h, const float *a, const float *b, 
     return s + h->kern->l2sq(a + i, b + i, h->dim - i);
 }
 
+/* Distances from q to the g (1..4) nodes at slots, four at a time: the four streams of
+ * loads overlap, which matters more than anything else once vectors come from memory. */
+static inline void dist4(const hnsw *h, const float *q, const uint32_t *slots, uint32_t g,
+                         float out[4])
+{
+    const float *v[4];
+    for (uint32_t i = 0; i < 4; i++)
+        v[i] = vec_of(h, slots[i < g ? i : 0]);
+    if (h->metric == VEC_L2) {
+        h->kern->l2sq_x4(q, v, h->dim, out);
+        return;
+    }
+    h->kern->dot_x4(q, v, h->dim, out);
+    for (uint32_t i = 0; i < 4; i++)
+        out[i] = vec__dist_from_dot(out[i]);
+}
+
 /* ---- heaps and searchers ---- */
 
 static void heap_push(heap *hp, float d, uint32_t s)
@@ -240,7 +261,8 @@ static searcher *searcher_get(hnsw *h)
 
 static size_t searcher_bytes(const hnsw *h, const searcher *s)
 {
-    return sizeof(*s) + s->nmark * sizeof(uint16_t) + (s->cand.cap + s->res.cap) * sizeof(pair) +
+    return sizeof(*s) + s->nmark * sizeof(uint16_t) +
+           ((size_t)s->cand.cap + s->res.cap + s->best_cap) * sizeof(pair) +
            2 * (2 * (size_t)h->m0 + 2) * sizeof(pair) + 3 * h->m0 * sizeof(uint32_t) +
            s->in_cap * sizeof(uint32_t);
 }
@@ -258,6 +280,7 @@ static void searcher_free(searcher *s)
     xfree(s->mark);
     xfree(s->cand.a);
     xfree(s->res.a);
+    xfree(s->best);
     xfree(s->scr);
     xfree(s->rest);
     xfree(s->nbr);
@@ -364,13 +387,13 @@ static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep
                 __builtin_prefetch(vec_of(h, j));
             }
         }
+        float dd[4];
         for (uint32_t i = 0; i < nt; i++) {
             uint32_t j = s->nbr[i];
-            if (i + 1 < nt)
-                __builtin_prefetch((char *)vec_of(h, s->nbr[i + 1]) + 64);
-            float bound = res->n >= ef ? res->a[0].d : INFINITY;
-            float d = dist_bounded(h, q, vec_of(h, j), bound);
-            if (!(d < bound))
+            if ((i & 3) == 0)
+                dist4(h, q, s->nbr + i, nt - i < 4 ? nt - i : 4, dd);
+            float d = dd[i & 3];
+            if (res->n >= ef && !(d < res->a[0].d))
                 continue;
             heap_push(cand, -d, j);
             if (allowed(h, f, j)) {
@@ -380,6 +403,69 @@ static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep
             }
         }
     }
+}
+
+#define EXPANDED 0x80000000u /* in search_best's list: the node's links were followed */
+
+/* The unfiltered search of level lev from ep: the same answer as search_layer without a
+ * filter, kept in one sorted array of the ef nearest (s->best, nearest first) instead of
+ * two heaps: a candidate that falls out of the ef nearest could never be expanded anyway,
+ * so the array is the candidate list too, and the next node to expand is the nearest not
+ * yet expanded. Returns how many are in s->best. The caller has begun an epoch. */
+static uint32_t search_best(const hnsw *h, searcher *s, const float *q, uint32_t ep, float epd,
+                            uint32_t ef, uint32_t lev)
+{
+    if (s->best_cap < ef + 1) {
+        s->best_cap = ef + 1;
+        s->best = xrealloc(s->best, s->best_cap * sizeof(pair));
+    }
+    pair *b = s->best;
+    uint32_t n = 1, cur = 0;
+    b[0] = (pair){epd, ep};
+    visit(s, ep);
+    while (cur < n) {
+        uint32_t c = b[cur].s;
+        b[cur].s |= EXPANDED;
+        uint32_t next = cur + 1;
+        const uint32_t *l = list_of(h, c, lev);
+        uint32_t nt = 0;
+        for (uint32_t i = 1; i <= l[0]; i++) {
+            uint32_t j = l[i];
+            if (visit(s, j)) {
+                s->nbr[nt++] = j;
+                __builtin_prefetch(vec_of(h, j));
+            }
+        }
+        float dd[4];
+        for (uint32_t i = 0; i < nt; i++) {
+            uint32_t j = s->nbr[i];
+            if ((i & 3) == 0)
+                dist4(h, q, s->nbr + i, nt - i < 4 ? nt - i : 4, dd);
+            float d = dd[i & 3];
+            if (n == ef && !(d < b[n - 1].d))
+                continue;
+            uint32_t lo = 0, hi = n; /* insert after any equal distance */
+            while (lo < hi) {
+                uint32_t mid = (lo + hi) / 2;
+                if (b[mid].d <= d)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            memmove(b + lo + 1, b + lo, (n - lo - (n == ef)) * sizeof(pair));
+            b[lo] = (pair){d, j};
+            if (n < ef)
+                n++;
+            if (lo < next)
+                next = lo;
+        }
+        cur = next;
+        while (cur < n && (b[cur].s & EXPANDED))
+            cur++;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        b[i].s &= ~EXPANDED;
+    return n;
 }
 
 /* The level-1 entry of a search for q: greedy through the upper levels. */
@@ -554,14 +640,8 @@ static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level)
     uint32_t top = level < h->maxlevel ? level : h->maxlevel;
     for (uint32_t lev = top; lev != UINT32_MAX; lev--) {
         searcher_begin(h, s);
-        search_layer(h, s, q, cur, curd, h->efc, lev, NULL);
-        if (s->res.n > s->cand.cap) {
-            s->cand.cap = s->res.n;
-            s->cand.a = xrealloc(s->cand.a, s->cand.cap * sizeof(pair));
-        }
-        pair *w = s->cand.a; /* the candidate heap is spent: reuse its array */
-        uint32_t n = heap_drain_sorted(&s->res, w);
-        s->cand.n = 0;
+        uint32_t n = search_best(h, s, q, cur, curd, h->efc, lev);
+        pair *w = s->best;
         cur = w[0].s;
         curd = w[0].d;
         uint32_t k = select_neighbors(h, w, n, h->m, 0, NULL);
@@ -864,21 +944,29 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
         return 0;
     }
     float curd;
-    uint32_t ep = descend(h, q, &curd);
-    search_layer(h, s, q, ep, curd, ef, 0, f);
-    while (s->res.n > k)
-        heap_pop(&s->res);
-    uint32_t got = s->res.n;
-    if (got < k && got < h->count) {
-        /* the graph gave fewer than k: complete exactly */
-        *n = scan_knn(h, s, q, k, f, out);
-    } else {
+    uint32_t ep = descend(h, q, &curd), got;
+    pair *best;
+    if (f) {
+        search_layer(h, s, q, ep, curd, ef, 0, f);
+        while (s->res.n > k)
+            heap_pop(&s->res);
+        got = s->res.n;
         if (s->res.n > s->cand.cap) {
             s->cand.cap = s->res.n;
             s->cand.a = xrealloc(s->cand.a, s->cand.cap * sizeof(pair));
         }
-        heap_drain_sorted(&s->res, s->cand.a);
-        hits_from(h, s->cand.a, got, out);
+        best = s->cand.a; /* the candidate heap is spent: reuse its array */
+        heap_drain_sorted(&s->res, best);
+    } else {
+        got = search_best(h, s, q, ep, curd, ef, 0);
+        got = got < k ? got : k;
+        best = s->best;
+    }
+    if (got < k && got < h->count) {
+        /* the graph gave fewer than k: complete exactly */
+        *n = scan_knn(h, s, q, k, f, out);
+    } else {
+        hits_from(h, best, got, out);
         *n = got;
     }
     searcher_put(h, s);
@@ -904,10 +992,9 @@ static void range_walk(const hnsw *h, searcher *s, const float *q, float radius,
 {
     float epd;
     uint32_t ep = descend(h, q, &epd);
-    search_layer(h, s, q, ep, epd, h->base.params.ef_runtime, 0, NULL);
-    uint32_t nseed = s->res.n;
+    uint32_t nseed = search_best(h, s, q, ep, epd, h->base.params.ef_runtime, 0);
     pair *seed = xmalloc(nseed * sizeof(pair));
-    heap_drain_sorted(&s->res, seed);
+    memcpy(seed, s->best, nseed * sizeof(pair));
     searcher_begin(h, s); /* a new epoch: nodes seen by the kNN step may lie in range */
     heap *cand = &s->cand;
     float dyn = seed[0].d > radius ? seed[0].d : radius;

@@ -6,8 +6,9 @@
  *
  * Knobs (environment): ANN_SETS (bigann10k,fmnist), ANN_ENGINES (quiver,hnswlib,faiss),
  * ANN_M (16), ANN_EFC (200), ANN_EF (a comma list), ANN_QUERIES (queries used, fmnist's
- * default 1000 of 10000), ANN_DATA (the vectors folder, ../shared/data/vectors), ANN_OUT
- * (where the plot goes, build/bench-ann).
+ * default 1000 of 10000), ANN_REPEAT (rounds of queries, the best counts: 3), ANN_DATA
+ * (the vectors folder, ../shared/data/vectors), ANN_OUT (where the plot goes,
+ * build/bench-ann).
  *
  * Memory is the growth of the heap (mallinfo2) across a build, the same measure for all
  * three; ours also reports vec_memory(). Recall@10 counts a returned id whose distance ties
@@ -228,33 +229,36 @@ static const char *env_or(const char *name, const char *dflt)
     return v && *v ? v : dflt;
 }
 
-static int run_engine(const engine *e, const dataset *ds, int m, int efc, const int *efs, int nef,
-                      result *r)
+/* Builds ix for e, measuring time and heap growth. */
+static void *build_engine(const engine *e, const dataset *ds, int m, int efc, result *r)
 {
     malloc_trim(0);
     size_t before = heap_used();
     double t0 = now();
     void *ix = e->build(ds->base, ds->n, (int)ds->dim, m, efc);
     if (!ix)
-        return -1;
+        return NULL;
     r->build_s = now() - t0;
     r->bytes_per_vec = (double)(heap_used() - before) / ds->n;
     r->own_bytes_per_vec = e->build == ours_build ? (double)vec_memory(ix) / ds->n : 0;
-    uint32_t *ids = xmalloc((size_t)ds->nq * K * sizeof(uint32_t));
-    for (int i = 0; i < nef; i++) {
-        size_t done = 0;
-        double t = now(), el;
-        do { /* small query sets repeat until the timing means something */
-            for (uint32_t q = 0; q < ds->nq; q++)
-                e->search(ix, ds->query + (size_t)q * ds->dim, K, efs[i], ids + (size_t)q * K);
-            done += ds->nq;
-        } while ((el = now() - t) < 0.3);
-        r->qps[i] = done / el;
-        r->recall[i] = recall_at_k(ds, ids);
-    }
-    xfree(ids);
-    e->destroy(ix);
-    return 0;
+    return ix;
+}
+
+/* One timed pass of every query at ef (repeated until 0.3 s pass, for small sets); keeps
+ * the best QPS seen and the recall. */
+static void measure(const engine *e, void *ix, const dataset *ds, int ef, uint32_t *ids,
+                    double *qps, double *recall)
+{
+    size_t done = 0;
+    double t = now(), el;
+    do {
+        for (uint32_t q = 0; q < ds->nq; q++)
+            e->search(ix, ds->query + (size_t)q * ds->dim, K, ef, ids + (size_t)q * K);
+        done += ds->nq;
+    } while ((el = now() - t) < 0.3);
+    if (done / el > *qps)
+        *qps = done / el;
+    *recall = recall_at_k(ds, ids);
 }
 
 /* QPS at recall target, interpolated in log QPS between the ef around it; 0 if never. */
@@ -313,13 +317,25 @@ static void bench_set(const char *dir, const char *name, const char *engines_csv
     const engine *es[MAX_ENGINES];
     result rs[MAX_ENGINES];
     int ne = 0;
+    void *ixs[MAX_ENGINES];
     for (int i = 0; i < MAX_ENGINES; i++) {
         if (!strstr(engines_csv, engines[i].name))
             continue;
         memset(&rs[ne], 0, sizeof rs[ne]);
-        if (run_engine(&engines[i], &ds, m, efc, efs, nef, &rs[ne]) == 0)
+        if ((ixs[ne] = build_engine(&engines[i], &ds, m, efc, &rs[ne])) != NULL)
             es[ne++] = &engines[i];
     }
+    /* engines take turns at each ef, and the best of ANN_REPEAT rounds counts: the
+     * machine's other load then weighs on all of them alike */
+    int reps = atoi(env_or("ANN_REPEAT", "3"));
+    uint32_t *ids = xmalloc((size_t)ds.nq * K * sizeof(uint32_t));
+    for (int rep = 0; rep < (reps > 0 ? reps : 1); rep++)
+        for (int i = 0; i < nef; i++)
+            for (int e = 0; e < ne; e++)
+                measure(es[e], ixs[e], &ds, efs[i], ids, &rs[e].qps[i], &rs[e].recall[i]);
+    xfree(ids);
+    for (int e = 0; e < ne; e++)
+        es[e]->destroy(ixs[e]);
     printf("%-8s %9s %11s", "engine", "build s", "bytes/vec");
     for (int i = 0; i < nef; i++)
         printf("  ef=%-4d rec/QPS  ", efs[i]);
