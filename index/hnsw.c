@@ -16,19 +16,20 @@
  * it without being linked back: "back" list), so the in-neighbours of a deleted node are
  * its own neighbours that link back plus its back list, found without scanning the graph.
  * Each in-neighbour drops the link and re-runs the heuristic over its remaining neighbours
- * plus the deleted node's; the entry point moves to a node of the same level; the slot goes
- * on a free list that the next add takes first, so memory is reused, not leaked.
+ * plus the deleted node's, topped up with the nearest of those to its old length; the entry
+ * point moves to a node of the same level; the slot goes on a free list that the next add
+ * takes first, so memory is reused, not leaked.
  *
- * SEARCH marks visited nodes with an epoch counter (no clearing per query), gathers the
- * unvisited neighbours of a node (prefetching them) and takes their distances four at a
- * time. Unfiltered, it keeps one sorted list of the ef nearest, which is also its candidate
- * list; filtered, a bounded result heap and a candidate heap. Elsewhere (greedy descent,
- * pruning, scans) an L2 distance stops early once its partial sum passes the bound that
- * decides it (the node could not be taken anyway). A filter is applied when
- * a node would enter the results, never to the candidates, and the search keeps widening
- * until it holds ef allowed nodes; a selective list of ids is scanned exactly instead when
- * that costs fewer distances (RediSearch's ADHOC_BF), and whenever the graph yields fewer
- * than k hits the answer is completed by an exact scan, so k hits come back if k match.
+ * SEARCH uses ef = max(EF_RUNTIME or the query's ef, k). It marks visited nodes with an epoch
+ * counter (no clearing per query), gathers the unvisited neighbours of a node (prefetching them)
+ * and takes their distances four at a time. Unfiltered, it keeps one sorted list of the ef nearest,
+ * which is also its candidate list; filtered, a bounded result heap and a candidate heap. Elsewhere
+ * (greedy descent, pruning, scans) an L2 distance stops early once its partial sum passes the bound
+ * that decides it (the node could not be taken anyway). A filter is applied when a node would enter
+ * the results, never to the candidates, and the search keeps widening until it holds ef allowed
+ * nodes; a selective list of ids is scanned exactly instead when that costs fewer distances
+ * (RediSearch's ADHOC_BF), and whenever the graph yields fewer than k hits the answer is completed
+ * by an exact scan, so k hits come back if k match.
  *
  * LOCKING: none here; index.c holds the index's rwlock (shared for searches). Each search
  * takes a searcher (visited marks and heaps) from a small mutex-guarded pool.

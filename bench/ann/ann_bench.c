@@ -288,7 +288,7 @@ static void plot(const char *out, const dataset *ds, const engine *const *es, co
     FILE *f = fopen(path, "w");
     if (!f)
         return;
-    fprintf(f, "set terminal png size 900,600\nset output '%s/%s.png'\n", out, ds->name);
+    fprintf(f, "set terminal png size 900,600 noenhanced\nset output '%s/%s.png'\n", out, ds->name);
     fprintf(f, "set title '%s: recall@10 vs QPS, single thread'\nset logscale y\n", ds->name);
     fprintf(f, "set xlabel 'recall@10'\nset ylabel 'queries per second'\nset key top right\n");
     fprintf(f, "plot");
