@@ -113,7 +113,13 @@ int vec_create(const vec_params *p, vec_index **out, char *err, size_t errlen)
         return rc;
     ix->params = full;
     ix->params.factory = full.factory ? xstrdup(full.factory) : NULL;
-    pthread_rwlock_init(&ix->lock, NULL);
+    /* Writers first: glibc's default favours readers, and a steady stream of searches
+     * would then keep an HSET's index update waiting for ever. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&ix->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     *out = ix;
     return 0;
 }
