@@ -19,11 +19,13 @@ CFLAGS   += $(if $(WERROR),-Werror)
 CFLAGS   += $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 LDFLAGS  := -pthread $(if $(SANITIZER),-fsanitize=$(SANITIZER))
 LIBS     := -llmdb -lrocksdb -levent -lm
+LIBS     += -lcrypto # query/acl.c: SHA-256 of passwords, random bytes for ACL GENPASS
 
 # Debian packages the build, tests and benchmarks need (make deps installs what is missing).
 DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \
                 redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev \
                 python3-pandas python3-numpy
+DEB_PACKAGES += libssl-dev
 
 SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c index/*.c)
 LIB_SRC  := $(filter-out core/main.c,$(SRC))

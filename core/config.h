@@ -35,6 +35,7 @@ typedef struct config {
     long long lmdb_map_size;
     int databases;           /* fixed at 16: reported, not settable */
     int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
+    char *aclfile;           /* users and their rules (query/acl.h), "" for none */
     char *config_file;       /* absolute path of the file read at start, or NULL */
 } config;
 

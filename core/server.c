@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "query/acl.h"
 #include "query/ft.h"
 #include "query/query.h"
 #include "wire/wire.h"
@@ -34,7 +35,7 @@ static void net_config_from(const config *cfg, net_config *nc)
     nc->backlog = cfg->tcp_backlog;
     nc->maxclients = cfg->maxclients;
     nc->protected_mode = cfg->protected_mode;
-    nc->password = cfg->requirepass;
+    nc->need_auth = acl_default_needs_auth();
     nc->max_bulk = cfg->proto_max_bulk_len;
     nc->obuf_hard = cfg->obuf_hard;
     nc->obuf_soft = cfg->obuf_soft;
@@ -50,6 +51,7 @@ static void schedule_cron(void)
 
 void server_apply_config(void)
 {
+    acl_set_requirepass(srv.cfg.requirepass);
     net_config nc;
     net_config_from(&srv.cfg, &nc);
     net_reconfigure(&nc);
@@ -311,8 +313,10 @@ int server_start(char *err, size_t errlen)
     signal(SIGPIPE, SIG_IGN);
     store_config sc = {.dir = srv.cfg.dir, .map_size = (size_t)srv.cfg.lmdb_map_size,
                        .durability = srv.cfg.durability};
-    int rc = store_open(&sc, &srv.store, err, errlen);
+    int rc = acl_init(srv.cfg.aclfile, srv.cfg.requirepass, err, errlen);
     if (rc)
+        return rc;
+    if ((rc = store_open(&sc, &srv.store, err, errlen)) != 0)
         return rc;
     query_init();
     srv.base = event_base_new();
@@ -361,6 +365,7 @@ int server_run(void)
     jobs_stop();
     ft_shutdown(); /* FT vector snapshots written, indexes freed */
     store_close(srv.store);
+    acl_shutdown();
     if (srv.cfg.pidfile && *srv.cfg.pidfile)
         unlink(srv.cfg.pidfile);
     event_free(srv.cron);

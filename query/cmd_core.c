@@ -10,6 +10,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "query/acl.h"
 #include "query/query_int.h"
 
 void cmd_ping(client *c)
@@ -29,38 +30,6 @@ void cmd_echo(client *c)
     reply_bulk(c, c->argv[1], c->argl[1]);
 }
 
-/* Compares in time independent of where the strings differ. */
-static int secret_equal(const char *a, size_t alen, const char *b, size_t blen)
-{
-    unsigned diff = alen != blen;
-    for (size_t i = 0; i < alen; i++)
-        diff |= (unsigned char)a[i] ^ (unsigned char)b[i % (blen ? blen : 1)];
-    return diff == 0;
-}
-
-/* Checks user/password; 0 on success, -1 after replying the error. */
-static int check_auth(client *c, const char *user, size_t ulen, const char *pass, size_t plen)
-{
-    const char *want = srv.cfg.requirepass;
-    int user_ok = !user || (ulen == 7 && memcmp(user, "default", 7) == 0);
-    if (!want || !*want) {
-        if (user && user_ok) {
-            c->authenticated = 1;
-            return 0; /* the default user has no password: anything goes */
-        }
-        if (!user) {
-            reply_error(c, "ERR AUTH <password> called without any password configured for the "
-                           "default user. Are you sure your configuration is correct?");
-            return -1;
-        }
-    } else if (user_ok && secret_equal(pass, plen, want, strlen(want))) {
-        c->authenticated = 1;
-        return 0;
-    }
-    reply_error(c, "WRONGPASS invalid username-password pair or user is disabled.");
-    return -1;
-}
-
 void cmd_auth(client *c)
 {
     if (c->argc > 3) {
@@ -68,8 +37,8 @@ void cmd_auth(client *c)
         return;
     }
     int two = c->argc == 3;
-    if (check_auth(c, two ? c->argv[1] : NULL, two ? c->argl[1] : 0, c->argv[c->argc - 1],
-                   c->argl[c->argc - 1]) == 0)
+    if (acl_auth(c, two ? c->argv[1] : NULL, two ? c->argl[1] : 0, c->argv[c->argc - 1],
+                 c->argl[c->argc - 1]) == 0)
         reply_ok(c);
 }
 
@@ -122,7 +91,7 @@ void cmd_hello(client *c)
             return;
         }
     }
-    if (pass && check_auth(c, user, ulen, pass, plen) != 0)
+    if (pass && acl_auth(c, user, ulen, pass, plen) != 0)
         return;
     if (!c->authenticated) {
         reply_error(c, "NOAUTH HELLO must be called with the client already authenticated, "
@@ -164,7 +133,7 @@ void cmd_reset(client *c)
     c->db = 0;
     c->resp = 2;
     set_name(c, NULL, 0);
-    c->authenticated = !(srv.cfg.requirepass && *srv.cfg.requirepass);
+    acl_client_reset(c);
     reply_simple(c, "RESET");
 }
 

@@ -1,5 +1,5 @@
 /* dispatch.c: from a parsed command to its handler. Looks the name up in the table, checks
- * arity, authentication and MULTI state, calls the handler, keeps per-command statistics,
+ * arity, authentication, ACL permissions and MULTI state, calls the handler, keeps per-command statistics,
  * and after a write logs the command for replicas. Also the small helpers every handler
  * uses to parse arguments and to report storage errors. */
 #include <ctype.h>
@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "query/acl.h"
 #include "query/fs_vec.h"
 #include "query/ft.h"
 #include "query/query_int.h"
@@ -151,6 +152,11 @@ void query_dispatch(client *c)
         reject(c, cmd, "NOAUTH Authentication required.");
         return;
     }
+    const char *denied = acl_denied(c, cmd);
+    if (denied) {
+        reject(c, cmd, denied);
+        return;
+    }
     if ((c->flags & CLIENT_MULTI) && (cmd->flags & CMD_NOTXN)) {
         reject(c, cmd, "Command not allowed inside a transaction");
         return;
@@ -164,6 +170,7 @@ void query_dispatch(client *c)
 
 void query_release(client *c)
 {
+    acl_client_release(c);
     if (!c->qs)
         return;
     multi_release(c);

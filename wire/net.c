@@ -183,8 +183,7 @@ void net_reconfigure(const net_config *cfg)
     net.cfg = *cfg;
     snprintf(net.bind, sizeof net.bind, "%s", cfg->bind ? cfg->bind : "127.0.0.1");
     net.cfg.bind = net.bind;
-    net.password_set = cfg->password && *cfg->password;
-    net.cfg.password = NULL;
+    net.password_set = (char)cfg->need_auth;
 }
 
 int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,

@@ -70,6 +70,7 @@ typedef struct client {
     int flags;
     int resp;          /* protocol: 2 or 3 */
     int authenticated; /* 1 when no password is set */
+    struct acl_user *user; /* query/acl.h; NULL: the default user */
     int db;
     char addr[64], laddr[64];
     char *name, *lib_name, *lib_ver;
@@ -109,7 +110,7 @@ typedef struct net_config {
     int backlog;
     int maxclients;
     int protected_mode;     /* refuse non-loopback clients when no password is set */
-    const char *password;   /* NULL or "" when none; tightens limits before AUTH */
+    int need_auth;          /* new clients must AUTH (the default user has a password) */
     long long max_bulk;     /* proto-max-bulk-len */
     long long obuf_hard, obuf_soft; /* output buffer limits in bytes, 0 = none */
     int obuf_soft_secs;
@@ -126,7 +127,7 @@ typedef struct net_stats {
 int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,
               net_release_fn release, char *err, size_t errlen);
 void net_stop(void);
-/* Re-reads limits and the password after CONFIG SET. */
+/* Re-reads limits and need_auth after CONFIG SET or ACL changes. */
 void net_reconfigure(const net_config *cfg);
 /* End of a loop pass. ok = 0 means the pass's writes were not committed: clients that
  * wrote in it are closed without their replies. Then sends output and frees closed

@@ -18,7 +18,7 @@
 #include "core/config.h"
 #include "core/err.h"
 
-#define NOPTIONS 19 /* rows of the option table in core/config.c */
+#define NOPTIONS 20 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
