@@ -201,7 +201,9 @@ static void acl_save_cmd(client *c)
 static void acl_genpass_cmd(client *c)
 {
     int64_t bits = 256;
-    if (c->argc == 3 && (str_to_i64(c->argv[2], c->argl[2], &bits) || bits <= 0 || bits > 4096)) {
+    if (c->argc == 3 && arg_i64(c, 2, &bits))
+        return;
+    if (bits <= 0 || bits > 4096) {
         reply_error(c, "ACL GENPASS argument must be the number of bits for the output password, "
                        "a positive number up to 4096");
         return;
