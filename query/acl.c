@@ -1,25 +1,19 @@
-/* acl.c: users, their rules, and the checks the dispatcher makes before a command runs
- * (acl.h). A user's commands are a bitmap rebuilt from its rules whenever they change, so a
- * check is one bit test; the rule list itself is kept short and free of rules that change
- * nothing, so ACL LIST shows what Redis would. Also the ACL file: loading it all or nothing
- * and saving it atomically. */
+/* acl.c: a user and its rules (acl.h): parsing each ACL SETUSER rule, the check of a
+ * command against the rules, and the ACL LIST text that describes them. A user's commands
+ * are a bitmap rebuilt from its rules whenever they change, so a check is one bit test; the
+ * rule list itself is kept short and free of rules that change nothing, so ACL LIST shows
+ * what Redis would. The table of users, logins and the ACL file are in acl_users.c. */
 #include "query/acl.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
-#include "core/config.h"
 #include "core/err.h"
-#include "core/log.h"
-#include "query/ft.h"
 #include "query/query_int.h"
 
 /* The table's size at compile time, so that a bitmap can be a plain array. */
@@ -56,8 +50,8 @@ typedef struct pattern {
 struct acl_user {
     char *name;
     int flags;
-    int refs;     /* clients pointing at it */
-    int in_table; /* 0 once deleted: freed when the last client lets go */
+    int refs;   /* clients pointing at it */
+    int listed; /* still in the table: not freed when the last client lets go */
     int allcommands; /* the rules start from +@all, not -@all */
     cmd_rule *rules;
     int nrules;
@@ -68,15 +62,6 @@ struct acl_user {
     pattern *keys, *chans;
     int nkeys, nchans;
 };
-
-static struct {
-    acl_user **users; /* sorted by name */
-    int n;
-    acl_user *dflt;
-    char *file;           /* aclfile, or NULL */
-    int file_has_default; /* the file defines `default`: requirepass does not touch it */
-    char *requirepass;    /* last applied to `default` */
-} acl;
 
 /* ---- categories ---- */
 
@@ -154,6 +139,7 @@ acl_user *acl_user_new(const char *name, size_t len)
 {
     acl_user *u = xcalloc(1, sizeof *u);
     u->name = xmemdup(name, len);
+    u->listed = 1;
     return u;
 }
 
@@ -215,6 +201,29 @@ void acl_user_copy_rules(acl_user *dst, const acl_user *src)
 const char *acl_user_name(const acl_user *u)
 {
     return u->name;
+}
+
+void acl_user_hold(acl_user *u)
+{
+    u->refs++;
+}
+
+void acl_user_release(acl_user *u)
+{
+    if (--u->refs == 0 && !u->listed)
+        acl_user_free(u);
+}
+
+void acl_user_unlist(acl_user *u)
+{
+    u->listed = 0;
+    if (u->refs == 0)
+        acl_user_free(u);
+}
+
+int acl_user_on_nopass(const acl_user *u)
+{
+    return (u->flags & (U_ON | U_NOPASS)) == (U_ON | U_NOPASS);
 }
 
 /* ---- command rules and the bitmap ---- */
@@ -488,6 +497,28 @@ int acl_user_can_run(const acl_user *u, int idx)
     return get_bit(u->allowed, idx);
 }
 
+const char *acl_user_denied(const acl_user *u, const command *cmd, int argc,
+                            const char *const *argv, const size_t *argl)
+{
+    if (u->unrestricted || (cmd->flags & CMD_NOAUTH))
+        return NULL;
+    static char msg[128];
+    if (!acl_user_can_run(u, (int)(cmd - commands))) {
+        snprintf(msg, sizeof msg, "NOPERM this user has no permissions to run the '%s' command",
+                 cmd->name);
+        return msg;
+    }
+    if (cmd->first_key <= 0 || (u->flags & U_ALLKEYS))
+        return NULL;
+    int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+    int write = (cmd->flags & CMD_WRITE) != 0;
+    for (int i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
+        if (!acl_user_key_ok(u, argv[i], argl[i], write))
+            return "NOPERM this user has no permissions to access one of the keys used as "
+                   "arguments";
+    return NULL;
+}
+
 /* ---- rules ---- */
 
 static int word_is(const char *r, size_t len, const char *word)
@@ -665,395 +696,3 @@ void acl_user_describe(const acl_user *u, buf *out)
     acl_user_commands(u, out);
 }
 
-/* ---- the user table ---- */
-
-static int name_cmp(const acl_user *u, const char *name, size_t len)
-{
-    size_t ul = strlen(u->name);
-    int c = memcmp(u->name, name, ul < len ? ul : len);
-    return c ? c : (ul > len) - (ul < len);
-}
-
-/* Position of name in the table, or where it would go (*found = 0). */
-static int table_pos(acl_user **users, int n, const char *name, size_t len, int *found)
-{
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        int c = name_cmp(users[mid], name, len);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
-}
-
-static void table_insert(acl_user ***users, int *n, acl_user *u)
-{
-    int found;
-    int at = table_pos(*users, *n, u->name, strlen(u->name), &found);
-    *users = xrealloc(*users, sizeof **users * (size_t)(*n + 1));
-    memmove(&(*users)[at + 1], &(*users)[at], sizeof **users * (size_t)(*n - at));
-    (*users)[at] = u;
-    (*n)++;
-    u->in_table = 1;
-}
-
-acl_user *acl_find(const char *name, size_t len)
-{
-    int found;
-    int at = table_pos(acl.users, acl.n, name, len, &found);
-    return found ? acl.users[at] : NULL;
-}
-
-acl_user *acl_nth(int i)
-{
-    return i >= 0 && i < acl.n ? acl.users[i] : NULL;
-}
-
-acl_user *acl_user_of(const client *c)
-{
-    return c->user ? c->user : acl.dflt;
-}
-
-/* `default` as Redis makes it: everything allowed, password from requirepass. */
-static void make_default(acl_user *u)
-{
-    static const char *const rules[] = {"reset", "on", "nopass", "~*", "&*", "+@all"};
-    char err[128];
-    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-        acl_user_apply(u, rules[i], strlen(rules[i]), err, sizeof err);
-    u->flags &= ~U_SANITIZE; /* Redis's default user shows neither sanitize flag */
-}
-
-/* Gives `default` the configured requirepass (nopass when empty). */
-static void apply_requirepass(void)
-{
-    acl_user *u = acl.dflt;
-    char err[128];
-    acl_user_apply(u, "resetpass", 9, err, sizeof err);
-    if (*acl.requirepass) {
-        unsigned char h[SHA256_DIGEST_LENGTH];
-        sha256(acl.requirepass, strlen(acl.requirepass), h);
-        add_hash(u, h);
-    } else {
-        u->flags |= U_NOPASS;
-    }
-}
-
-void acl_set_requirepass(const char *pass)
-{
-    pass = pass ? pass : "";
-    if (strcmp(pass, acl.requirepass) == 0)
-        return; /* CONFIG SET of another option: keep what ACL SETUSER default did */
-    xfree(acl.requirepass);
-    acl.requirepass = xstrdup(pass);
-    if (!acl.file_has_default)
-        apply_requirepass();
-}
-
-int acl_default_needs_auth(void)
-{
-    return (acl.dflt->flags & (U_ON | U_NOPASS)) != (U_ON | U_NOPASS);
-}
-
-/* ---- clients ---- */
-
-static void user_unref(acl_user *u)
-{
-    if (u && --u->refs == 0 && !u->in_table)
-        acl_user_free(u);
-}
-
-static void client_set_user(client *c, acl_user *u)
-{
-    acl_user *old = c->user;
-    c->user = u == acl.dflt ? NULL : u;
-    if (c->user)
-        c->user->refs++;
-    user_unref(old);
-}
-
-void acl_client_release(client *c)
-{
-    user_unref(c->user);
-    c->user = NULL;
-}
-
-void acl_client_reset(client *c)
-{
-    client_set_user(c, acl.dflt);
-    c->authenticated = !acl_default_needs_auth();
-}
-
-int acl_auth(client *c, const char *user, size_t ulen, const char *pass, size_t plen)
-{
-    acl_user *u = user ? acl_find(user, ulen) : acl.dflt;
-    if (!user && (acl.dflt->flags & U_NOPASS)) {
-        reply_error(c, "ERR AUTH <password> called without any password configured for the "
-                       "default user. Are you sure your configuration is correct?");
-        return -1;
-    }
-    if (!u || !acl_user_password_ok(u, pass, plen)) {
-        reply_error(c, "WRONGPASS invalid username-password pair or user is disabled.");
-        return -1;
-    }
-    client_set_user(c, u);
-    c->authenticated = 1;
-    return 0;
-}
-
-const char *acl_denied(const client *c, const command *cmd)
-{
-    const acl_user *u = c->user ? c->user : acl.dflt;
-    if (u->unrestricted || (cmd->flags & CMD_NOAUTH))
-        return NULL;
-    static char msg[128];
-    if (!acl_user_can_run(u, (int)(cmd - commands))) {
-        snprintf(msg, sizeof msg, "NOPERM this user has no permissions to run the '%s' command",
-                 cmd->name);
-        return msg;
-    }
-    if (cmd->first_key <= 0 || (u->flags & U_ALLKEYS))
-        return NULL;
-    int last = cmd->last_key < 0 ? c->argc + cmd->last_key : cmd->last_key;
-    int write = (cmd->flags & CMD_WRITE) != 0;
-    for (int i = cmd->first_key; i <= last && i < c->argc; i += cmd->key_step)
-        if (!acl_user_key_ok(u, c->argv[i], c->argl[i], write))
-            return "NOPERM this user has no permissions to access one of the keys used as "
-                   "arguments";
-    return NULL;
-}
-
-/* Closes u's clients (self after its reply) and lets u go once they have. */
-static void drop_user(client *self, acl_user *u)
-{
-    u->in_table = 0;
-    for (client *x = net_clients(); x; x = x->next) {
-        if (x->user != u)
-            continue;
-        if (x == self)
-            client_close_after_reply(x);
-        else
-            client_close(x);
-    }
-    if (u->refs == 0)
-        acl_user_free(u);
-}
-
-int acl_deluser(client *self, const char *name, size_t len)
-{
-    int found;
-    int at = table_pos(acl.users, acl.n, name, len, &found);
-    if (!found)
-        return 0;
-    acl_user *u = acl.users[at];
-    memmove(&acl.users[at], &acl.users[at + 1], sizeof *acl.users * (size_t)(acl.n - at - 1));
-    acl.n--;
-    drop_user(self, u);
-    return 1;
-}
-
-int acl_setuser(const char *name, size_t nlen, int nrules, const char *const *rules,
-                const size_t *lens, char *err, size_t errlen)
-{
-    acl_user *u = acl_find(name, nlen);
-    acl_user *tmp = acl_user_new(name, nlen);
-    if (u)
-        acl_user_copy_rules(tmp, u);
-    else
-        commands_changed(tmp);
-    for (int i = 0; i < nrules; i++) {
-        char why[256];
-        if (acl_user_apply(tmp, rules[i], lens[i], why, sizeof why) != 0) {
-            snprintf(err, errlen, "Error in ACL SETUSER modifier '%.*s': %s",
-                     (int)(lens[i] > 128 ? 128 : lens[i]), rules[i], why);
-            acl_user_free(tmp);
-            return ERR_INVAL;
-        }
-    }
-    if (u) {
-        acl_user_copy_rules(u, tmp); /* in place: its clients see the new rules at once */
-        acl_user_free(tmp);
-    } else {
-        table_insert(&acl.users, &acl.n, tmp);
-    }
-    return 0;
-}
-
-/* ---- the ACL file ---- */
-
-static void free_users(acl_user **users, int n)
-{
-    for (int i = 0; i < n; i++)
-        acl_user_free(users[i]);
-    xfree(users);
-}
-
-/* One line of the file into *users; 0, or ERR_INVAL with the reason in why. */
-static int parse_line(char *line, acl_user ***users, int *n, char *why, size_t whylen)
-{
-    char **w;
-    int nw = config_split_words(line, &w);
-    int rc = 0;
-    if (nw < 0) {
-        snprintf(why, whylen, "unbalanced quotes");
-        return ERR_INVAL;
-    }
-    if (nw == 0 || w[0][0] == '#')
-        goto done;
-    int found;
-    if (nw < 2 || strcmp(w[0], "user") != 0) {
-        snprintf(why, whylen, "should start with user keyword followed by the username");
-        rc = ERR_INVAL;
-    } else if (table_pos(*users, *n, w[1], strlen(w[1]), &found), found) {
-        snprintf(why, whylen, "Duplicate user '%s' found", w[1]);
-        rc = ERR_INVAL;
-    } else {
-        acl_user *u = acl_user_new(w[1], strlen(w[1]));
-        commands_changed(u);
-        for (int i = 2; i < nw && !rc; i++) {
-            char reason[256];
-            rc = acl_user_apply(u, w[i], strlen(w[i]), reason, sizeof reason);
-            if (rc)
-                snprintf(why, whylen, "%s in '%s'", reason, w[i]);
-        }
-        if (rc)
-            acl_user_free(u);
-        else
-            table_insert(users, n, u);
-    }
-done:
-    config_free_words(w, nw);
-    return rc;
-}
-
-/* Reads the whole file into a sorted list of users, or says which line is wrong. */
-static int parse_file(const char *path, acl_user ***users, int *n, char *err, size_t errlen)
-{
-    buf b;
-    buf_init(&b);
-    int rc = ft_file_read(path, &b);
-    if (rc) {
-        snprintf(err, errlen, "cannot read the ACL file %s: %s", path,
-                 rc == ERR_NOTFOUND ? "no such file" : strerror(errno));
-        buf_free(&b);
-        return rc;
-    }
-    buf_appendc(&b, '\0');
-    *users = NULL;
-    *n = 0;
-    int lineno = 0;
-    for (char *p = b.data, *nl; !rc && p && *p; p = nl ? nl + 1 : NULL) {
-        nl = strchr(p, '\n');
-        if (nl)
-            *nl = '\0';
-        lineno++;
-        char why[512];
-        if ((rc = parse_line(p, users, n, why, sizeof why)) != 0)
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
-    }
-    buf_free(&b);
-    if (rc) {
-        free_users(*users, *n);
-        *users = NULL;
-        *n = 0;
-    }
-    return rc;
-}
-
-/* Makes the table what the file says: users kept by name are changed in place, users gone
- * are dropped with their clients, `default` goes back to its start state unless defined. */
-static void adopt(client *self, acl_user **users, int n)
-{
-    for (int i = 0; i < acl.n;) {
-        acl_user *u = acl.users[i];
-        int found;
-        table_pos(users, n, u->name, strlen(u->name), &found);
-        if (u == acl.dflt || found) {
-            i++;
-            continue;
-        }
-        memmove(&acl.users[i], &acl.users[i + 1], sizeof *acl.users * (size_t)(acl.n - i - 1));
-        acl.n--;
-        drop_user(self, u);
-    }
-    acl.file_has_default = 0;
-    for (int i = 0; i < n; i++) {
-        acl_user *old = acl_find(users[i]->name, strlen(users[i]->name));
-        if (old == acl.dflt)
-            acl.file_has_default = 1;
-        if (old) {
-            acl_user_copy_rules(old, users[i]);
-            acl_user_free(users[i]);
-        } else {
-            table_insert(&acl.users, &acl.n, users[i]);
-        }
-    }
-    xfree(users);
-    if (!acl.file_has_default) {
-        make_default(acl.dflt);
-        apply_requirepass();
-    }
-}
-
-int acl_load(client *self, char *err, size_t errlen)
-{
-    acl_user **users;
-    int n;
-    int rc = parse_file(acl.file, &users, &n, err, errlen);
-    if (rc == 0)
-        adopt(self, users, n);
-    return rc;
-}
-
-int acl_save(char *err, size_t errlen)
-{
-    buf b;
-    buf_init(&b);
-    for (int i = 0; i < acl.n; i++) {
-        buf_printf(&b, "user %s", acl.users[i]->name);
-        acl_user_describe(acl.users[i], &b);
-        buf_appendc(&b, '\n');
-    }
-    int rc = ft_file_write(acl.file, b.data ? b.data : "", b.len, err, errlen);
-    buf_free(&b);
-    return rc;
-}
-
-const char *acl_file(void)
-{
-    return acl.file;
-}
-
-int acl_init(const char *path, const char *requirepass, char *err, size_t errlen)
-{
-    acl.dflt = acl_user_new("default", 7);
-    make_default(acl.dflt);
-    table_insert(&acl.users, &acl.n, acl.dflt);
-    acl.requirepass = xstrdup(requirepass ? requirepass : "");
-    acl.file = path && *path ? xstrdup(path) : NULL;
-    if (acl.file)
-        return acl_load(NULL, err, errlen);
-    apply_requirepass();
-    return 0;
-}
-
-void acl_shutdown(void)
-{
-    for (int i = 0; i < acl.n; i++) {
-        acl.users[i]->in_table = 0;
-        if (acl.users[i]->refs == 0)
-            acl_user_free(acl.users[i]);
-    }
-    xfree(acl.users);
-    xfree(acl.file);
-    xfree(acl.requirepass);
-    memset(&acl, 0, sizeof acl);
-}

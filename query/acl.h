@@ -2,7 +2,8 @@
  * on/off switch, the commands they may run (a bitmap indexed by command table position,
  * built from +cmd/-cmd/+@category/-@category rules) and the key patterns they may touch
  * (~pattern, %R~ / %W~ for read-only / write-only access). The `default` user always exists;
- * its password follows requirepass unless an ACL file defines it.
+ * its password follows requirepass unless an ACL file defines it. acl.c holds one user's
+ * rules; acl_users.c the table, logins and the file.
  *
  * RULES are Redis's ACL SETUSER words: on off nopass resetpass >pass <pass #hash !hash
  * ~pattern %R~pattern %W~pattern %RW~pattern allkeys resetkeys &pattern allchannels
@@ -70,6 +71,17 @@ const char *acl_user_name(const acl_user *u);
 int acl_user_password_ok(const acl_user *u, const char *pass, size_t plen);
 /* 1 if u may run the command at table position idx. */
 int acl_user_can_run(const acl_user *u, int idx);
+/* NULL when u may run cmd with these arguments (keys at the table's key positions), else
+ * the NOPERM message (static storage). One test for an unrestricted user. */
+const char *acl_user_denied(const acl_user *u, const struct command *cmd, int argc,
+                            const char *const *argv, const size_t *argl);
+/* 1 if u is on and nopass: anyone may log in as u without a password. */
+int acl_user_on_nopass(const acl_user *u);
+/* Client references: a user taken out of the table (unlist) is freed when the last client
+ * holding it lets go. acl_user_new returns a listed user with no references. */
+void acl_user_hold(acl_user *u);
+void acl_user_release(acl_user *u);
+void acl_user_unlist(acl_user *u);
 /* 1 if u may read (write = 0) or write (write = 1) key. */
 int acl_user_key_ok(const acl_user *u, const char *key, size_t klen, int write);
 

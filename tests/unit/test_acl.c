@@ -1,7 +1,8 @@
 /* test_acl.c: unit tests for query/acl.h's users and rules without a server: each rule's
  * effect on passwords, commands, key patterns and flags, the ACL LIST text that describes
- * the result (checked against what Redis 7.0 prints for the same rules), and Redis's
- * reasons for bad rules, with the user left unchanged when applied through a copy. */
+ * the result (checked against what Redis 7.0 prints for the same rules), Redis's reasons
+ * for bad rules, the NOPERM checks of commands and keys, and that rules applied through a
+ * copy leave the user unchanged. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,6 +185,36 @@ static void test_key_patterns(void **state)
     acl_user_free(u);
 }
 
+static const char *denied(const acl_user *u, int argc, const char *const *argv)
+{
+    size_t lens[8];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return acl_user_denied(u, &commands[idx(argv[0])], argc, argv, lens);
+}
+
+static void test_denied_messages(void **state)
+{
+    (void)state;
+    static const char keys[] =
+        "NOPERM this user has no permissions to access one of the keys used as arguments";
+    acl_user *u = user_with("~app:* +get +mset");
+    assert_null(denied(u, 2, (const char *[]){"get", "app:1"}));
+    assert_string_equal(denied(u, 2, (const char *[]){"get", "other:1"}), keys);
+    assert_string_equal(denied(u, 3, (const char *[]){"set", "app:1", "v"}),
+                        "NOPERM this user has no permissions to run the 'set' command");
+    assert_null(denied(u, 5, (const char *[]){"mset", "app:1", "a", "app:2", "b"}));
+    assert_string_equal(denied(u, 5, (const char *[]){"mset", "app:1", "a", "x", "b"}), keys);
+    /* a value that looks like a forbidden key is not a key (key step 2) */
+    assert_null(denied(u, 5, (const char *[]){"mset", "app:1", "other", "app:2", "b"}));
+    assert_null(denied(u, 3, (const char *[]){"auth", "u", "p"})); /* no-auth commands */
+    acl_user_free(u);
+    u = user_with("%R~ro:* +@all");
+    assert_null(denied(u, 2, (const char *[]){"get", "ro:1"}));
+    assert_string_equal(denied(u, 3, (const char *[]){"set", "ro:1", "v"}), keys);
+    acl_user_free(u);
+}
+
 /* Rules applied to a copy leave the original as it was (what SETUSER relies on). */
 static void test_copy_keeps_original(void **state)
 {
@@ -209,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_passwords),
         cmocka_unit_test(test_commands_and_categories),
         cmocka_unit_test(test_key_patterns),
+        cmocka_unit_test(test_denied_messages),
         cmocka_unit_test(test_copy_keeps_original),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
