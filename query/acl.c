@@ -497,26 +497,21 @@ int acl_user_can_run(const acl_user *u, int idx)
     return get_bit(u->allowed, idx);
 }
 
-const char *acl_user_denied(const acl_user *u, const command *cmd, int argc,
-                            const char *const *argv, const size_t *argl)
+int acl_user_check(const acl_user *u, const command *cmd, int argc, const char *const *argv,
+                   const size_t *argl)
 {
     if (u->unrestricted || (cmd->flags & CMD_NOAUTH))
-        return NULL;
-    static char msg[128];
-    if (!acl_user_can_run(u, (int)(cmd - commands))) {
-        snprintf(msg, sizeof msg, "NOPERM this user has no permissions to run the '%s' command",
-                 cmd->name);
-        return msg;
-    }
+        return 0;
+    if (!acl_user_can_run(u, (int)(cmd - commands)))
+        return ACL_DENIED_CMD;
     if (cmd->first_key <= 0 || (u->flags & U_ALLKEYS))
-        return NULL;
+        return 0;
     int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
     int write = (cmd->flags & CMD_WRITE) != 0;
     for (int i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
         if (!acl_user_key_ok(u, argv[i], argl[i], write))
-            return "NOPERM this user has no permissions to access one of the keys used as "
-                   "arguments";
-    return NULL;
+            return ACL_DENIED_KEY;
+    return 0;
 }
 
 /* ---- rules ---- */

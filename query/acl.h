@@ -50,9 +50,12 @@ int acl_auth(client *c, const char *user, size_t ulen, const char *pass, size_t 
 void acl_client_reset(client *c);
 /* Drops c's reference to its user (the client is going away). */
 void acl_client_release(client *c);
-/* NULL when c's user may run cmd with these arguments, else the NOPERM message. Cheap for
- * an unrestricted user (all commands, all keys): one test. */
+/* NULL when c's user may run cmd with these arguments, else the NOPERM message (static
+ * storage). Cheap for an unrestricted user (all commands, all keys): one test. */
 const char *acl_denied(const client *c, const struct command *cmd);
+/* The same check for a command EXEC is about to run, with Redis's message for rules that
+ * changed after it was queued. */
+const char *acl_denied_in_exec(const client *c, const struct command *cmd);
 
 /* ---- users and rules, without clients (unit-testable) ---- */
 
@@ -71,10 +74,11 @@ const char *acl_user_name(const acl_user *u);
 int acl_user_password_ok(const acl_user *u, const char *pass, size_t plen);
 /* 1 if u may run the command at table position idx. */
 int acl_user_can_run(const acl_user *u, int idx);
-/* NULL when u may run cmd with these arguments (keys at the table's key positions), else
- * the NOPERM message (static storage). One test for an unrestricted user. */
-const char *acl_user_denied(const acl_user *u, const struct command *cmd, int argc,
-                            const char *const *argv, const size_t *argl);
+/* 0 when u may run cmd with these arguments (keys at the table's key positions), else
+ * ACL_DENIED_CMD or ACL_DENIED_KEY. One test for an unrestricted user. */
+enum { ACL_DENIED_CMD = 1, ACL_DENIED_KEY = 2 };
+int acl_user_check(const acl_user *u, const struct command *cmd, int argc,
+                   const char *const *argv, const size_t *argl);
 /* 1 if u is on and nopass: anyone may log in as u without a password. */
 int acl_user_on_nopass(const acl_user *u);
 /* Client references: a user taken out of the table (unlist) is freed when the last client

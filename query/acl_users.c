@@ -166,9 +166,37 @@ int acl_auth(client *c, const char *user, size_t ulen, const char *pass, size_t 
     return 0;
 }
 
+static int check(const client *c, const command *cmd)
+{
+    return acl_user_check(c->user ? c->user : acl.dflt, cmd, c->argc, c->argv, c->argl);
+}
+
 const char *acl_denied(const client *c, const command *cmd)
 {
-    return acl_user_denied(c->user ? c->user : acl.dflt, cmd, c->argc, c->argv, c->argl);
+    int why = check(c, cmd);
+    if (!why)
+        return NULL;
+    if (why == ACL_DENIED_KEY)
+        return "NOPERM this user has no permissions to access one of the keys used as "
+               "arguments";
+    static char msg[128];
+    snprintf(msg, sizeof msg, "NOPERM this user has no permissions to run the '%s' command",
+             cmd->name);
+    return msg;
+}
+
+const char *acl_denied_in_exec(const client *c, const command *cmd)
+{
+    int why = check(c, cmd);
+    if (!why)
+        return NULL;
+    return why == ACL_DENIED_KEY
+               ? "NOPERM ACLs rules changed between the moment the transaction was "
+                 "accumulated and the EXEC call. This command is no longer allowed for the "
+                 "following reason: no permission to touch the specified keys"
+               : "NOPERM ACLs rules changed between the moment the transaction was "
+                 "accumulated and the EXEC call. This command is no longer allowed for the "
+                 "following reason: no permission to execute the command or subcommand";
 }
 
 /* Closes u's clients (self after its reply) and lets u go once they have. */

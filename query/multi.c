@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "core/util.h"
+#include "query/acl.h"
 #include "query/query_int.h"
 
 struct queued {
@@ -142,7 +143,11 @@ void cmd_exec(client *c)
         c->argc = q->argc;
         c->argv = (const char **)q->argv;
         c->argl = q->argl;
-        call(c, q->cmd);
+        const char *denied = acl_denied_in_exec(c, q->cmd); /* rules changed since MULTI */
+        if (denied)
+            reply_error(c, denied);
+        else
+            call(c, q->cmd);
     }
     store_txn_hold(srv.store, 0, 0);
     c->argc = argc;

@@ -113,6 +113,36 @@ class AclCompat(unittest.TestCase):
                 want_conn.close()
                 got_conn.close()
 
+    def on_both(self, fn):
+        """fn(connect) on Redis and on Quiver; the results must be equal."""
+        results = []
+        for port in (self.redis_port, self.quiver.port):
+            conns = []
+
+            def connect():
+                conns.append(harness.RawClient("127.0.0.1", port))
+                return conns[-1]
+            try:
+                results.append(fn(connect))
+            finally:
+                for conn in conns:
+                    conn.close()
+        self.assertEqual(results[1], results[0])
+        return results[0]
+
+    def test_rules_changed_before_exec(self):
+        def script(connect):
+            admin, user = connect(), connect()
+            out = [admin.command("ACL", "SETUSER", "mx", "reset", "on", "nopass", "~*",
+                                 "+@all")]
+            out += [user.command(*c) for c in (["AUTH", "mx", "x"], ["MULTI"],
+                                               ["SET", "k", "v"], ["GET", "k"], ["PING"])]
+            out.append(admin.command("ACL", "SETUSER", "mx", "-set", "resetkeys", "~j*"))
+            out.append(user.command("EXEC"))
+            return out
+        out = self.on_both(script)
+        self.assertTrue(out[-1][0].startswith("NOPERM ACLs rules changed"))
+
     def test_genpass_sizes(self):
         r = self.quiver.client()
         for bits, chars in ((None, 64), (5, 2), (1, 1), (4096, 1024)):
