@@ -177,6 +177,7 @@ static void client_kill(client *c)
         return;
     }
     int64_t id = 0;
+    const acl_user *user = NULL;
     const char *addr = NULL, *laddr = NULL;
     size_t alen = 0, llen = 0;
     int skipme = 1;
@@ -196,8 +197,13 @@ static void client_kill(client *c)
             laddr = c->argv[i + 1], llen = c->argl[i + 1];
         } else if (arg_is(c, i, "SKIPME")) {
             skipme = arg_is(c, i + 1, "yes");
-        } else if (arg_is(c, i, "TYPE") || arg_is(c, i, "USER")) {
-            /* one kind of client and one user so far: these filter nothing */
+        } else if (arg_is(c, i, "USER")) {
+            if (!(user = acl_find(c->argv[i + 1], c->argl[i + 1]))) {
+                reply_errorf(c, "No such user '%.*s'", (int)c->argl[i + 1], c->argv[i + 1]);
+                return;
+            }
+        } else if (arg_is(c, i, "TYPE")) {
+            /* one kind of client so far: this filters nothing */
         } else {
             reply_syntax_error(c);
             return;
@@ -209,7 +215,7 @@ static void client_kill(client *c)
         if ((id && x->id != (uint64_t)id) ||
             (addr && (strlen(x->addr) != alen || memcmp(x->addr, addr, alen))) ||
             (laddr && (strlen(x->laddr) != llen || memcmp(x->laddr, laddr, llen))) ||
-            (skipme && x == c))
+            (user && acl_user_of(x) != user) || (skipme && x == c))
             continue;
         x == c ? client_close_after_reply(c) : client_close(x);
         n++;

@@ -271,6 +271,18 @@ class AclServer(unittest.TestCase):
         other.close()
         self.assertEqual(self.admin.execute_command("ACL", "USERS"), [b"default"])
 
+    def test_client_kill_user(self):
+        self.admin.execute_command("ACL", "SETUSER", "k1", "on", ">pw", "+@all", "~*")
+        victim, bystander = self.s.raw(), self.s.raw()
+        self.assertEqual(victim.command("AUTH", "k1", "pw"), b"OK")
+        self.assertEqual(self.admin.execute_command("CLIENT", "KILL", "USER", "k1"), 1)
+        self.assertTrue(victim.closed())
+        self.assertEqual(bystander.command("PING"), b"PONG")
+        self.assertEqual(bystander.command("CLIENT", "KILL", "USER", "nosuch"),
+                         "ERR No such user 'nosuch'")
+        victim.close()
+        bystander.close()
+
     def test_redis_cli_user_pass(self):
         self.admin.execute_command("ACL", "SETUSER", "cli", "on", ">cpw", "~app:*", "+get",
                                    "+set")
