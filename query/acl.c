@@ -50,8 +50,8 @@ typedef struct pattern {
 struct acl_user {
     char *name;
     int flags;
-    int refs;   /* clients pointing at it */
-    int listed; /* still in the table: not freed when the last client lets go */
+    int refs;        /* clients pointing at it */
+    int listed;      /* still in the table: not freed when the last client lets go */
     int allcommands; /* the rules start from +@all, not -@all */
     cmd_rule *rules;
     int nrules;
@@ -66,16 +66,37 @@ struct acl_user {
 /* ---- categories ---- */
 
 enum {
-    CAT_KEYSPACE, CAT_READ, CAT_WRITE, CAT_SET, CAT_SORTEDSET, CAT_LIST, CAT_HASH, CAT_STRING,
-    CAT_BITMAP, CAT_HYPERLOGLOG, CAT_GEO, CAT_STREAM, CAT_PUBSUB, CAT_ADMIN, CAT_FAST, CAT_SLOW,
-    CAT_BLOCKING, CAT_DANGEROUS, CAT_CONNECTION, CAT_TRANSACTION, CAT_SCRIPTING,
-    CAT_FEATURESTORE, CAT_VECTOR, NCATS
+    CAT_KEYSPACE,
+    CAT_READ,
+    CAT_WRITE,
+    CAT_SET,
+    CAT_SORTEDSET,
+    CAT_LIST,
+    CAT_HASH,
+    CAT_STRING,
+    CAT_BITMAP,
+    CAT_HYPERLOGLOG,
+    CAT_GEO,
+    CAT_STREAM,
+    CAT_PUBSUB,
+    CAT_ADMIN,
+    CAT_FAST,
+    CAT_SLOW,
+    CAT_BLOCKING,
+    CAT_DANGEROUS,
+    CAT_CONNECTION,
+    CAT_TRANSACTION,
+    CAT_SCRIPTING,
+    CAT_FEATURESTORE,
+    CAT_VECTOR,
+    NCATS
 };
 /* Redis's categories in ACL CAT's order (those of data types Quiver lacks are empty), then
  * ours. */
 static const char *const cat_names[NCATS] = {
-    "keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap",
-    "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow", "blocking", "dangerous",
+    "keyspace",   "read",        "write",     "set",          "sortedset", "list",
+    "hash",       "string",      "bitmap",    "hyperloglog",  "geo",       "stream",
+    "pubsub",     "admin",       "fast",      "slow",         "blocking",  "dangerous",
     "connection", "transaction", "scripting", "featurestore", "vector",
 };
 
@@ -90,26 +111,39 @@ static int name_in(const char *name, const char *const *list)
 static int in_category(int cat, const command *cmd)
 {
     static const char *const keyspace_extra[] = {"flushdb", "flushall", "dbsize", NULL};
-    static const char *const dangerous_extra[] = {"flushdb", "flushall", "keys", "info",
-                                                  "lastsave", NULL};
+    static const char *const dangerous_extra[] = {"flushdb", "flushall", "keys",
+                                                  "info",    "lastsave", NULL};
     switch (cat) {
     case CAT_KEYSPACE:
         return strcmp(cmd->group, "generic") == 0 || name_in(cmd->name, keyspace_extra);
-    case CAT_READ: return (cmd->flags & CMD_READONLY) != 0;
-    case CAT_WRITE: return (cmd->flags & CMD_WRITE) != 0;
-    case CAT_HASH: return strcmp(cmd->group, "hash") == 0;
-    case CAT_STRING: return strcmp(cmd->group, "string") == 0;
-    case CAT_ADMIN: return (cmd->flags & CMD_ADMIN) != 0;
-    case CAT_FAST: return (cmd->flags & CMD_FAST) != 0;
-    case CAT_SLOW: return !(cmd->flags & CMD_FAST);
-    case CAT_DANGEROUS: return (cmd->flags & CMD_ADMIN) || name_in(cmd->name, dangerous_extra);
+    case CAT_READ:
+        return (cmd->flags & CMD_READONLY) != 0;
+    case CAT_WRITE:
+        return (cmd->flags & CMD_WRITE) != 0;
+    case CAT_HASH:
+        return strcmp(cmd->group, "hash") == 0;
+    case CAT_STRING:
+        return strcmp(cmd->group, "string") == 0;
+    case CAT_ADMIN:
+        return (cmd->flags & CMD_ADMIN) != 0;
+    case CAT_FAST:
+        return (cmd->flags & CMD_FAST) != 0;
+    case CAT_SLOW:
+        return !(cmd->flags & CMD_FAST);
+    case CAT_DANGEROUS:
+        return (cmd->flags & CMD_ADMIN) || name_in(cmd->name, dangerous_extra);
     case CAT_CONNECTION:
         return strcmp(cmd->group, "connection") == 0 || strcmp(cmd->name, "command") == 0;
-    case CAT_TRANSACTION: return strcmp(cmd->group, "transactions") == 0;
-    case CAT_SCRIPTING: return strcmp(cmd->group, "scripting") == 0;
-    case CAT_FEATURESTORE: return strcmp(cmd->group, "featurestore") == 0;
-    case CAT_VECTOR: return strcmp(cmd->group, "search") == 0;
-    default: return 0;
+    case CAT_TRANSACTION:
+        return strcmp(cmd->group, "transactions") == 0;
+    case CAT_SCRIPTING:
+        return strcmp(cmd->group, "scripting") == 0;
+    case CAT_FEATURESTORE:
+        return strcmp(cmd->group, "featurestore") == 0;
+    case CAT_VECTOR:
+        return strcmp(cmd->group, "search") == 0;
+    default:
+        return 0;
     }
 }
 
@@ -189,9 +223,12 @@ void acl_user_copy_rules(acl_user *dst, const acl_user *src)
     dst->unrestricted = src->unrestricted;
     memcpy(dst->allowed, src->allowed, sizeof dst->allowed);
     dst->nrules = src->nrules;
-    dst->rules = src->nrules ? (cmd_rule *)xmemdup(src->rules, sizeof *src->rules * (size_t)src->nrules) : NULL;
+    dst->rules = src->nrules
+                     ? (cmd_rule *)xmemdup(src->rules, sizeof *src->rules * (size_t)src->nrules)
+                     : NULL;
     dst->npass = src->npass;
-    dst->pass = src->npass ? (void *)xmemdup(src->pass, sizeof *src->pass * (size_t)src->npass) : NULL;
+    dst->pass =
+        src->npass ? (void *)xmemdup(src->pass, sizeof *src->pass * (size_t)src->npass) : NULL;
     dst->nkeys = src->nkeys;
     dst->keys = patterns_dup(src->keys, src->nkeys);
     dst->nchans = src->nchans;
@@ -327,7 +364,8 @@ static const char *apply_command_rule(acl_user *u, const char *r, size_t len)
     }
     /* A scan, not command_lookup(): rules are rare, and this way they need no query_init(). */
     for (int i = 0; i < ncommands; i++) {
-        if (strlen(commands[i].name) == len - 1 && strncasecmp(commands[i].name, r + 1, len - 1) == 0) {
+        if (strlen(commands[i].name) == len - 1 &&
+            strncasecmp(commands[i].name, r + 1, len - 1) == 0) {
             add_rule(u, allow, -1, i);
             return NULL;
         }
@@ -572,12 +610,23 @@ static const char *apply(acl_user *u, const char *r, size_t len)
     if (len == 0 || apply_word(u, r, len))
         return NULL;
     switch (r[0]) {
-    case '>': case '<': case '#': case '!': return apply_password_rule(u, r, len);
-    case '~': case '%': return apply_key_rule(u, r, len);
-    case '&': return apply_channel_rule(u, r, len);
-    case '+': case '-': return apply_command_rule(u, r, len);
-    case '(': return "Selectors are not supported";
-    default: return "Syntax error";
+    case '>':
+    case '<':
+    case '#':
+    case '!':
+        return apply_password_rule(u, r, len);
+    case '~':
+    case '%':
+        return apply_key_rule(u, r, len);
+    case '&':
+        return apply_channel_rule(u, r, len);
+    case '+':
+    case '-':
+        return apply_command_rule(u, r, len);
+    case '(':
+        return "Selectors are not supported";
+    default:
+        return "Syntax error";
     }
 }
 
@@ -690,4 +739,3 @@ void acl_user_describe(const acl_user *u, buf *out)
     space(out);
     acl_user_commands(u, out);
 }
-

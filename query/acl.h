@@ -77,8 +77,8 @@ int acl_user_can_run(const acl_user *u, int idx);
 /* 0 when u may run cmd with these arguments (keys at the table's key positions), else
  * ACL_DENIED_CMD or ACL_DENIED_KEY. One test for an unrestricted user. */
 enum { ACL_DENIED_CMD = 1, ACL_DENIED_KEY = 2 };
-int acl_user_check(const acl_user *u, const struct command *cmd, int argc,
-                   const char *const *argv, const size_t *argl);
+int acl_user_check(const acl_user *u, const struct command *cmd, int argc, const char *const *argv,
+                   const size_t *argl);
 /* 1 if u is on and nopass: anyone may log in as u without a password. */
 int acl_user_on_nopass(const acl_user *u);
 /* Client references: a user taken out of the table (unlist) is freed when the last client

@@ -80,7 +80,8 @@ acl_user *acl_user_of(const client *c)
     return c->user ? c->user : acl.dflt;
 }
 
-/* `default` as Redis makes it: everything allowed, password from requirepass. */
+/* `default` as Redis makes it: everything allowed, no password (apply_requirepass gives
+ * it one). */
 static void make_default(acl_user *u)
 {
     static const char *const rules[] = {"on", "nopass", "~*", "&*", "+@all"};

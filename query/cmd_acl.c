@@ -175,8 +175,10 @@ static void acl_load_cmd(client *c)
         return;
     }
     if (acl_load(c, err, sizeof err) != 0) {
-        reply_errorf(c, "%s. WARNING: ACL errors detected, no change to the previously active "
-                        "ACL rules was performed", err);
+        reply_errorf(c,
+                     "%s. WARNING: ACL errors detected, no change to the previously active "
+                     "ACL rules was performed",
+                     err);
         return;
     }
     server_apply_config();
@@ -275,8 +277,7 @@ void cmd_acl(client *c)
             continue;
         if (c->argc < subcommands[i].min_argc ||
             (subcommands[i].max_argc > 0 && c->argc > subcommands[i].max_argc)) {
-            reply_errorf(c, "wrong number of arguments for 'acl|%s' command",
-                         subcommands[i].name);
+            reply_errorf(c, "wrong number of arguments for 'acl|%s' command", subcommands[i].name);
         } else {
             subcommands[i].fn(c);
         }

@@ -116,7 +116,8 @@ static void test_bad_rules(void **state)
 static void test_passwords(void **state)
 {
     (void)state;
-    acl_user *u = user_with("on >secret #2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+    acl_user *u =
+        user_with("on >secret #2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
     assert_true(acl_user_password_ok(u, "secret", 6));
     assert_true(acl_user_password_ok(u, "x", 1)); /* the hash is SHA-256("x") */
     assert_false(acl_user_password_ok(u, "secreT", 6));
@@ -201,8 +202,7 @@ static void test_checks(void **state)
     assert_int_equal(check(u, 2, (const char *[]){"get", "other:1"}), ACL_DENIED_KEY);
     assert_int_equal(check(u, 3, (const char *[]){"set", "app:1", "v"}), ACL_DENIED_CMD);
     assert_int_equal(0, check(u, 5, (const char *[]){"mset", "app:1", "a", "app:2", "b"}));
-    assert_int_equal(check(u, 5, (const char *[]){"mset", "app:1", "a", "x", "b"}),
-                     ACL_DENIED_KEY);
+    assert_int_equal(check(u, 5, (const char *[]){"mset", "app:1", "a", "x", "b"}), ACL_DENIED_KEY);
     /* a value that looks like a forbidden key is not a key (key step 2) */
     assert_int_equal(0, check(u, 5, (const char *[]){"mset", "app:1", "other", "app:2", "b"}));
     assert_int_equal(0, check(u, 3, (const char *[]){"auth", "u", "p"})); /* no-auth commands */
@@ -233,12 +233,9 @@ static void test_copy_keeps_original(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_describe_like_redis),
-        cmocka_unit_test(test_bad_rules),
-        cmocka_unit_test(test_passwords),
-        cmocka_unit_test(test_commands_and_categories),
-        cmocka_unit_test(test_key_patterns),
-        cmocka_unit_test(test_checks),
+        cmocka_unit_test(test_describe_like_redis), cmocka_unit_test(test_bad_rules),
+        cmocka_unit_test(test_passwords),           cmocka_unit_test(test_commands_and_categories),
+        cmocka_unit_test(test_key_patterns),        cmocka_unit_test(test_checks),
         cmocka_unit_test(test_copy_keeps_original),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
