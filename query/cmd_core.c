@@ -155,7 +155,7 @@ static void client_list(client *c, client *only)
     buf b;
     buf_init(&b);
     for (client *x = only ? only : net_clients(); x; x = only ? NULL : x->next) {
-        client_describe(x, &b);
+        client_describe(x, acl_user_name(acl_user_of(x)), &b);
         buf_appendc(&b, '\n');
     }
     reply_verbatim(c, b.data ? b.data : "", b.len);
@@ -247,7 +247,7 @@ void cmd_client(client *c)
                 }
                 client *x = net_client_by_id((uint64_t)id);
                 if (x) {
-                    client_describe(x, &b);
+                    client_describe(x, acl_user_name(acl_user_of(x)), &b);
                     buf_appendc(&b, '\n');
                 }
             }

@@ -540,7 +540,7 @@ const net_stats *net_get_stats(void)
     return &net.stats;
 }
 
-void client_describe(const client *c, buf *out)
+void client_describe(const client *c, const char *user, buf *out)
 {
     int64_t now = clock_ms();
     char flags[8];
@@ -560,13 +560,13 @@ void client_describe(const client *c, buf *out)
                "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d "
                "sub=0 psub=0 ssub=0 multi=%d qbuf=%zu qbuf-free=%zu argv-mem=0 multi-mem=0 "
                "rbs=%zu rbp=0 obl=%zu oll=0 omem=%zu tot-mem=%zu events=r%s cmd=%s "
-               "user=default redir=-1 resp=%d lib-name=%s lib-ver=%s",
+               "user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s",
                (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
                (long long)(now - c->ctime_ms) / 1000, (long long)(now - c->last_ms) / 1000,
                flags, c->db, (c->flags & CLIENT_MULTI) ? 0 : -1, c->qbuf.len - c->qpos,
                c->qbuf.cap - c->qbuf.len, c->qbuf.cap, client_obuf_pending(c), c->obuf.cap,
                c->qbuf.cap + c->obuf.cap + sizeof *c, client_obuf_pending(c) ? "w" : "",
-               c->last_cmd ? c->last_cmd : "NULL", c->resp, c->lib_name ? c->lib_name : "",
+               c->last_cmd ? c->last_cmd : "NULL", user, c->resp, c->lib_name ? c->lib_name : "",
                c->lib_ver ? c->lib_ver : "");
 }
 

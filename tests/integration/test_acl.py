@@ -275,6 +275,8 @@ class AclServer(unittest.TestCase):
         self.admin.execute_command("ACL", "SETUSER", "k1", "on", ">pw", "+@all", "~*")
         victim, bystander = self.s.raw(), self.s.raw()
         self.assertEqual(victim.command("AUTH", "k1", "pw"), b"OK")
+        self.assertIn(b" user=k1 ", victim.command("CLIENT", "INFO"))
+        self.assertIn(b" user=default ", bystander.command("CLIENT", "INFO"))
         self.assertEqual(self.admin.execute_command("CLIENT", "KILL", "USER", "k1"), 1)
         self.assertTrue(victim.closed())
         self.assertEqual(bystander.command("PING"), b"PONG")
