@@ -5,6 +5,7 @@
  * what Redis would. The table of users, logins and the ACL file are in acl_users.c. */
 #include "query/acl.h"
 
+#include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -467,6 +468,15 @@ static void add_pattern(pattern **list, int *n, const char *p, size_t len, int r
     (*list)[(*n)++] = (pattern){xmemdup(p, len), len, rw};
 }
 
+/* Patterns with white space would not survive ACL SAVE's one line per user. */
+static int has_space(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (isspace((unsigned char)p[i]))
+            return 1;
+    return 0;
+}
+
 static void reset_patterns(pattern **list, int *n)
 {
     patterns_free(*list, *n);
@@ -495,6 +505,8 @@ static const char *apply_key_rule(acl_user *u, const char *r, size_t len)
         return "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and "
                "does not have any effect. Try 'resetkeys' to start with an empty list of "
                "patterns";
+    if (has_space(r + at, len - at))
+        return "Syntax error";
     if (rw == KEY_RW && len - at == 1 && r[at] == '*') {
         reset_patterns(&u->keys, &u->nkeys);
         u->flags |= U_ALLKEYS;
@@ -510,6 +522,8 @@ static const char *apply_channel_rule(acl_user *u, const char *r, size_t len)
         return "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid "
                "and does not have any effect. Try 'resetchannels' to start with an empty list "
                "of channels";
+    if (has_space(r + 1, len - 1))
+        return "Syntax error";
     if (len == 2 && r[1] == '*') {
         reset_patterns(&u->chans, &u->nchans);
         u->flags |= U_ALLCHANNELS;

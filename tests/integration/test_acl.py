@@ -54,6 +54,8 @@ SCRIPTS = [
      ["ACL", "SETUSER", "bad", "%Ra"],
      ["ACL", "SETUSER", "bad", "allkeys", "~c"],
      ["ACL", "SETUSER", "bad", "allchannels", "&c"],
+     ["ACL", "SETUSER", "bad", "~a b"], ["ACL", "SETUSER", "bad", "resetchannels", "&a\tb"],
+     ["ACL", "SETUSER", "bad", ">with space"],
      ["ACL", "SETUSER", "has space"],
      ["ACL", "SETUSER", "neverborn", "on", "bogus"],
      ["ACL", "GETUSER", "bad"], ["ACL", "GETUSER", "neverborn"]],
