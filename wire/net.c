@@ -89,7 +89,7 @@ static void refuse(int fd, const char *msg, int tls)
         ssize_t w = write(fd, msg, strlen(msg));
         (void)w;
     } else {
-        log_msg(LOG_VERBOSE, "TLS connection refused: %.40s", msg);
+        log_msg(LOG_VERBOSE, "TLS connection refused: %.*s", (int)strcspn(msg, "\r"), msg);
     }
     close(fd);
     net.stats.rejected++;
