@@ -244,6 +244,41 @@ class TestTLS(unittest.TestCase):
                 inc.write(data)
         self.assertEqual(got, b"$3000\r\n" + b"x" * 3000 + b"\r\n")
 
+    def s_client(self, version, steps):
+        """openssl s_client fed the given lines one by one (a pause after each, so that its
+        interactive commands K and R act between requests); returns its output."""
+        p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.tls_port(),
+                              "-CAfile", path("ca.crt"), "-cert", path("client.crt"),
+                              "-key", path("client.key"), version],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        try:
+            for line in steps:
+                time.sleep(0.3)
+                p.stdin.write(line)
+                p.stdin.flush()
+            time.sleep(0.5)
+            p.stdin.close()
+        except BrokenPipeError:  # it ended the session itself
+            pass
+        out = p.stdout.read()
+        p.wait(timeout=30)
+        return out
+
+    def test_key_update_mid_connection(self):
+        """TLS 1.3 KeyUpdate asking for ours: the server's read must answer it with a write."""
+        out = self.s_client("-tls1_3", [b"PING\r\n", b"K\n", b"ECHO after-keyupdate\r\n",
+                                        b"K\n", b"ECHO again\r\n"])
+        self.assertIn(b"+PONG\r\n", out)
+        self.assertIn(b"$15\r\nafter-keyupdate\r\n", out)
+        self.assertIn(b"$5\r\nagain\r\n", out)
+
+    def test_renegotiation_is_refused_and_the_server_unharmed(self):
+        out = self.s_client("-tls1_2", [b"PING\r\n", b"R\n", b"ECHO after\r\n"])
+        self.assertIn(b"+PONG\r\n", out)
+        self.assertIn(b"no renegotiation", out)
+        self.assertTrue(tls_client(self.server).ping())
+
     def test_no_client_certificate_is_refused(self):
         r = tls_client(self.server, cert=None)
         with self.assertRaises(redis.exceptions.ConnectionError):
