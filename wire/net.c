@@ -406,9 +406,10 @@ static void process_input(client *c)
         mark_pending(c);
 }
 
-/* Reads from a TLS client until OpenSSL needs more from the socket or n bytes came. Stopping
- * at n can leave decrypted bytes inside OpenSSL that no socket event will announce: the
- * read event is then made active by hand. */
+/* Reads from a TLS client until OpenSSL holds nothing more (what is still in the kernel
+ * wakes the read event again: no read() just to hear EAGAIN), needs more from the socket,
+ * or n bytes came. Stopping at n can leave decrypted bytes inside OpenSSL that no socket
+ * event will announce: the read event is then made active by hand. */
 static ssize_t tls_conn_read(client *c, char *p, size_t n)
 {
     size_t total = 0;
@@ -418,6 +419,8 @@ static ssize_t tls_conn_read(client *c, char *p, size_t n)
         if ((rc = tls_read(c->tls, p + total, n - total, &got, &wants)) != 0)
             break;
         total += got;
+        if (!tls_pending(c->tls))
+            break;
     }
     if (rc == ERR_AGAIN && wants == TLS_WANT_WRITE) { /* on_writable() reads on */
         c->tls_blocked |= TLS_READ_NEEDS_WRITE;
