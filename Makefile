@@ -186,3 +186,7 @@ bench-ann: deps
 	$(Q)$(ANN_BENCH)
 
 bench: bench-ann
+
+# TLS on client connections (wire/tls.c); the openssl CLI makes the test certificates.
+LIBS     += -lssl -lcrypto
+DEB_PACKAGES += libssl-dev openssl

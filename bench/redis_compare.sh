@@ -7,9 +7,12 @@
 # loads the same data set into both, then for -P 1 and -P 16 (50 clients) runs
 # GET, SET, HSET, HGET and MGET (10 keys), Redis then Quiver for each line, and prints
 # ops/s, p50 and p99 per server and the Quiver/Redis ratios. See bench/README.md.
+# With BENCH_TLS=1 both servers serve TLS only (port 0, tls-port, the same throw-away CA,
+# server and client certificates, made with the openssl CLI) and every client uses --tls.
 #
 # Environment knobs:
 #   BENCH_QUICK=1           smoke run (few requests)
+#   BENCH_TLS=1             everything over TLS
 #   BENCH_N_P1=N            requests per -P 1 run   (default 400000; quick 20000)
 #   BENCH_N_P16=N           requests per -P 16 run  (default 2000000; quick 100000)
 #   BENCH_CLIENTS=N         parallel connections    (default 50)
@@ -87,6 +90,38 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM HUP
 
+# ---- TLS: certificates, and the arguments servers and clients take ------------------------
+SERVER_TLS=() # after --port <port>: replaced by TLS-only arguments
+CLIENT_TLS=()
+TLS_NOTE=
+if [ "${BENCH_TLS:-0}" = 1 ]; then
+  command -v openssl > /dev/null || die "missing openssl (Debian package openssl)"
+  mkcert() { # name cn [ca]
+    if [ -z "${3:-}" ]; then
+      openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$2" \
+        -keyout "$TMP/$1.key" -out "$TMP/$1.crt"
+    else
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$TMP/$1.key" -out "$TMP/$1.csr" &&
+        printf 'subjectAltName=IP:%s\n' "$HOST" > "$TMP/$1.ext" &&
+        openssl x509 -req -days 2 -in "$TMP/$1.csr" -CA "$TMP/$3.crt" -CAkey "$TMP/$3.key" \
+          -CAcreateserial -extfile "$TMP/$1.ext" -out "$TMP/$1.crt"
+    fi
+  }
+  { mkcert ca "bench CA" && mkcert server "$HOST" ca && mkcert client client ca; } \
+    > "$TMP/openssl.log" 2>&1 || die "openssl failed: $(tail -2 "$TMP/openssl.log")"
+  SERVER_TLS=(--tls-cert-file "$TMP/server.crt" --tls-key-file "$TMP/server.key"
+    --tls-ca-cert-file "$TMP/ca.crt")
+  CLIENT_TLS=(--tls --cacert "$TMP/ca.crt" --cert "$TMP/client.crt" --key "$TMP/client.key")
+  TLS_NOTE=", over TLS (client certificates, tls-auth-clients yes)"
+fi
+listen_args() { # port -> the server's port arguments
+  if [ ${#SERVER_TLS[@]} -gt 0 ]; then
+    echo --port 0 --tls-port "$1"
+  else
+    echo --port "$1"
+  fi
+}
+
 # ---- free ports on 127.0.0.1 -------------------------------------------------------------
 port_in_use() { # port: something accepts connections there
   (exec 3<> "/dev/tcp/$HOST/$1") 2> /dev/null
@@ -121,7 +156,7 @@ wait_ready() { # name pid port log
       tail -20 "$log" | sed 's/^/    /' >&2
       exit 2
     fi
-    if [ "$("$REDIS_CLI_BIN" -h "$HOST" -p "$port" PING 2> /dev/null)" = PONG ]; then
+    if [ "$("$REDIS_CLI_BIN" -h "$HOST" -p "$port" "${CLIENT_TLS[@]}" PING 2> /dev/null)" = PONG ]; then
       kill -0 "$pid" 2> /dev/null && return 0 # PONG from our own process, not a squatter
     fi
     sleep 0.1
@@ -135,12 +170,14 @@ REDIS_PORT=$(free_port) || exit 2
 QUIVER_PORT=$(free_port "$REDIS_PORT") || exit 2
 mkdir -p "$TMP/redis" "$TMP/quiver"
 
-"$REDIS_SERVER_BIN" --bind "$HOST" --port "$REDIS_PORT" --save "" --appendonly yes \
-  --appendfsync everysec --dir "$TMP/redis" --daemonize no --logfile "" \
+# shellcheck disable=SC2046  # listen_args is split on purpose
+"$REDIS_SERVER_BIN" --bind "$HOST" $(listen_args "$REDIS_PORT") "${SERVER_TLS[@]}" --save "" \
+  --appendonly yes --appendfsync everysec --dir "$TMP/redis" --daemonize no --logfile "" \
   > "$TMP/redis.log" 2>&1 &
 REDIS_PID=$!
-"$QUIVER_BIN" --bind "$HOST" --port "$QUIVER_PORT" --durability everysec --dir "$TMP/quiver" \
-  > "$TMP/quiver.log" 2>&1 &
+# shellcheck disable=SC2046
+"$QUIVER_BIN" --bind "$HOST" $(listen_args "$QUIVER_PORT") "${SERVER_TLS[@]}" \
+  --durability everysec --dir "$TMP/quiver" > "$TMP/quiver.log" 2>&1 &
 QUIVER_PID=$!
 wait_ready "redis-server" "$REDIS_PID" "$REDIS_PORT" "$TMP/redis.log"
 wait_ready "quiver-server" "$QUIVER_PID" "$QUIVER_PORT" "$TMP/quiver.log"
@@ -159,7 +196,7 @@ TXT=$OUTDIR/redis_compare-$STAMP.txt
 : > "$TXT"
 say() { printf '%s\n' "$*" | tee -a "$TXT"; }
 
-say "Quiver vs Redis: redis-benchmark on $HOST ($(date -u '+%Y-%m-%d %H:%M:%S UTC'))"
+say "Quiver vs Redis: redis-benchmark on $HOST$TLS_NOTE ($(date -u '+%Y-%m-%d %H:%M:%S UTC'))"
 say "machine : $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr), load avg $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null)"
 say "quiver  : $("$QUIVER_BIN" --version 2> /dev/null | head -1), git $git_rev, --durability everysec, port $QUIVER_PORT"
 say "redis   : $("$REDIS_SERVER_BIN" --version | head -1 | sed 's/ sha=.*//'), --appendonly yes --appendfsync everysec --save \"\", port $REDIS_PORT"
@@ -178,12 +215,12 @@ awk -v n="$KEYSPACE" 'BEGIN {
 
 load() { # name port
   local out
-  if ! out=$("$REDIS_CLI_BIN" -h "$HOST" -p "$2" --pipe < "$TMP/load.resp" 2>&1); then
+  if ! out=$("$REDIS_CLI_BIN" -h "$HOST" -p "$2" "${CLIENT_TLS[@]}" --pipe < "$TMP/load.resp" 2>&1); then
     die "loading $1 failed: $(printf '%s' "$out" | tail -3 | tr '\n' ' ')"
   fi
   local dbsize hlen
-  dbsize=$("$REDIS_CLI_BIN" -h "$HOST" -p "$2" DBSIZE)
-  hlen=$("$REDIS_CLI_BIN" -h "$HOST" -p "$2" HLEN myhash)
+  dbsize=$("$REDIS_CLI_BIN" -h "$HOST" -p "$2" "${CLIENT_TLS[@]}" DBSIZE)
+  hlen=$("$REDIS_CLI_BIN" -h "$HOST" -p "$2" "${CLIENT_TLS[@]}" HLEN myhash)
   if [ "$dbsize" != $((KEYSPACE + 1)) ] || [ "$hlen" != "$KEYSPACE" ]; then
     die "$1 after loading: DBSIZE $dbsize (want $((KEYSPACE + 1))), HLEN myhash $hlen (want $KEYSPACE)"
   fi
@@ -221,7 +258,7 @@ run_one() { # server port test pipeline requests
   fi
   limit=$((left < RUN_TIMEOUT ? left : RUN_TIMEOUT))
   # shellcheck disable=SC2046  # word splitting of bench_args is intended
-  out=$(timeout "$limit" "$REDIS_BENCHMARK_BIN" -h "$HOST" -p "$port" -c "$CLIENTS" -n "$n" \
+  out=$(timeout "$limit" "$REDIS_BENCHMARK_BIN" -h "$HOST" -p "$port" "${CLIENT_TLS[@]}" -c "$CLIENTS" -n "$n" \
     -r "$KEYSPACE" -P "$P" --csv $(bench_args "$test") 2> "$TMP/bench.err")
   rc=$?
   row=$(printf '%s\n' "$out" | grep -v '^"test"' | tail -1)

@@ -24,6 +24,7 @@ static const char *const loglevel_names[] = {"debug", "verbose", "notice", "warn
  * RDB snapshots or AOF, so each admits only the value that says so. */
 static const char *const save_names[] = {"", NULL};
 static const char *const appendonly_names[] = {"no", NULL};
+static const char *const tls_auth_names[] = {"no", "yes", "optional", NULL}; /* TLS_AUTH_* */
 
 typedef struct option {
     const char *name;
@@ -57,6 +58,13 @@ static const option options[] = {
     {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
     {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
     {"aclfile", T_STR, O(aclfile), 0, 0, NULL, IMMUTABLE, ""},
+    {"tls-port", T_INT, O(tls_port), 0, 65535, NULL, IMMUTABLE, "0"},
+    {"tls-cert-file", T_STR, O(tls_cert_file), 0, 0, NULL, IMMUTABLE, ""},
+    {"tls-key-file", T_STR, O(tls_key_file), 0, 0, NULL, IMMUTABLE, ""},
+    {"tls-ca-cert-file", T_STR, O(tls_ca_cert_file), 0, 0, NULL, IMMUTABLE, ""},
+    {"tls-ca-cert-dir", T_STR, O(tls_ca_cert_dir), 0, 0, NULL, IMMUTABLE, ""},
+    {"tls-auth-clients", T_ENUM, O(tls_auth_clients), 0, 0, tls_auth_names, IMMUTABLE, "yes"},
+    {"tls-protocols", T_STR, O(tls_protocols), 0, 0, NULL, IMMUTABLE, ""},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -36,6 +36,10 @@ typedef struct config {
     int databases;           /* fixed at 16: reported, not settable */
     int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
     char *aclfile;           /* users and their rules (query/acl.h), "" for none */
+    int tls_port;            /* 0 = no TLS listener */
+    char *tls_cert_file, *tls_key_file, *tls_ca_cert_file, *tls_ca_cert_dir;
+    int tls_auth_clients;    /* TLS_AUTH_* of wire/tls.h */
+    char *tls_protocols;
     char *config_file;       /* absolute path of the file read at start, or NULL */
 } config;
 

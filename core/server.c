@@ -41,6 +41,12 @@ static void net_config_from(const config *cfg, net_config *nc)
     nc->obuf_soft = cfg->obuf_soft;
     nc->obuf_soft_secs = cfg->obuf_soft_secs;
     nc->timeout_secs = cfg->timeout;
+    nc->tls_port = cfg->tls_port;
+    nc->tls = (tls_config){.cert_file = cfg->tls_cert_file, .key_file = cfg->tls_key_file,
+                           .ca_cert_file = cfg->tls_ca_cert_file,
+                           .ca_cert_dir = cfg->tls_ca_cert_dir,
+                           .auth_clients = cfg->tls_auth_clients,
+                           .protocols = cfg->tls_protocols};
 }
 
 static void schedule_cron(void)
@@ -346,8 +352,8 @@ int server_start(char *err, size_t errlen)
             fclose(f);
         }
     }
-    log_info("Quiver %s ready: port %d, bind %s, data in %s, durability %s", QUIVER_VERSION,
-             srv.cfg.port, srv.cfg.bind, srv.cfg.dir,
+    log_info("Quiver %s ready: port %d, tls-port %d, bind %s, data in %s, durability %s",
+             QUIVER_VERSION, srv.cfg.port, srv.cfg.tls_port, srv.cfg.bind, srv.cfg.dir,
              srv.cfg.durability == DURABILITY_ALWAYS ? "always"
              : srv.cfg.durability == DURABILITY_EVERYSEC ? "everysec" : "no");
     return 0;

@@ -1,8 +1,10 @@
-/* net.c: sockets and connections. Listening sockets on the libevent loop, accepting with
- * the maxclients and protected-mode checks, reading into each client's query buffer and
- * cutting commands out of it with the RESP parser, the end-of-pass flush that sends replies
- * only after the storage commit, output-buffer limits, idle timeouts, the close path, and
- * parking a client while its command runs on another thread. */
+/* net.c: sockets and connections. Listening sockets on the libevent loop (plaintext and
+ * TLS), accepting with the maxclients and protected-mode checks, reading into each client's
+ * query buffer and cutting commands out of it with the RESP parser, the end-of-pass flush
+ * that sends replies only after the storage commit, output-buffer limits, idle timeouts,
+ * the close path, and parking a client while its command runs on another thread. Reads and
+ * writes go through conn_read()/conn_write(): read()/write() on a plaintext socket, tls.h on
+ * a TLS one, whose handshake and cross-direction waits are driven here by the same events. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -34,6 +36,7 @@ static struct {
     int lfd[MAX_LISTENERS];
     struct event *lev[MAX_LISTENERS];
     int nlisten;
+    tls_ctx *tls; /* while tls-port is served */
     client *clients, *pending, *closed;
     uint64_t next_id, pass;
     net_stats stats;
@@ -41,6 +44,11 @@ static struct {
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+/* c->tls_blocked: OpenSSL needs the other direction's readiness to go on. */
+enum { TLS_READ_NEEDS_WRITE = 1, TLS_WRITE_NEEDS_READ = 2 };
+/* conn_read()/conn_write() results besides a byte count */
+enum { CONN_AGAIN = -1, CONN_GONE = -2 };
 
 static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t n)
 {
@@ -73,19 +81,25 @@ static int is_loopback(const struct sockaddr_storage *ss)
     return 0;
 }
 
-/* Writes a reply straight to a socket we are about to refuse. */
-static void refuse(int fd, const char *msg)
+/* Writes a reply straight to a socket we are about to refuse. A TLS client would need a
+ * handshake to read it: it is only closed. */
+static void refuse(int fd, const char *msg, int tls)
 {
-    ssize_t w = write(fd, msg, strlen(msg));
-    (void)w;
+    if (!tls) {
+        ssize_t w = write(fd, msg, strlen(msg));
+        (void)w;
+    } else {
+        log_msg(LOG_VERBOSE, "TLS connection refused: %.*s", (int)strcspn(msg, "\r"), msg);
+    }
     close(fd);
     net.stats.rejected++;
 }
 
+/* on_accept's arg: the TLS context for the TLS port, NULL for the plaintext one. */
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
-    (void)arg;
+    tls_ctx *tls = arg;
     for (int i = 0; i < 64; i++) { /* bounded, so a flood cannot starve the loop */
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -97,14 +111,20 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         }
         int local = is_loopback(&ss);
         if (net.cfg.maxclients > 0 && net.stats.connected >= (unsigned)net.cfg.maxclients) {
-            refuse(fd, "-ERR max number of clients reached\r\n");
+            refuse(fd, "-ERR max number of clients reached\r\n", tls != NULL);
             continue;
         }
         if (net.cfg.protected_mode && !net.password_set && !local) {
             refuse(fd, "-DENIED Quiver is running in protected mode because protected mode is "
                        "enabled and no password is set for the default user. Only loopback "
                        "connections are accepted. Set a password with requirepass, or bind "
-                       "deliberately and disable protected-mode.\r\n");
+                       "deliberately and disable protected-mode.\r\n", tls != NULL);
+            continue;
+        }
+        tls_conn *t = NULL;
+        if (tls && tls_conn_new(tls, fd, &t) != 0) {
+            log_warn("accept: no memory for a TLS session");
+            refuse(fd, "", 1);
             continue;
         }
         int one = 1;
@@ -112,6 +132,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 
         client *c = xcalloc(1, sizeof *c);
+        c->tls = t;
         c->id = ++net.next_id;
         c->fd = fd;
         c->state = CONN_OPEN;
@@ -137,7 +158,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
-static int listen_on(const char *addr, int port, char *err, size_t errlen)
+static int listen_on(const char *addr, int port, tls_ctx *tls, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
@@ -172,7 +193,7 @@ static int listen_on(const char *addr, int port, char *err, size_t errlen)
         return ERR_LIMIT;
     }
     net.lfd[net.nlisten] = fd;
-    net.lev[net.nlisten] = event_new(net.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    net.lev[net.nlisten] = event_new(net.base, fd, EV_READ | EV_PERSIST, on_accept, tls);
     event_add(net.lev[net.nlisten], NULL);
     net.nlisten++;
     return 0;
@@ -184,6 +205,7 @@ void net_reconfigure(const net_config *cfg)
     snprintf(net.bind, sizeof net.bind, "%s", cfg->bind ? cfg->bind : "127.0.0.1");
     net.cfg.bind = net.bind;
     net.password_set = (char)cfg->need_auth;
+    memset(&net.cfg.tls, 0, sizeof net.cfg.tls); /* its strings are not ours to keep */
 }
 
 int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,
@@ -193,18 +215,26 @@ int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn di
     net.dispatch = dispatch;
     net.release = release;
     net_reconfigure(cfg);
+    if (!cfg->port && !cfg->tls_port) {
+        snprintf(err, errlen, "port and tls-port are both 0: nothing to listen on");
+        return ERR_INVAL;
+    }
+    int rc;
+    if (cfg->tls_port && (rc = tls_ctx_new(&cfg->tls, &net.tls, err, errlen)) != 0)
+        return rc;
     char addrs[256];
     snprintf(addrs, sizeof addrs, "%s", net.bind);
     char *save = NULL;
     for (char *a = strtok_r(addrs, " ", &save); a; a = strtok_r(NULL, " ", &save)) {
-        int rc = listen_on(a, cfg->port, err, errlen);
-        if (rc) {
+        if ((cfg->port && (rc = listen_on(a, cfg->port, NULL, err, errlen)) != 0) ||
+            (cfg->tls_port && (rc = listen_on(a, cfg->tls_port, net.tls, err, errlen)) != 0)) {
             net_stop();
             return rc;
         }
     }
     if (!net.nlisten) {
         snprintf(err, errlen, "no address to bind");
+        net_stop();
         return ERR_INVAL;
     }
     return 0;
@@ -237,6 +267,8 @@ void net_stop(void)
     while (net.clients) /* client_close() unlinks the client, so always take the first */
         client_close(net.clients);
     net_pass_end(1);
+    tls_ctx_free(net.tls);
+    net.tls = NULL;
 }
 
 void client_close(client *c)
@@ -251,6 +283,8 @@ void client_close(client *c)
     }
     event_del(c->rev); /* before close(): the fd number may be reused at once */
     event_del(c->wev);
+    tls_conn_free(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = CONN_CLOSED;
@@ -371,10 +405,70 @@ static void process_input(client *c)
         mark_pending(c);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+/* Reads from a TLS client until OpenSSL holds nothing more (what is still in the kernel
+ * wakes the read event again: no read() just to hear EAGAIN), needs more from the socket,
+ * or n bytes came. Stopping at n can leave decrypted bytes inside OpenSSL that no socket
+ * event will announce: the read event is then made active by hand. */
+static ssize_t tls_conn_read(client *c, char *p, size_t n)
 {
-    (void)what;
-    client *c = arg;
+    size_t total = 0;
+    int rc = 0, wants = 0;
+    while (total < n) {
+        size_t got;
+        if ((rc = tls_read(c->tls, p + total, n - total, &got, &wants)) != 0)
+            break;
+        total += got;
+        if (!tls_pending(c->tls))
+            break;
+    }
+    if (rc == ERR_AGAIN && wants == TLS_WANT_WRITE) { /* on_writable() reads on */
+        c->tls_blocked |= TLS_READ_NEEDS_WRITE;
+        event_add(c->wev, NULL);
+    }
+    if ((total == n && tls_pending(c->tls)) || (rc == ERR_IO && total))
+        event_active(c->rev, EV_READ, 1); /* more to read, or the end to see again */
+    if (total)
+        return (ssize_t)total;
+    return rc == ERR_AGAIN ? CONN_AGAIN : CONN_GONE;
+}
+
+static ssize_t conn_read(client *c, char *p, size_t n)
+{
+    if (c->tls)
+        return tls_conn_read(c, p, n);
+    ssize_t r = read(c->fd, p, n);
+    if (r > 0)
+        return r;
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? CONN_AGAIN
+                                                                                : CONN_GONE;
+}
+
+static ssize_t conn_write(client *c, const char *p, size_t n)
+{
+    if (c->tls) {
+        size_t put;
+        int wants;
+        int rc = tls_write(c->tls, p, n, &put, &wants);
+        if (rc == 0)
+            return (ssize_t)put;
+        if (rc != ERR_AGAIN)
+            return CONN_GONE;
+        if (wants == TLS_WANT_READ)
+            c->tls_blocked |= TLS_WRITE_NEEDS_READ; /* flush_client() watches for it */
+        return CONN_AGAIN;
+    }
+    for (;;) {
+        ssize_t w = write(c->fd, p, n);
+        if (w >= 0)
+            return w;
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? CONN_AGAIN : CONN_GONE;
+    }
+}
+
+/* Reads what the socket has into the query buffer and executes what is complete. */
+static void read_input(client *c)
+{
     if ((c->flags & CLIENT_PARKED) && c->qbuf.len >= PARKED_READ_MAX) {
         event_del(c->rev); /* enough waiting already: client_unpark() reads on */
         return;
@@ -382,11 +476,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     size_t want = resp_parse_want(&c->parser, c->qbuf.len);
     want = want > READ_CHUNK ? (want > READ_MAX ? READ_MAX : want) : READ_CHUNK;
     buf_reserve(&c->qbuf, want);
-    ssize_t n = read(fd, c->qbuf.data + c->qbuf.len, want);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
-        client_close(c);
+    ssize_t n = conn_read(c, c->qbuf.data + c->qbuf.len, want);
+    if (n < 0) {
+        if (n == CONN_GONE)
+            client_close(c);
         return;
     }
     c->qbuf.len += (size_t)n;
@@ -400,12 +493,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 static int flush_client(client *c)
 {
     while (c->osent < c->ocommitted) {
-        ssize_t n = write(c->fd, c->obuf.data + c->osent, c->ocommitted - c->osent);
+        ssize_t n = conn_write(c, c->obuf.data + c->osent, c->ocommitted - c->osent);
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (n == CONN_AGAIN)
                 break;
-            if (errno == EINTR)
-                continue;
             client_close(c);
             return -1;
         }
@@ -416,11 +507,15 @@ static int flush_client(client *c)
         c->obuf.len = c->osent = c->ocommitted = 0;
         if (c->obuf.cap > 64 * 1024)
             buf_free(&c->obuf);
-        event_del(c->wev);
+        if (!(c->tls_blocked & TLS_READ_NEEDS_WRITE))
+            event_del(c->wev);
         if (c->state == CONN_CLOSING) {
             client_close(c);
             return -1;
         }
+    } else if (c->tls_blocked & TLS_WRITE_NEEDS_READ) {
+        event_del(c->wev); /* writable is not what it waits for */
+        event_add(c->rev, NULL);
     } else if (c->osent < c->ocommitted) {
         event_add(c->wev, NULL);
     }
@@ -429,11 +524,76 @@ static int flush_client(client *c)
     return 0;
 }
 
+/* Runs the TLS handshake on; returns 1 once complete, 0 while it waits, -1 when it failed
+ * (the client is closed: a plaintext client or a refused certificate, logged at verbose). */
+static int tls_handshake(client *c)
+{
+    char err[256];
+    int wants;
+    int rc = tls_accept(c->tls, &wants, err, sizeof err);
+    if (rc == 0) {
+        event_del(c->wev);
+        return 1;
+    }
+    if (rc == ERR_AGAIN) {
+        if (wants == TLS_WANT_WRITE)
+            event_add(c->wev, NULL);
+        else
+            event_del(c->wev);
+        return 0;
+    }
+    log_msg(LOG_VERBOSE, "TLS handshake with %s failed, connection closed: %s", c->addr, err);
+    client_close(c);
+    return -1;
+}
+
+/* TLS work due when c's socket turns readable, before reading requests: the handshake, or
+ * a write that waited for it. Returns 1 when reading may go on. */
+static int tls_on_readable(client *c)
+{
+    if (!tls_conn_ready(c->tls))
+        return tls_handshake(c) == 1;
+    if (c->tls_blocked & TLS_WRITE_NEEDS_READ) {
+        c->tls_blocked &= ~TLS_WRITE_NEEDS_READ;
+        if (flush_client(c) < 0)
+            return 0;
+        if (c->state != CONN_OPEN) { /* only watching reads for that write */
+            if (!(c->tls_blocked & TLS_WRITE_NEEDS_READ))
+                event_del(c->rev);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client *c = arg;
+    if (c->tls && !tls_on_readable(c))
+        return;
+    read_input(c);
+}
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    flush_client(arg);
+    client *c = arg;
+    if (c->tls && !tls_conn_ready(c->tls)) {
+        if (tls_handshake(c) == 1)
+            event_active(c->rev, EV_READ, 1); /* requests may have come with the handshake */
+        return;
+    }
+    if (c->tls_blocked & TLS_READ_NEEDS_WRITE) {
+        c->tls_blocked &= ~TLS_READ_NEEDS_WRITE;
+        if (c->state == CONN_OPEN)
+            read_input(c);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    flush_client(c);
 }
 
 int client_park(client *c, const client_park_ops *ops, void *arg)
@@ -460,6 +620,8 @@ void client_unpark(client *c)
     if (c->state != CONN_OPEN)
         return;
     event_add(c->rev, NULL); /* in case it rested (PARKED_READ_MAX) */
+    if (c->tls && tls_pending(c->tls))
+        event_active(c->rev, EV_READ, 1); /* bytes inside OpenSSL wake no socket event */
     process_input(c);
 }
 

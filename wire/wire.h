@@ -15,6 +15,10 @@
  * the middle of a callback: client_close() only marks it. c->argv points into c->qbuf and
  * lives until the command returns.
  *
+ * TLS. A client accepted on tls-port carries a tls_conn (wire/tls.h): its bytes go through
+ * OpenSSL on the same events and buffers as a plaintext client's, the handshake first,
+ * driven by the socket's readiness. Everything above the socket is the same for both.
+ *
  * CONNECTION STATES. CONN_OPEN (reading and answering), CONN_CLOSING (answer what is
  * queued, read nothing more, then close), CONN_CLOSED (waiting to be freed).
  *
@@ -36,6 +40,7 @@
 
 #include "core/util.h"
 #include "wire/resp.h"
+#include "wire/tls.h"
 
 struct event_base;
 struct event;
@@ -95,6 +100,8 @@ typedef struct client {
     const client_park_ops *park_ops; /* while CLIENT_PARKED */
     void *park_arg;
     struct event *rev, *wev;
+    struct tls_conn *tls; /* NULL on a plaintext connection */
+    int tls_blocked;      /* a TLS read waits for writability, or a write for readability */
     struct client *prev, *next;   /* all clients */
     struct client *next_pending;  /* clients with output (CLIENT_PENDING) */
 } client;
@@ -106,7 +113,9 @@ typedef void (*net_release_fn)(client *c);
 
 typedef struct net_config {
     const char *bind; /* space-separated addresses */
-    int port;
+    int port;               /* 0 = no plaintext listener */
+    int tls_port;           /* 0 = no TLS listener */
+    tls_config tls;         /* read by net_start() only */
     int backlog;
     int maxclients;
     int protected_mode;     /* refuse non-loopback clients when no password is set */
@@ -123,7 +132,8 @@ typedef struct net_stats {
     unsigned connected;
 } net_stats;
 
-/* Binds and listens. Errors: ERR_IO with the address and reason in err. */
+/* Builds the TLS context when tls_port is set, binds and listens. Errors: ERR_IO with the
+ * address and reason in err; tls_ctx_new()'s errors; ERR_INVAL when both ports are 0. */
 int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,
               net_release_fn release, char *err, size_t errlen);
 void net_stop(void);

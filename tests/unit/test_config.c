@@ -17,8 +17,9 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "wire/tls.h"
 
-#define NOPTIONS 20 /* rows of the option table in core/config.c */
+#define NOPTIONS 27 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -568,7 +569,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[1], "536870912");
     assert_int_equal(get(&cfg, "*MAX*", &g), 2); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 5);
+    assert_int_equal(get(&cfg, "*-*", &g), 12); /* 5 + the 7 tls-* options */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);
@@ -762,6 +763,30 @@ static void test_rewrite_without_file(void **state)
     config_free(&cfg);
 }
 
+/* The tls-* options: Redis's names and defaults, fixed after start. */
+static void test_tls_options(void **state)
+{
+    (void)state;
+    config cfg;
+    char err[256];
+    got g;
+    config_init(&cfg);
+    assert_string_equal(get1(&cfg, "tls-port", &g), "0");
+    assert_string_equal(get1(&cfg, "tls-auth-clients", &g), "yes");
+    assert_string_equal(get1(&cfg, "tls-cert-file", &g), "");
+    assert_int_equal(SET_STARTUP(&cfg, "tls-auth-clients", "optional"), 0);
+    assert_int_equal(cfg.tls_auth_clients, TLS_AUTH_OPTIONAL);
+    assert_int_equal(SET_STARTUP(&cfg, "tls-auth-clients", "maybe"), ERR_INVAL);
+    assert_string_equal(err, "invalid value 'maybe' for 'tls-auth-clients': argument(s) must "
+                             "be one of the following: no, yes, optional");
+    assert_int_equal(SET_STARTUP(&cfg, "tls-port", "6380"), 0);
+    assert_int_equal(SET_STARTUP(&cfg, "tls-protocols", "TLSv1.2", "TLSv1.3"), 0);
+    assert_string_equal(cfg.tls_protocols, "TLSv1.2 TLSv1.3");
+    assert_int_equal(SET(&cfg, "tls-cert-file", "/tmp/x.crt"), ERR_INVAL);
+    assert_int_equal(cfg.tls_port, 6380);
+    config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -784,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_rewrite),
         cmocka_unit_test(test_rewrite_quoting),
         cmocka_unit_test(test_rewrite_without_file),
+        cmocka_unit_test(test_tls_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
