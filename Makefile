@@ -20,6 +20,7 @@ CFLAGS   += $(if $(SANITIZER),-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -f
 LDFLAGS  := -pthread $(if $(SANITIZER),-fsanitize=$(SANITIZER))
 LIBS     := -llmdb -lrocksdb -levent -lm
 LIBS     += -lcrypto # query/acl.c: SHA-256 of passwords, random bytes for ACL GENPASS
+LIBS     += -lhiredis # replication/replica.c: the link to the leader
 
 # Debian packages the build, tests and benchmarks need (make deps installs what is missing).
 DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \
@@ -27,7 +28,7 @@ DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev 
                 python3-pandas python3-numpy
 DEB_PACKAGES += libssl-dev
 
-SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c index/*.c)
+SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c index/*.c replication/*.c)
 LIB_SRC  := $(filter-out core/main.c,$(SRC))
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

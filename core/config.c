@@ -46,7 +46,7 @@ static const option options[] = {
     {"maxclients", T_INT, O(maxclients), 1, 1000000, NULL, 0, "10000"},
     {"protected-mode", T_BOOL, O(protected_mode), 0, 1, NULL, 0, "yes"},
     {"proto-max-bulk-len", T_SIZE, O(proto_max_bulk_len), 1024 * 1024, LLONG_MAX, NULL, 0, "512mb"},
-    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0"},
+    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0 replica 256mb 64mb 60"},
     {"timeout", T_INT, O(timeout), 0, INT_MAX, NULL, 0, "0"},
     {"tcp-backlog", T_INT, O(tcp_backlog), 0, INT_MAX, NULL, IMMUTABLE, "511"},
     {"hz", T_INT, O(hz), 1, 500, NULL, 0, "10"},
@@ -65,6 +65,9 @@ static const option options[] = {
     {"tls-ca-cert-dir", T_STR, O(tls_ca_cert_dir), 0, 0, NULL, IMMUTABLE, ""},
     {"tls-auth-clients", T_ENUM, O(tls_auth_clients), 0, 0, tls_auth_names, IMMUTABLE, "yes"},
     {"tls-protocols", T_STR, O(tls_protocols), 0, 0, NULL, IMMUTABLE, ""},
+    {"replicaof", T_STR, O(replicaof), 0, 0, NULL, IMMUTABLE, ""},
+    {"masterauth", T_STR, O(masterauth), 0, 0, NULL, 0, ""},
+    {"repl-backlog-size", T_SIZE, O(repl_backlog_size), 16 * 1024, LLONG_MAX, NULL, IMMUTABLE, "1mb"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -141,6 +144,10 @@ static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, s
             cfg->obuf_hard = hard;
             cfg->obuf_soft = soft;
             cfg->obuf_soft_secs = (int)secs;
+        } else if (strcasecmp(argv[i], "pubsub") != 0) { /* replica, or its old name */
+            cfg->repl_obuf_hard = hard;
+            cfg->repl_obuf_soft = soft;
+            cfg->repl_obuf_soft_secs = (int)secs;
         }
     }
     return 0;
@@ -409,8 +416,9 @@ static void format(const config *cfg, const option *o, buf *out)
     case T_ENUM: buf_printf(out, "%s", o->names[*(const int *)field]); break;
     case T_STR: buf_printf(out, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
     case T_OBUF:
-        buf_printf(out, "normal %lld %lld %d replica 268435456 67108864 60 pubsub 33554432 "
-                        "8388608 60", cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs);
+        buf_printf(out, "normal %lld %lld %d replica %lld %lld %d pubsub 33554432 8388608 60",
+                   cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs, cfg->repl_obuf_hard,
+                   cfg->repl_obuf_soft, cfg->repl_obuf_soft_secs);
         break;
     }
     buf_appendc(out, '\0'); /* a C string, and len counts the NUL */
@@ -435,8 +443,9 @@ void config_get(const config *cfg, const char *pattern, size_t plen,
 static void rewrite_line(buf *b, const config *cfg, const option *o)
 {
     if (o->type == T_OBUF) {
-        buf_printf(b, "%s normal %lld %lld %d\n", o->name, cfg->obuf_hard, cfg->obuf_soft,
-                   cfg->obuf_soft_secs);
+        buf_printf(b, "%s normal %lld %lld %d replica %lld %lld %d\n", o->name, cfg->obuf_hard,
+                   cfg->obuf_soft, cfg->obuf_soft_secs, cfg->repl_obuf_hard, cfg->repl_obuf_soft,
+                   cfg->repl_obuf_soft_secs);
         return;
     }
     buf vb;

@@ -41,6 +41,11 @@ typedef struct config {
     int tls_auth_clients;    /* TLS_AUTH_* of wire/tls.h */
     char *tls_protocols;
     char *config_file;       /* absolute path of the file read at start, or NULL */
+    char *replicaof;         /* "host port" of the leader to follow, "" for none */
+    char *masterauth;        /* password for the leader */
+    long long repl_backlog_size;
+    long long repl_obuf_hard, repl_obuf_soft; /* client-output-buffer-limit replica ... */
+    int repl_obuf_soft_secs;
 } config;
 
 /* Fills defaults. */

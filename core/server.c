@@ -21,6 +21,7 @@
 #include "query/acl.h"
 #include "query/ft.h"
 #include "query/query.h"
+#include "replication/repl.h"
 #include "wire/wire.h"
 
 server srv;
@@ -112,7 +113,9 @@ static void on_cron(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     sample_ops();
-    active_expire();
+    if (!repl_is_replica()) /* a replica's keys expire by its leader's DELs */
+        active_expire();
+    repl_cron();
     ft_cron(); /* FT index build slices and background snapshots */
     net_cron(clock_ms());
     schedule_cron();
@@ -287,6 +290,7 @@ static void server_pass_end(void)
         srv.stats.failed_passes++;
         log_warn("a pass could not commit (%s): its writers are disconnected", err_str(rc));
     }
+    repl_pass_end(rc == 0);
     net_pass_end(rc == 0);
 }
 
@@ -322,9 +326,11 @@ int server_start(char *err, size_t errlen)
     int rc = acl_init(srv.cfg.aclfile, srv.cfg.requirepass, err, errlen);
     if (rc)
         return rc;
+    repl_recover_dir(srv.cfg.dir);
     if ((rc = store_open(&sc, &srv.store, err, errlen)) != 0)
         return rc;
     query_init();
+    repl_start();
     srv.base = event_base_new();
     if ((rc = jobs_start(err, errlen)) != 0) {
         store_close(srv.store);
@@ -367,6 +373,7 @@ int server_run(void)
     }
     log_info("shutting down: syncing data to disk");
     net_stop(); /* closing the clients stops their jobs */
+    repl_stop();
     ft_stop();  /* and FT index builds stop */
     jobs_stop();
     ft_shutdown(); /* FT vector snapshots written, indexes freed */

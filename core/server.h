@@ -45,6 +45,7 @@ typedef struct server {
     struct event *cron, *sigterm, *sigint;
     struct server_jobs *jobs; /* the worker pool and the hand-off queue (server.c) */
     store *store;
+    struct repl *repl; /* replication/repl_int.h */
     server_stats stats;
     int64_t start_ms;
     char run_id[41];

@@ -18,6 +18,7 @@
 #include "query/fs_vec.h"
 #include "query/ft.h"
 #include "query/query_int.h"
+#include "replication/repl.h"
 
 const command commands[] = {
 #define X(name, proc, arity, flags, fk, lk, ks, group, since, summary, syntax) \
@@ -59,6 +60,11 @@ void query_init(void)
             slot = (slot + 1) % LOOKUP_SLOTS;
         lookup_table[slot] = &commands[i];
     }
+    query_attach_store();
+}
+
+void query_attach_store(void)
+{
     store_set_expired_hook(srv.store, on_expired, NULL);
     fs_vec_init(srv.store);
 }
@@ -157,6 +163,10 @@ void query_dispatch(client *c)
         reject(c, cmd, denied);
         return;
     }
+    if ((cmd->flags & CMD_WRITE) && repl_refuses_writes(c)) {
+        reject(c, cmd, "READONLY You can't write against a read only replica.");
+        return;
+    }
     if ((c->flags & CLIENT_MULTI) && (cmd->flags & CMD_NOTXN)) {
         reject(c, cmd, "Command not allowed inside a transaction");
         return;
@@ -170,6 +180,7 @@ void query_dispatch(client *c)
 
 void query_release(client *c)
 {
+    repl_client_gone(c);
     acl_client_release(c);
     if (!c->qs)
         return;

@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "query/ft.h"
 #include "query/query_int.h"
+#include "replication/repl.h"
 
 static void human(char *out, size_t n, double bytes)
 {
@@ -106,16 +107,12 @@ static void section_stats(buf *b)
                (unsigned long long)srv.stats.keyspace_misses,
                (unsigned long long)ns->obuf_disconnects, (unsigned long long)ns->proto_errors,
                (unsigned long long)srv.stats.failed_passes);
+    repl_info_stats(b);
 }
 
 static void section_replication(buf *b)
 {
-    buf_printf(b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:%s\r\n"
-                  "master_replid2:0000000000000000000000000000000000000000\r\n"
-                  "master_repl_offset:%llu\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
-                  "repl_backlog_size:0\r\nrepl_backlog_first_byte_offset:0\r\n"
-                  "repl_backlog_histlen:0\r\n",
-               srv.run_id, (unsigned long long)store_offset(srv.store));
+    repl_info(b);
 }
 
 static void section_keyspace(buf *b)

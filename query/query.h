@@ -12,6 +12,8 @@
 /* Builds the lookup index of the command table, hooks expiry into the store, and builds
  * FS.KNN's vector indexes (query/fs_vec.h). */
 void query_init(void);
+/* Hooks a (re)opened srv.store: expiry, FS.KNN's vector indexes. */
+void query_attach_store(void);
 /* Executes c->argv (set by wire/). */
 void query_dispatch(client *c);
 /* Frees what query/ holds for a client that is going away. */

@@ -22,6 +22,7 @@
 
 #define FORMAT_MAGIC "QVKS"
 #define FORMAT_VERSION 1u
+#define REPL_REC_LEN 52 /* meta "repl": replid[40], u64 offset, i32 db */
 
 int store__map_rc(int rc)
 {
@@ -105,6 +106,39 @@ static uint64_t last_id(MDB_txn *txn, MDB_dbi dbi)
     return id;
 }
 
+/* The log position of the committed data (meta "repl", see store.h). */
+static void repl_decode(store *st, const unsigned char *p)
+{
+    int32_t db;
+    memcpy(st->replid, p, 40);
+    st->replid[40] = '\0';
+    memcpy(&st->offset, p + 40, 8);
+    memcpy(&db, p + 48, 4);
+    st->log_db = db >= 0 && db < STORE_DBS ? db : -1;
+    st->committed_offset = st->offset;
+    st->committed_db = st->log_db;
+}
+
+static int repl_put(store *st)
+{
+    unsigned char rec[REPL_REC_LEN] = {0};
+    int32_t db = st->log_db;
+    memcpy(rec, st->replid, strlen(st->replid));
+    memcpy(rec + 40, &st->offset, 8);
+    memcpy(rec + 48, &db, 4);
+    MDB_val k = {4, "repl"}, v = {sizeof rec, rec};
+    return mdb_put(st->wr.txn, st->meta, &k, &v, 0);
+}
+
+/* After a pass failed: what it logged never happened. */
+static void log_rewind(store *st)
+{
+    st->offset = st->committed_offset;
+    st->log_db = st->committed_db;
+    if (st->commit_fn)
+        st->commit_fn(st->commit_ctx, 0, st->offset);
+}
+
 /* Creates the named databases and checks (or writes) the format record. */
 static int open_dbs(store *st, char *err, size_t errlen)
 {
@@ -143,6 +177,9 @@ static int open_dbs(store *st, char *err, size_t errlen)
     MDB_val ck = {6, "counts"};
     if (mdb_get(txn, st->meta, &ck, &v) == 0)
         counts_decode(st, &v);
+    MDB_val rk = {4, "repl"};
+    if (mdb_get(txn, st->meta, &rk, &v) == 0 && v.mv_size == REPL_REC_LEN)
+        repl_decode(st, v.mv_data);
     uint64_t a = last_id(txn, st->fields), b = last_id(txn, st->lfields);
     st->next_hash_id = (a > b ? a : b) + 1;
     if ((rc = mdb_txn_commit(txn)) != 0)
@@ -440,6 +477,8 @@ static int back_map(store *st, size_t size)
  * the pass's read snapshot is released first (LMDB remaps, and wants no live reader). */
 static int grow_map(store *st, size_t need)
 {
+    if (atomic_load(&st->snaps) > 0)
+        return ERR_AGAIN; /* a snapshot reads the map from another thread */
     size_t size = st->map_size;
     while (size / 2 < need)
         size *= 2;
@@ -499,12 +538,15 @@ static int commit(store *st)
         st->failed_commits++;
         counts_reload(st);
         fs_failed(st);
+        log_rewind(st);
         return rc;
     }
     if (st->counts_dirty) {
         MDB_val k = {6, "counts"}, v = {sizeof st->counts, st->counts};
         rc = mdb_put(st->wr.txn, st->meta, &k, &v, 0);
     }
+    if (!rc)
+        rc = repl_put(st);
     if (rc)
         mdb_txn_abort(st->wr.txn);
     else
@@ -515,9 +557,14 @@ static int commit(store *st)
         st->failed_commits++;
         counts_reload(st);
         fs_failed(st);
+        log_rewind(st);
         return store__map_rc(rc);
     }
     fs_committed(st);
+    st->committed_offset = st->offset;
+    st->committed_db = st->log_db;
+    if (st->commit_fn)
+        st->commit_fn(st->commit_ctx, 1, st->offset);
     st->counts_dirty = 0;
     st->commits++;
     if (st->durability == DURABILITY_ALWAYS) {
@@ -589,6 +636,7 @@ int store_txn_end(store *st)
             st->failed_commits++;
             counts_reload(st);
             fs_failed(st);
+            log_rewind(st);
         } else {
             err = commit(st);
         }
@@ -638,6 +686,37 @@ uint64_t store_log(store *st, int db, int argc, const char *const *argv, const s
 uint64_t store_offset(const store *st)
 {
     return st->offset;
+}
+
+void store_set_commit_hook(store *st, store_commit_fn fn, void *ctx)
+{
+    st->commit_fn = fn;
+    st->commit_ctx = ctx;
+}
+
+const char *store_replid(const store *st)
+{
+    return st->replid;
+}
+
+void store_set_replid(store *st, const char *replid)
+{
+    snprintf(st->replid, sizeof st->replid, "%s", replid);
+}
+
+void store_set_log_position(store *st, uint64_t offset, int db)
+{
+    st->offset = offset;
+    st->log_db = db;
+    if (!st->wr_open) { /* nothing pending: this is the committed position too */
+        st->committed_offset = offset;
+        st->committed_db = db;
+    }
+}
+
+int store_log_db(const store *st)
+{
+    return st->log_db;
 }
 
 void store__count(store *st, int db, int dkeys, int dexpires)

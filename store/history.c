@@ -853,3 +853,17 @@ int store_hist_views(store_hist *h, uint32_t *ids, int max)
     pthread_rwlock_unlock(&h->lock);
     return n;
 }
+
+int store_hist_checkpoint(store_hist *h, const char *dir, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(h->db, &msg);
+    int rc = rdb_error(msg, "checkpoint", err, errlen);
+    if (rc)
+        return rc;
+    /* 0: flush the memtables first, so the checkpoint needs no WAL replay to be whole */
+    rocksdb_checkpoint_create(cp, dir, 0, &msg);
+    rc = rdb_error(msg, "checkpoint", err, errlen);
+    rocksdb_checkpoint_object_destroy(cp);
+    return rc;
+}

@@ -136,6 +136,51 @@ int store_txn_dirty(const store *st);
 uint64_t store_log(store *st, int db, int argc, const char *const *argv, const size_t *lens);
 uint64_t store_offset(const store *st);
 
+/* REPLICATION STATE. Every commit also writes meta key "repl" (52 bytes: the 40-char
+ * replication id, u64 offset, i32 database the log last SELECTed or -1), the log position
+ * its data corresponds to, so that a restart keeps its place in the stream; store_open()
+ * starts the log there. A pass that fails to commit rewinds the offset to the last commit.
+ * The commit hook hears each commit (ok = 1, the offset committed; also a mid-pass commit)
+ * and each failed pass (ok = 0, the offset rewound to): what was logged since the last
+ * commit is then undone. */
+typedef void (*store_commit_fn)(void *ctx, int ok, uint64_t offset);
+void store_set_commit_hook(store *st, store_commit_fn fn, void *ctx);
+/* The persisted replication id (41 bytes with NUL; "" when none was ever set). */
+const char *store_replid(const store *st);
+/* Sets the replication id written by the following commits. */
+void store_set_replid(store *st, const char *replid);
+/* Moves the log to offset with db as its last SELECTed database (-1: the next logged
+ * command SELECTs): a replica follows its leader's offsets, a leader re-SELECTs for a new
+ * replica. */
+void store_set_log_position(store *st, uint64_t offset, int db);
+int store_log_db(const store *st);
+
+/* SNAPSHOTS for a replica's full sync (snap.c). store_snap_begin, on the loop thread
+ * between passes (nothing uncommitted; ERR_AGAIN otherwise), opens a read transaction and
+ * writes a RocksDB checkpoint of the history to ckpt_dir, both of the same committed state.
+ * The snapshot may then be read on any one thread: store_snap_next walks every record of
+ * every LMDB named database (in store_snap_dbs order, keys ascending) and returns
+ * ERR_NOTFOUND at the end; pointers live until the next call. While a snapshot is open the
+ * map does not grow unless it must (a write then fails with ERR_FULL rather than remap
+ * under the reader). store_snap_end closes it (any thread). */
+typedef struct store_snap store_snap;
+int store_snap_begin(store *st, const char *ckpt_dir, store_snap **out, char *err,
+                     size_t errlen);
+int store_snap_next(store_snap *s, const char **db, const void **key, size_t *klen,
+                    const void **val, size_t *vlen);
+size_t store_snap_used_bytes(const store_snap *s);
+void store_snap_end(store_snap *s);
+/* The loader of a snapshot into a fresh directory (a replica's sync.tmp): store_load_put
+ * takes each LMDB record in the order store_snap_next gave them (ERR_CORRUPT for an
+ * unknown db name or a key out of order); store_load_end commits and syncs everything
+ * (commit = 0 abandons it). Any one thread. */
+typedef struct store_loader store_loader;
+int store_load_begin(const char *dir, size_t map_size, store_loader **out, char *err,
+                     size_t errlen);
+int store_load_put(store_loader *l, const char *db, const void *key, size_t klen,
+                   const void *val, size_t vlen);
+int store_load_end(store_loader *l, int commit);
+
 /* Keyspace. now_ms decides expiry: a key whose expire time is <= now_ms does not exist. */
 int store_lookup(store_txn *t, int db, const char *key, size_t klen, int64_t now_ms,
                  store_obj *out);
@@ -337,6 +382,10 @@ int store_hist_range(store_hist *h, uint32_t view, const char *entity, size_t el
 int store_hiter_next(store_hiter *it, int64_t *event_us, int64_t *created_us, const char **row,
                   size_t *rowlen);
 void store_hiter_free(store_hiter *it);
+
+/* Writes a consistent copy of the whole history (hard links where it can) into dir, which
+ * must not exist, for a replica's full sync. ERR_IO, ERR_BACKEND with err filled. */
+int store_hist_checkpoint(store_hist *h, const char *dir, char *err, size_t errlen);
 
 /* Forces a compaction of the view (retention applies), for tests and operators. */
 int store_hist_compact(store_hist *h, uint32_t view);

@@ -57,6 +57,12 @@ struct store {
     int log_db;      /* database the log last SELECTed */
     store_log_fn log_fn;
     void *log_ctx;
+    uint64_t committed_offset; /* the log position of the last commit */
+    int committed_db;
+    char replid[41];
+    store_commit_fn commit_fn;
+    void *commit_ctx;
+    atomic_int snaps; /* open snapshots: the map must not move under their readers */
     store_expired_fn expired_fn;
     void *expired_ctx;
 

@@ -321,7 +321,8 @@ static void mark_pending(client *c)
 /* True (and the client closed) when its output is past the hard limit. */
 static int over_hard_limit(client *c)
 {
-    if (!net.cfg.obuf_hard || client_obuf_pending(c) <= (size_t)net.cfg.obuf_hard)
+    if (!net.cfg.obuf_hard || client_obuf_pending(c) <= (size_t)net.cfg.obuf_hard ||
+        (c->flags & CLIENT_REPLICA))
         return 0;
     log_warn("client id=%llu addr=%s closed: output buffer of %zu bytes is over the limit",
              (unsigned long long)c->id, c->addr, client_obuf_pending(c));
@@ -736,6 +737,8 @@ void net_cron(int64_t now_ms)
 {
     for (client *c = net.clients, *next; c; c = next) {
         next = c->next;
+        if (c->flags & CLIENT_REPLICA)
+            continue; /* replication/ watches its replicas */
         if (net.cfg.timeout_secs > 0 && !(c->flags & (CLIENT_MULTI | CLIENT_PARKED)) &&
             now_ms - c->last_ms > (int64_t)net.cfg.timeout_secs * 1000 &&
             !client_obuf_pending(c)) {

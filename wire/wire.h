@@ -55,6 +55,8 @@ enum {
     CLIENT_PENDING = 1 << 3,    /* on the list of clients with output to send */
     CLIENT_LOCAL = 1 << 4,      /* connected over loopback */
     CLIENT_PARKED = 1 << 5,     /* its command runs elsewhere: parse nothing more yet */
+    CLIENT_REPLICA = 1 << 6,    /* a replica's link: replication/ limits its output */
+    CLIENT_MASTER = 1 << 7,     /* applies the leader's stream (not on the client list) */
 };
 
 struct query_state; /* per-client command state owned by query/ (MULTI queue, WATCH list) */
@@ -81,6 +83,7 @@ typedef struct client {
     char *name, *lib_name, *lib_ver;
     int64_t ctime_ms, last_ms; /* connected at, last command at */
     const char *last_cmd;
+    int repl_port;     /* REPLCONF listening-port */
 
     buf qbuf;      /* received, not yet executed bytes start at qpos */
     size_t qpos;

@@ -19,7 +19,7 @@
 #include "core/err.h"
 #include "wire/tls.h"
 
-#define NOPTIONS 27 /* rows of the option table in core/config.c */
+#define NOPTIONS 30 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -429,8 +429,7 @@ static void test_obuf_limit(void **state)
 
     got g;
     assert_string_equal(get1(&cfg, "client-output-buffer-limit", &g),
-                        "normal 3000 4000 5 replica 268435456 67108864 60 pubsub 33554432 "
-                        "8388608 60");
+                        "normal 3000 4000 5 replica 1 2 3 pubsub 33554432 8388608 60");
     config_free(&cfg);
 }
 
@@ -569,7 +568,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[1], "536870912");
     assert_int_equal(get(&cfg, "*MAX*", &g), 2); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 12); /* 5 + the 7 tls-* options */
+    assert_int_equal(get(&cfg, "*-*", &g), 13); /* 5, the 7 tls-* options, repl-backlog-size */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);
@@ -684,7 +683,8 @@ static void test_rewrite(void **state)
                               "durability everysec\n"
                               "# trailing comment without newline\n"
                               "requirepass \"p w\"\n"
-                              "client-output-buffer-limit normal 1048576 2097152 60\n"
+                              "client-output-buffer-limit normal 1048576 2097152 60 replica "
+                              "268435456 67108864 60\n"
                               "loglevel warning\n");
     free(text);
 

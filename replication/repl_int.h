@@ -1,0 +1,90 @@
+/* repl_int.h: what the files of replication/ share (never included from outside): the
+ * module's state (srv.repl), the backlog ring, the leader's view of its replicas, and the
+ * snapshot frame codec. */
+#ifndef QUIVER_REPL_INT_H
+#define QUIVER_REPL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "query/query_int.h"
+#include "replication/repl.h"
+
+enum { FRAME_HEADER = 1, FRAME_RECORDS = 2, FRAME_FILE = 3, FRAME_END = 4 }; /* persisted */
+#define FRAME_HEAD_LEN 7
+#define FRAME_MAGIC "QVSN"
+#define FRAME_VERSION 1u
+
+/* The backlog: the last size bytes of the stream; end is the offset of its last byte. */
+typedef struct backlog {
+    char *ring;
+    size_t size, len, head; /* head: where the next byte goes */
+    uint64_t end;
+} backlog;
+
+void backlog_init(backlog *b, size_t size, uint64_t end);
+void backlog_free(backlog *b);
+void backlog_append(backlog *b, const char *p, size_t n);
+/* Appends the bytes after offset `from` to out; -1 when the backlog no longer has them
+ * (or from is past its end). */
+int backlog_copy(const backlog *b, uint64_t from, buf *out);
+
+/* A replica as its leader sees it. */
+enum { REPLICA_WAIT_SNAPSHOT, REPLICA_SENDING, REPLICA_ONLINE };
+typedef struct replica {
+    client *c;
+    int state;
+    int port;              /* REPLCONF listening-port */
+    uint64_t ack;          /* REPLCONF ACK */
+    int64_t ack_ms;
+    buf held;              /* the stream while the snapshot is sent */
+    struct snap_job *job;  /* while SENDING */
+    struct replica *next;
+} replica;
+
+/* The replica's side of things. */
+enum { LINK_NONE, LINK_CONNECTING, LINK_HANDSHAKE, LINK_TRANSFER, LINK_CONNECTED };
+
+typedef struct repl {
+    char replid[41], replid2[41];
+    uint64_t second_offset; /* replid2 is valid up to here; 0 = none */
+    backlog bl;
+    buf pending;            /* the stream of the pass, not yet committed */
+    uint64_t log_end;       /* offset after the last byte put in pending */
+    replica *replicas;
+    uint64_t sync_full, sync_partial_ok, sync_partial_err;
+    /* replica side */
+    char *master_host;
+    int master_port;
+    int link_state;
+    struct replica_link *link;
+    int64_t link_down_since_ms, last_io_ms, next_connect_ms;
+    char link_error[256];
+} repl;
+
+/* leader.c */
+void leader_log(void *ctx, uint64_t offset, int db, int argc, const char *const *argv,
+                const size_t *lens);
+void leader_commit(void *ctx, int ok, uint64_t offset);
+void leader_flush(void);
+void leader_start_snapshots(void);
+void leader_drop_all(void);
+replica *leader_find(const client *c);
+void leader_cron(void);
+/* replica.c */
+void link_start(void);
+void link_stop(void);
+void link_cron(void);
+/* Removes a file or a directory tree (best effort). */
+void repl_rmtree(const char *path);
+/* A new replication id (40 hex characters). */
+void repl_new_id(char *out);
+
+/* Frames (snapframe.c). */
+void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p, size_t n);
+/* Parses one frame at p[0..len): RESP_NEED_MORE-like 1 when incomplete, -1 when malformed
+ * (bad CRC, too long), 0 with the parts and the frame's size. */
+int frame_get(const char *p, size_t len, int *type, const char **name, size_t *nlen,
+              const char **payload, size_t *plen, size_t *size);
+
+#endif

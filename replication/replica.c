@@ -1,0 +1,618 @@
+/* replica.c: the replica's side. A hiredis async link on the loop's libevent does the
+ * handshake (AUTH, REPLCONF, PSYNC); then the socket is taken from hiredis and read here:
+ * the snapshot's frames are loaded into <dir>/sync.tmp beside the live data (which keeps
+ * answering reads) and swapped in, and the stream's commands are applied by the master
+ * client through the normal command path, the offset following the leader's bytes. */
+#include "replication/repl_int.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "query/fs_vec.h"
+#include "query/ft.h"
+
+#define READ_BYTES (256 * 1024)
+
+typedef struct replica_link {
+    redisAsyncContext *ac; /* during the handshake */
+    int fd;                /* ours after the handshake */
+    struct event *ev;
+    buf in;
+    size_t pos;
+    int frames_phase;      /* reading a snapshot */
+    store_loader *ld;
+    int file_fd;
+    char file_name[256];
+    uint64_t snap_offset, frames;
+    char snap_replid[41];
+    resp_parser parser;
+    client master;         /* runs the stream's commands */
+    int64_t last_ack_ms;
+} replica_link;
+
+static void sync_dir(char *out, size_t n)
+{
+    snprintf(out, n, "%s/sync.tmp", srv.cfg.dir);
+}
+
+void repl_new_id(char *out)
+{
+    unsigned char r[20];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, r, sizeof r) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof r) {
+        uint64_t h = hash_bytes(srv.run_id, 40, (uint64_t)clock_us());
+        for (int i = 0; i < 20; i++)
+            r[i] = (unsigned char)(h >> (8 * (i % 8))) ^ (unsigned char)i;
+    }
+    for (int i = 0; i < 20; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+/* ---- the link's life ------------------------------------------------------------------- */
+
+static void link_free(replica_link *l)
+{
+    if (l->ev)
+        event_free(l->ev);
+    if (l->fd >= 0)
+        close(l->fd);
+    if (l->ld)
+        store_load_end(l->ld, 0);
+    if (l->file_fd >= 0)
+        close(l->file_fd);
+    buf_free(&l->in);
+    resp_parser_free(&l->parser);
+    buf_free(&l->master.obuf);
+    xfree(l->master.argv);
+    xfree(l->master.argl);
+    query_release(&l->master);
+    xfree(l);
+}
+
+/* Drops the link (the cron reconnects a second later). why: for the log and INFO. */
+static void link_fail(const char *why)
+{
+    repl *r = srv.repl;
+    replica_link *l = r->link;
+    if (!l)
+        return;
+    log_warn("replication: link to %s:%d lost: %s", r->master_host, r->master_port, why);
+    snprintf(r->link_error, sizeof r->link_error, "%s", why);
+    if (l->ac) {
+        l->ac->data = NULL;
+        redisAsyncFree(l->ac); /* its callbacks see data NULL and do nothing */
+    }
+    if (l->frames_phase) {
+        char dir[4200];
+        sync_dir(dir, sizeof dir);
+        if (l->ld)
+            store_load_end(l->ld, 0);
+        l->ld = NULL;
+        repl_rmtree(dir);
+    }
+    link_free(l);
+    r->link = NULL;
+    r->link_state = LINK_NONE;
+    r->link_down_since_ms = clock_ms();
+    r->next_connect_ms = clock_ms() + 1000;
+}
+
+void link_stop(void)
+{
+    if (srv.repl->link)
+        link_fail("replication stopped");
+    srv.repl->link_error[0] = '\0';
+}
+
+static void send_raw(replica_link *l, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(l->fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* a full socket: the next ACK says the same, later */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void send_ack(replica_link *l)
+{
+    char msg[128];
+    char num[24];
+    size_t n = i64_to_str(num, (long long)store_offset(srv.store));
+    int len = snprintf(msg, sizeof msg, "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$%zu\r\n%s\r\n", n,
+                       num);
+    send_raw(l, msg, (size_t)len);
+    l->last_ack_ms = clock_ms();
+}
+
+/* ---- the stream ------------------------------------------------------------------------ */
+
+static void apply_command(replica_link *l, const char *base)
+{
+    client *m = &l->master;
+    resp_parser *p = &l->parser;
+    if (p->argc > m->argv_cap) {
+        m->argv_cap = p->argc;
+        m->argv = xrealloc(m->argv, sizeof *m->argv * (size_t)p->argc);
+        m->argl = xrealloc(m->argl, sizeof *m->argl * (size_t)p->argc);
+    }
+    m->argc = p->argc;
+    for (int i = 0; i < p->argc; i++) {
+        m->argv[i] = base + p->argv_off[i];
+        m->argl[i] = p->argv_len[i];
+    }
+    const command *cmd = command_lookup(m->argv[0], m->argl[0]);
+    if (!cmd || (cmd->arity > 0 && m->argc != cmd->arity) || m->argc < -cmd->arity) {
+        log_warn("replication: the leader sent an unknown command '%.*s': skipped",
+                 (int)(m->argl[0] > 64 ? 64 : m->argl[0]), m->argv[0]);
+        return;
+    }
+    call(m, cmd);
+    if (m->obuf.len > 4 && m->obuf.data[0] == '-')
+        log_warn("replication: applying '%s' failed: %.*s", cmd->name,
+                 (int)(m->obuf.len > 200 ? 200 : m->obuf.len - 2), m->obuf.data);
+    m->obuf.len = 0;
+}
+
+static int apply_stream(replica_link *l)
+{
+    resp_limits lim = {RESP_DEFAULT_MAX_INLINE, RESP_DEFAULT_MAX_BULK, RESP_DEFAULT_MAX_ARGS,
+                       (size_t)RESP_DEFAULT_MAX_BULK * 2, 0};
+    repl *r = srv.repl;
+    while (l->pos < l->in.len) {
+        size_t consumed;
+        char *at = l->in.data + l->pos;
+        int rc = resp_parse(&l->parser, at, l->in.len - l->pos, &lim, &consumed);
+        if (rc == RESP_NEED_MORE)
+            break;
+        if (rc != RESP_OK) {
+            link_fail(l->parser.err ? l->parser.err : "protocol error in the stream");
+            return -1;
+        }
+        uint64_t before = store_offset(srv.store); /* the command logs itself: ignored */
+        if (l->parser.argc > 0)
+            apply_command(l, at);
+        resp_parser_reset(&l->parser);
+        buf_append(&r->pending, at, consumed);
+        l->pos += consumed;
+        store_set_log_position(srv.store, before + consumed, l->master.db);
+    }
+    return 0;
+}
+
+/* ---- the snapshot ---------------------------------------------------------------------- */
+
+static int file_chunk(replica_link *l, const char *name, size_t nlen, const char *p, size_t n)
+{
+    if (nlen == 0 || nlen >= sizeof l->file_name || memchr(name, '/', nlen) ||
+        memchr(name, '\0', nlen) || name[0] == '.')
+        return -1;
+    if (l->file_fd < 0 || strlen(l->file_name) != nlen || memcmp(l->file_name, name, nlen)) {
+        if (l->file_fd >= 0 && (fsync(l->file_fd) != 0 || close(l->file_fd) != 0))
+            return l->file_fd = -1, -1;
+        memcpy(l->file_name, name, nlen);
+        l->file_name[nlen] = '\0';
+        char path[4600];
+        sync_dir(path, sizeof path);
+        size_t len = strlen(path);
+        snprintf(path + len, sizeof path - len, "/history/%s", l->file_name);
+        l->file_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (l->file_fd < 0)
+            return -1;
+    }
+    while (n > 0) {
+        ssize_t w = write(l->file_fd, p, n);
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int load_records(replica_link *l, const char *db, const char *p, size_t n)
+{
+    while (n > 0) {
+        uint32_t kl, vl;
+        if (n < 4 || (memcpy(&kl, p, 4), n - 4 < kl) || n - 4 - kl < 4)
+            return -1;
+        memcpy(&vl, p + 4 + kl, 4);
+        if (n - 8 - kl < vl)
+            return -1;
+        if (store_load_put(l->ld, db, p + 4, kl, p + 8 + kl, vl) != 0)
+            return -1;
+        p += 8 + (size_t)kl + vl;
+        n -= 8 + (size_t)kl + vl;
+    }
+    return 0;
+}
+
+static int begin_load(replica_link *l, const char *p, size_t n)
+{
+    uint32_t ver;
+    uint64_t used;
+    if (n != 60)
+        return -1;
+    memcpy(&ver, p, 4);
+    memcpy(&l->snap_offset, p + 4, 8);
+    memcpy(&used, p + 12, 8);
+    memcpy(l->snap_replid, p + 20, 40);
+    l->snap_replid[40] = '\0';
+    if (ver != FRAME_VERSION)
+        return -1;
+    char dir[4200], hist[4300], err[512];
+    sync_dir(dir, sizeof dir);
+    repl_rmtree(dir);
+    snprintf(hist, sizeof hist, "%s/history", dir);
+    if (mkdir(dir, 0755) != 0 || mkdir(hist, 0755) != 0)
+        return -1;
+    size_t map = used * 2 + ((size_t)256 << 20);
+    if (map < (size_t)srv.cfg.lmdb_map_size)
+        map = (size_t)srv.cfg.lmdb_map_size;
+    if (store_load_begin(dir, map, &l->ld, err, sizeof err) != 0) {
+        log_warn("replication: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes READY; from here a crash finishes the swap at the next start. */
+static int mark_ready(const char *dir)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/READY", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        rc |= fsync(dfd);
+        close(dfd);
+    }
+    return rc;
+}
+
+/* Moves sync.tmp's data in place of dir's (sync.tmp/READY exists). Idempotent. */
+static int finish_swap(const char *dir)
+{
+    char tmp[4200], a[4400], b[4400];
+    snprintf(tmp, sizeof tmp, "%s/sync.tmp", dir);
+    snprintf(a, sizeof a, "%s/data.mdb", tmp);
+    snprintf(b, sizeof b, "%s/data.mdb", dir);
+    if (access(a, F_OK) == 0 && rename(a, b) != 0)
+        return -1;
+    snprintf(a, sizeof a, "%s/history", tmp);
+    snprintf(b, sizeof b, "%s/history", dir);
+    if (access(a, F_OK) == 0) {
+        repl_rmtree(b);
+        if (rename(a, b) != 0)
+            return -1;
+    }
+    snprintf(b, sizeof b, "%s/lock.mdb", dir);
+    unlink(b);
+    snprintf(b, sizeof b, "%s/vectors", dir);
+    repl_rmtree(b); /* FT indexes are rebuilt from the new hashes */
+    repl_rmtree(tmp);
+    return 0;
+}
+
+void repl_recover_dir(const char *dir)
+{
+    char tmp[4200], ready[4300];
+    snprintf(tmp, sizeof tmp, "%s/sync.tmp", dir);
+    snprintf(ready, sizeof ready, "%s/READY", tmp);
+    if (access(ready, F_OK) == 0) {
+        log_info("replication: finishing the full sync a restart interrupted");
+        if (finish_swap(dir) != 0)
+            log_warn("replication: cannot finish the interrupted full sync: %s",
+                     strerror(errno));
+    } else if (access(tmp, F_OK) == 0) {
+        repl_rmtree(tmp); /* an unfinished transfer */
+    }
+}
+
+void repl_attach_store(void);
+
+/* The snapshot is whole: swap it in for the live data. */
+static int swap_in(replica_link *l)
+{
+    char dir[4200], err[1024];
+    sync_dir(dir, sizeof dir);
+    if (l->file_fd >= 0) {
+        int rc = fsync(l->file_fd);
+        close(l->file_fd);
+        l->file_fd = -1;
+        if (rc)
+            return -1;
+    }
+    int rc = store_load_end(l->ld, 1);
+    l->ld = NULL;
+    if (rc || mark_ready(dir) != 0)
+        return -1;
+    ft_stop();
+    ft_shutdown();
+    fs_vec_reset();
+    store_close(srv.store);
+    srv.store = NULL;
+    if (finish_swap(srv.cfg.dir) != 0)
+        log_warn("replication: moving the new data in: %s", strerror(errno));
+    store_config sc = {.dir = srv.cfg.dir, .map_size = (size_t)srv.cfg.lmdb_map_size,
+                       .durability = srv.cfg.durability};
+    if (store_open(&sc, &srv.store, err, sizeof err) != 0) {
+        log_warn("replication: cannot open the data of the full sync: %s", err);
+        abort(); /* nothing to serve from: a restart starts over */
+    }
+    query_attach_store();
+    repl_attach_store();
+    store_set_replid(srv.store, l->snap_replid);
+    store_set_log_position(srv.store, l->snap_offset, -1);
+    ft_start();
+    return 0;
+}
+
+static int frame_step(replica_link *l, int type, const char *name, size_t nlen,
+                      const char *p, size_t n)
+{
+    if ((type == FRAME_HEADER) != (l->ld == NULL && l->frames == 0))
+        return -1; /* HEADER first, and once */
+    l->frames++;
+    switch (type) {
+    case FRAME_HEADER:
+        return nlen == 4 && memcmp(name, FRAME_MAGIC, 4) == 0 ? begin_load(l, p, n) : -1;
+    case FRAME_RECORDS: {
+        char db[32];
+        if (nlen == 0 || nlen >= sizeof db)
+            return -1;
+        memcpy(db, name, nlen);
+        db[nlen] = '\0';
+        return load_records(l, db, p, n);
+    }
+    case FRAME_FILE: return file_chunk(l, name, nlen, p, n);
+    default: break;
+    }
+    uint64_t off, count;
+    if (n != 16)
+        return -1;
+    memcpy(&off, p, 8);
+    memcpy(&count, p + 8, 8);
+    if (off != l->snap_offset || count != l->frames - 1)
+        return -1;
+    if (swap_in(l) != 0)
+        return -1;
+    repl *r = srv.repl;
+    memcpy(r->replid, l->snap_replid, sizeof r->replid);
+    r->second_offset = 0;
+    backlog_free(&r->bl);
+    backlog_init(&r->bl, (size_t)srv.cfg.repl_backlog_size, l->snap_offset);
+    r->pending.len = 0;
+    r->log_end = l->snap_offset;
+    l->master.db = 0;
+    l->frames_phase = 0;
+    r->link_state = LINK_CONNECTED;
+    log_info("replication: full sync done at offset %llu (%llu frames)",
+             (unsigned long long)l->snap_offset, (unsigned long long)l->frames);
+    return 0;
+}
+
+static int read_frames(replica_link *l)
+{
+    while (l->frames_phase && l->pos < l->in.len) {
+        int type;
+        const char *name, *payload;
+        size_t nlen, plen, size;
+        int rc = frame_get(l->in.data + l->pos, l->in.len - l->pos, &type, &name, &nlen,
+                           &payload, &plen, &size);
+        if (rc == 1)
+            return 0;
+        if (rc < 0 || frame_step(l, type, name, nlen, payload, plen) != 0) {
+            link_fail("the snapshot from the leader is damaged or cannot be stored");
+            return -1;
+        }
+        l->pos += size;
+    }
+    return 0;
+}
+
+static void consume(replica_link *l)
+{
+    if (read_frames(l) != 0)
+        return;
+    if (!l->frames_phase && apply_stream(l) != 0)
+        return;
+    if (l->pos > 0) { /* the parser's positions are relative: moving bytes is fine */
+        memmove(l->in.data, l->in.data + l->pos, l->in.len - l->pos);
+        l->in.len -= l->pos;
+        l->pos = 0;
+    }
+}
+
+static void on_link_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    replica_link *l = arg;
+    buf_reserve(&l->in, READ_BYTES);
+    ssize_t n = read(fd, l->in.data + l->in.len, READ_BYTES);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        link_fail(n == 0 ? "the leader closed the connection" : strerror(errno));
+        return;
+    }
+    l->in.len += (size_t)n;
+    srv.repl->last_io_ms = clock_ms();
+    consume(l);
+}
+
+/* ---- the handshake --------------------------------------------------------------------- */
+
+/* Takes the socket and the bytes hiredis read past the PSYNC reply. */
+static int take_socket(replica_link *l)
+{
+    redisContext *c = &l->ac->c;
+    l->fd = dup(c->fd);
+    if (l->fd < 0)
+        return -1;
+    redisReader *rd = c->reader;
+    buf_append(&l->in, rd->buf + rd->pos, rd->len - rd->pos);
+    rd->pos = rd->len; /* hiredis must not parse the stream as replies */
+    l->ac->data = NULL;
+    redisAsyncDisconnect(l->ac);
+    l->ac = NULL;
+    evutil_make_socket_nonblocking(l->fd);
+    l->ev = event_new(srv.base, l->fd, EV_READ | EV_PERSIST, on_link_read, l);
+    event_add(l->ev, NULL);
+    return 0;
+}
+
+static void on_psync(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    replica_link *l = ac->data;
+    redisReply *rep = reply;
+    if (!l)
+        return;
+    repl *r = srv.repl;
+    if (!rep || rep->type != REDIS_REPLY_STATUS) {
+        char why[300];
+        snprintf(why, sizeof why, "PSYNC refused: %s",
+                 rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply");
+        link_fail(why);
+        return;
+    }
+    if (strncmp(rep->str, "FULLRESYNC ", 11) == 0) {
+        l->frames_phase = 1;
+        r->link_state = LINK_TRANSFER;
+        log_info("replication: %s", rep->str);
+    } else if (strncmp(rep->str, "CONTINUE", 8) == 0) {
+        const char *id = rep->str + 8 + (rep->str[8] == ' ');
+        if (strlen(id) == 40 && memcmp(id, r->replid, 40) != 0) {
+            /* the leader was promoted since: its history continues ours */
+            memcpy(r->replid2, r->replid, sizeof r->replid);
+            r->second_offset = store_offset(srv.store);
+            memcpy(r->replid, id, 40);
+            store_set_replid(srv.store, r->replid);
+        }
+        r->link_state = LINK_CONNECTED;
+        log_info("replication: partial resync from offset %llu",
+                 (unsigned long long)store_offset(srv.store) + 1);
+    } else {
+        link_fail("unexpected reply to PSYNC");
+        return;
+    }
+    if (take_socket(l) != 0) {
+        link_fail("cannot take the link's socket");
+        return;
+    }
+    r->link_error[0] = '\0';
+    consume(l);
+}
+
+static void on_handshake_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *rep = reply;
+    if (!ac->data || !rep || rep->type != REDIS_REPLY_ERROR)
+        return;
+    char why[300];
+    snprintf(why, sizeof why, "%s refused: %s", (const char *)priv, rep->str);
+    link_fail(why);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    if (!ac->data)
+        return;
+    if (status != REDIS_OK) {
+        srv.repl->link->ac = NULL; /* hiredis frees it after this callback */
+        link_fail(ac->errstr);
+        return;
+    }
+    srv.repl->link_state = LINK_HANDSHAKE;
+    srv.repl->last_io_ms = clock_ms();
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    if (!ac->data)
+        return;
+    srv.repl->link->ac = NULL; /* hiredis frees it after this callback */
+    link_fail(ac->errstr[0] ? ac->errstr : "the leader closed the connection");
+}
+
+void link_start(void)
+{
+    repl *r = srv.repl;
+    replica_link *l = xcalloc(1, sizeof *l);
+    l->fd = l->file_fd = -1;
+    buf_init(&l->in);
+    resp_parser_init(&l->parser);
+    l->master.state = CONN_OPEN;
+    l->master.fd = -1;
+    l->master.resp = 2;
+    l->master.authenticated = 1;
+    l->master.flags = CLIENT_MASTER;
+    int db = store_log_db(srv.store);
+    l->master.db = db >= 0 ? db : 0;
+    buf_init(&l->master.obuf);
+    snprintf(l->master.addr, sizeof l->master.addr, "%s:%d", r->master_host, r->master_port);
+    r->link = l;
+    r->link_state = LINK_CONNECTING;
+    l->ac = redisAsyncConnect(r->master_host, r->master_port);
+    if (!l->ac || l->ac->err) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot connect: %s", l->ac ? l->ac->errstr : "no memory");
+        if (l->ac)
+            redisAsyncFree(l->ac);
+        l->ac = NULL;
+        link_fail(why);
+        return;
+    }
+    l->ac->data = l;
+    redisLibeventAttach(l->ac, srv.base);
+    redisAsyncSetConnectCallback(l->ac, on_connect);
+    redisAsyncSetDisconnectCallback(l->ac, on_disconnect);
+    if (srv.cfg.masterauth && *srv.cfg.masterauth)
+        redisAsyncCommand(l->ac, on_handshake_reply, "AUTH", "AUTH %s", srv.cfg.masterauth);
+    redisAsyncCommand(l->ac, on_handshake_reply, "REPLCONF listening-port",
+                      "REPLCONF listening-port %d", srv.cfg.port);
+    redisAsyncCommand(l->ac, on_handshake_reply, "REPLCONF capa", "REPLCONF capa psync2");
+    char off[24];
+    snprintf(off, sizeof off, "%llu", (unsigned long long)store_offset(srv.store) + 1);
+    /* Our own id and offset: a leader whose history this is (or continues) resumes it. */
+    redisAsyncCommand(l->ac, on_psync, NULL, "PSYNC %s %s", r->replid, off);
+}
+
+void link_cron(void)
+{
+    repl *r = srv.repl;
+    if (!r->master_host)
+        return;
+    int64_t now = clock_ms();
+    if (!r->link && now >= r->next_connect_ms) {
+        link_start();
+        return;
+    }
+    replica_link *l = r->link;
+    if (l && r->link_state == LINK_CONNECTED && now - l->last_ack_ms >= 1000)
+        send_ack(l);
+}

@@ -1,0 +1,48 @@
+/* snapframe.c: the frames of a full-sync snapshot (repl.h SNAPSHOT FORMAT): a type, a name
+ * and a payload, each frame checked by its CRC32C so that a damaged transfer is refused
+ * rather than loaded. */
+#include "replication/repl_int.h"
+
+#include <string.h>
+
+void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p, size_t n)
+{
+    size_t start = out->len;
+    unsigned char h[FRAME_HEAD_LEN];
+    uint16_t nl = (uint16_t)nlen;
+    uint32_t pl = (uint32_t)n;
+    h[0] = (unsigned char)type;
+    memcpy(h + 1, &nl, 2);
+    memcpy(h + 3, &pl, 4);
+    buf_append(out, h, sizeof h);
+    buf_append(out, name, nlen);
+    buf_append(out, p, n);
+    uint32_t crc = crc32c(0, out->data + start, out->len - start);
+    buf_append(out, &crc, 4);
+}
+
+int frame_get(const char *p, size_t len, int *type, const char **name, size_t *nlen,
+              const char **payload, size_t *plen, size_t *size)
+{
+    if (len < FRAME_HEAD_LEN)
+        return 1;
+    uint16_t nl;
+    uint32_t pl, crc;
+    memcpy(&nl, p + 1, 2);
+    memcpy(&pl, p + 3, 4);
+    if (pl > REPL_FRAME_MAX || p[0] < FRAME_HEADER || p[0] > FRAME_END)
+        return -1;
+    size_t total = FRAME_HEAD_LEN + (size_t)nl + pl + 4;
+    if (len < total)
+        return 1;
+    memcpy(&crc, p + total - 4, 4);
+    if (crc32c(0, p, total - 4) != crc)
+        return -1;
+    *type = p[0];
+    *name = p + FRAME_HEAD_LEN;
+    *nlen = nl;
+    *payload = p + FRAME_HEAD_LEN + nl;
+    *plen = pl;
+    *size = total;
+    return 0;
+}

@@ -1,0 +1,247 @@
+"""Replication: leaders and replicas on 127.0.0.1. Convergence under a mixed write load
+(strings, hashes with expiry, FS.PUSH, vectors in FT-indexed hashes) checked key by key and
+through FS.JOIN and FT.SEARCH; READONLY replicas; a SIGKILLed replica resuming by partial
+resync, or by full sync when the backlog is too small; bad input (garbage from a fake
+replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed. Every wait is
+bounded."""
+import os
+import random
+import struct
+import time
+import unittest
+
+import harness
+
+WAIT_S = 30
+
+
+def info(r, section):
+    """INFO section as strings (a slaveN line stays a dict, as redis-py parses it)."""
+    return {k: v if isinstance(v, dict) else str(v) for k, v in r.info(section).items()}
+
+
+def wait_for(pred, what, timeout=WAIT_S):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def caught_up(leader, replica):
+    """The replica's link is up and it has applied every byte the leader logged."""
+    def ok():
+        ri = info(replica, "replication")
+        return (ri.get("master_link_status") == "up" and
+                ri.get("slave_repl_offset") == info(leader, "replication")["master_repl_offset"])
+    wait_for(ok, "the replica to catch up")
+
+
+def dump(r):
+    """Every key of every database with its type, value and whether it expires."""
+    out = {}
+    for db in range(16):
+        r.execute_command("SELECT", db)
+        for key in r.scan_iter(count=1000):
+            t = r.type(key)
+            if t == b"string":
+                v = r.get(key)
+            elif t == b"hash":
+                v = sorted(r.hgetall(key).items())
+            else:
+                continue  # expired between SCAN and TYPE
+            out[(db, key)] = (t, v, r.pttl(key) > 0)
+    r.execute_command("SELECT", 0)
+    return out
+
+
+def vec(rng, dim=8):
+    return struct.pack("%df" % dim, *[rng.uniform(-1, 1) for _ in range(dim)])
+
+
+class Base(unittest.TestCase):
+    def server(self, **opts):
+        s = harness.Server(**opts)
+        s.__enter__()
+        self.addCleanup(s.__exit__, None, None, None)
+        return s
+
+    def follow(self, replica, leader):
+        replica.client().execute_command("REPLICAOF", "127.0.0.1", leader.port)
+
+
+def setup_schema(r):
+    r.execute_command("FS.ENTITY.CREATE", "driver", "TYPE", "INT64")
+    r.execute_command("FS.VIEW.CREATE", "stats", "ENTITIES", 1, "driver", "SCHEMA",
+                      "rate", "FLOAT64", "trips", "INT64")
+    r.execute_command("FT.CREATE", "idx", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR", "FLAT",
+                      6, "TYPE", "FLOAT32", "DIM", 8, "DISTANCE_METRIC", "L2", "tag", "TAG")
+
+
+def write_load(r, rng, n, base=0):
+    """n rounds of mixed writes, pipelined."""
+    p = r.pipeline(transaction=False)
+    for i in range(base, base + n):
+        p.set("s:%d" % i, "v%d" % rng.randrange(1000))
+        p.hset("h:%d" % (i % 50), "f%d" % (i % 7), i)
+        if i % 10 == 0:
+            p.expire("h:%d" % (i % 50), 3600)
+            p.set("t:%d" % i, "x", ex=1000)
+        if i % 13 == 0:
+            p.delete("s:%d" % (i - 5))
+        p.execute_command("SELECT", 2)
+        p.incr("db2:ctr")
+        p.execute_command("SELECT", 0)
+        p.execute_command("FS.PUSH", "stats", str(i % 20), 1000 + i, "FIELDS", "rate",
+                          str(i / 7), "trips", i)
+        p.hset("doc:%d" % (i % 40), mapping={"v": vec(rng), "tag": "t%d" % (i % 3)})
+    p.execute()
+
+
+def answers(r, rng_seed=7):
+    """What FS.JOIN and FT.SEARCH answer to fixed questions."""
+    rng = random.Random(rng_seed)
+    rows = []
+    for e in range(20):
+        rows += [str(e), 1000 + rng.randrange(0, 400)]
+    join = r.execute_command("FS.JOIN", "FEATURES", 2, "stats:rate", "stats:trips",
+                             "ROWS", 20, *rows)
+    knn = []
+    for _ in range(3):
+        q = vec(rng)
+        knn.append(r.execute_command("FT.SEARCH", "idx", "*=>[KNN 5 @v $q AS d]", "PARAMS", 2,
+                                     "q", q, "RETURN", 1, "d", "DIALECT", 2))
+    return join, knn
+
+
+class TestConvergence(Base):
+    def test_two_replicas_converge_under_mixed_load(self):
+        leader = self.server()
+        lr = leader.client()
+        setup_schema(lr)
+        rng = random.Random(1)
+        write_load(lr, rng, 300)
+        early = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        write_load(lr, rng, 300, base=300)  # while the first one syncs
+        late = self.server()
+        self.follow(late, leader)
+        write_load(lr, rng, 300, base=600)
+        for s in (early, late):
+            caught_up(lr, s.client())
+        want = dump(lr)
+        self.assertGreater(len(want), 500)
+        want_answers = answers(lr)
+        for s in (early, late):
+            r = s.client()
+            self.assertEqual(dump(r), want)
+            wait_for(lambda: int(r.ft("idx").info()["num_docs"]) == 40, "the FT index")
+            self.assertEqual(answers(r), want_answers)
+        li = info(lr, "replication")
+        self.assertEqual(li["connected_slaves"], "2")
+        self.assertEqual(li["slave0"]["state"], "online")
+        self.assertEqual(info(lr, "stats")["sync_full"], "2")
+        role = late.client().execute_command("ROLE")
+        self.assertEqual(role[0], b"slave")
+        self.assertEqual(role[3], b"connected")
+
+    def test_replica_refuses_writes(self):
+        leader = self.server()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        r = replica.client()
+        caught_up(leader.client(), r)
+        for cmd in (("SET", "a", "1"), ("HSET", "h", "f", "v"), ("DEL", "a"),
+                    ("FS.ENTITY.CREATE", "e", "TYPE", "INT64")):
+            with self.assertRaises(Exception) as cm:
+                r.execute_command(*cmd)
+            self.assertEqual(str(cm.exception),
+                             "You can't write against a read only replica.")
+        self.assertIsNone(r.get("a"))
+        self.assertEqual(r.execute_command("PING"), True)
+
+
+class TestResync(Base):
+    def test_killed_replica_resumes_by_partial_resync(self):
+        leader = self.server()
+        lr = leader.client()
+        setup_schema(lr)
+        rng = random.Random(2)
+        write_load(lr, rng, 200)
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        write_load(lr, rng, 50, base=200)
+        replica.kill()
+        write_load(lr, rng, 50, base=250)  # missed, but within the backlog
+        replica.start()
+        caught_up(lr, replica.client())
+        st = info(lr, "stats")
+        self.assertEqual(st["sync_partial_ok"], "1")
+        self.assertEqual(st["sync_full"], "1")
+        self.assertEqual(dump(replica.client()), dump(lr))
+
+    def test_backlog_too_small_means_full_sync(self):
+        leader = self.server(repl_backlog_size="16kb")
+        lr = leader.client()
+        setup_schema(lr)
+        rng = random.Random(3)
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        write_load(lr, rng, 100)
+        caught_up(lr, replica.client())
+        replica.kill()
+        write_load(lr, rng, 400, base=100)  # far more than 16 KB
+        replica.start()
+        caught_up(lr, replica.client())
+        st = info(lr, "stats")
+        self.assertEqual(st["sync_partial_ok"], "0")
+        self.assertEqual(st["sync_full"], "2")
+        self.assertEqual(dump(replica.client()), dump(lr))
+        self.assertEqual(answers(replica.client()), answers(lr))
+
+
+class TestBadInput(Base):
+    def test_bogus_psync_gets_a_full_resync(self):
+        leader = self.server()
+        lr = leader.client()
+        lr.set("k", "v")
+        raw = leader.raw()
+        self.assertEqual(raw.command("REPLCONF", "listening-port", 1), b"OK")
+        raw.send(harness.encode("PSYNC", "f" * 40, 12345))
+        line = raw._line()
+        self.assertTrue(line.startswith(b"+FULLRESYNC "), line)
+        _, replid, off = line.split()
+        self.assertEqual(replid.decode(), info(lr, "replication")["master_replid"])
+        self.assertEqual(info(lr, "stats")["sync_partial_err"], "1")
+        raw.close()
+        self.assertEqual(lr.get("k"), b"v")
+
+    def test_garbage_from_a_fake_replica(self):
+        leader = self.server()
+        lr = leader.client()
+        raw = leader.raw()
+        self.assertIsInstance(raw.command("REPLCONF", "bogus", "x"), harness.RespError)
+        self.assertIsInstance(raw.command("PSYNC", "?", "notanumber"), harness.RespError)
+        raw.send(b"PSYNC ? -1\r\n")
+        self.assertTrue(raw._line().startswith(b"+FULLRESYNC"))
+        raw.send(os.urandom(4096) + b"\r\n*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$3\r\nabc\r\n")
+        raw.close()
+        lr.set("after", "1")
+        self.assertEqual(lr.get("after"), b"1")
+        self.assertEqual(lr.ping(), True)
+
+    def test_wrong_masterauth_is_reported(self):
+        leader = self.server(requirepass="secret")
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port, masterauth="wrong")
+        r = replica.client()
+        wait_for(lambda: "master_link_error" in info(r, "replication"), "the link error")
+        ri = info(r, "replication")
+        self.assertEqual(ri["master_link_status"], "down")
+        self.assertIn("AUTH", ri["master_link_error"])
+        lr = leader.client(password="secret")
+        self.assertEqual(lr.ping(), True)
+        self.assertEqual(info(lr, "replication")["connected_slaves"], "0")
+        r.config_set("masterauth", "secret")
+        caught_up(lr, r)
+
+
+if __name__ == "__main__":
+    unittest.main()
