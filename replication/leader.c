@@ -462,8 +462,89 @@ void repl_client_gone(client *c)
     replica_remove(rp);
 }
 
+/* ---- WAIT ------------------------------------------------------------------------------ */
+
+static int acked(uint64_t offset)
+{
+    int n = 0;
+    for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
+        n += rp->state == REPLICA_ONLINE && rp->ack >= offset;
+    return n;
+}
+
+static void waiter_remove(waiter *w)
+{
+    for (waiter **p = &srv.repl->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    xfree(w);
+}
+
+static void waiter_closed(void *arg)
+{
+    waiter_remove(arg);
+}
+
+static const client_park_ops wait_park_ops = {NULL, waiter_closed};
+
+void leader_check_waiters(void)
+{
+    int64_t now = clock_ms();
+    for (waiter *w = srv.repl->waiters, *next; w; w = next) {
+        next = w->next;
+        int n = acked(w->offset);
+        if (n < w->need && (!w->deadline_ms || now < w->deadline_ms))
+            continue;
+        client *c = w->c;
+        client scratch;
+        memset(&scratch, 0, sizeof scratch);
+        scratch.resp = c->resp;
+        buf_init(&scratch.obuf);
+        reply_int(&scratch, n);
+        client_output_append(c, &scratch.obuf);
+        waiter_remove(w);
+        client_unpark(c);
+    }
+}
+
+void cmd_wait(client *c)
+{
+    int64_t need, timeout;
+    if (arg_i64(c, 1, &need) || arg_i64(c, 2, &timeout))
+        return;
+    if (timeout < 0) {
+        reply_error(c, "ERR timeout is negative");
+        return;
+    }
+    if (repl_is_replica()) {
+        reply_error(c, "ERR WAIT cannot be used with replica instances. Please also note that "
+                       "since Redis 4.0 if a replica is configured to be writable (which is "
+                       "not the default) writes to replicas are just local and are not "
+                       "propagated.");
+        return;
+    }
+    uint64_t offset = store_offset(srv.store); /* this client's writes so far */
+    int n = acked(offset);
+    if (n >= need || (c->flags & CLIENT_MULTI) || client_park(c, &wait_park_ops, NULL) != 0) {
+        reply_int(c, n);
+        return;
+    }
+    waiter *w = xcalloc(1, sizeof *w);
+    w->c = c;
+    w->offset = offset;
+    w->need = need > INT32_MAX ? INT32_MAX : (int)need;
+    w->deadline_ms = timeout ? clock_ms() + timeout : 0;
+    w->next = srv.repl->waiters;
+    srv.repl->waiters = w;
+    c->park_arg = w;
+}
+
 void leader_cron(void)
 {
+    leader_check_waiters();
     for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
         if (rp->state == REPLICA_ONLINE && replica_limit() &&
             client_obuf_pending(rp->c) > replica_limit())
@@ -485,6 +566,7 @@ void cmd_replconf(client *c)
             if (rp && str_to_i64(c->argv[i + 1], c->argl[i + 1], &v) == 0 && v >= 0) {
                 rp->ack = (uint64_t)v;
                 rp->ack_ms = clock_ms();
+                leader_check_waiters();
             }
             return; /* ACK has no reply */
         } else if (arg_is(c, i, "listening-port")) {

@@ -42,6 +42,15 @@ typedef struct replica {
     struct replica *next;
 } replica;
 
+/* A client parked in WAIT until enough replicas acknowledge offset. */
+typedef struct waiter {
+    client *c;
+    uint64_t offset;
+    int need;
+    int64_t deadline_ms; /* 0: no timeout */
+    struct waiter *next;
+} waiter;
+
 /* The replica's side of things. */
 enum { LINK_NONE, LINK_CONNECTING, LINK_HANDSHAKE, LINK_TRANSFER, LINK_CONNECTED };
 
@@ -52,6 +61,7 @@ typedef struct repl {
     buf pending;            /* the stream of the pass, not yet committed */
     uint64_t log_end;       /* offset after the last byte put in pending */
     replica *replicas;
+    waiter *waiters;
     uint64_t sync_full, sync_partial_ok, sync_partial_err;
     /* replica side */
     char *master_host;
@@ -71,6 +81,8 @@ void leader_start_snapshots(void);
 void leader_drop_all(void);
 replica *leader_find(const client *c);
 void leader_cron(void);
+/* Answers the WAITs that enough ACKs (or their timeout) settle. */
+void leader_check_waiters(void);
 /* replica.c */
 void link_start(void);
 void link_stop(void);

@@ -460,7 +460,12 @@ static void on_link_read(evutil_socket_t fd, short what, void *arg)
     }
     l->in.len += (size_t)n;
     srv.repl->last_io_ms = clock_ms();
+    uint64_t before = store_offset(srv.store);
     consume(l);
+    /* ACK what was applied at once, so that WAIT and lag need not wait for the cron */
+    if (srv.repl->link == l && srv.repl->link_state == LINK_CONNECTED &&
+        store_offset(srv.store) != before)
+        send_ack(l);
 }
 
 /* ---- the handshake --------------------------------------------------------------------- */

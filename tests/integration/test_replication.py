@@ -132,8 +132,10 @@ class TestConvergence(Base):
         want = dump(lr)
         self.assertGreater(len(want), 500)
         want_answers = answers(lr)
+        digest = lr.execute_command("QUIVER.DIGEST")
         for s in (early, late):
             r = s.client()
+            self.assertEqual(r.execute_command("QUIVER.DIGEST"), digest)
             self.assertEqual(dump(r), want)
             wait_for(lambda: int(r.ft("idx").info()["num_docs"]) == 40, "the FT index")
             self.assertEqual(answers(r), want_answers)
@@ -158,6 +160,77 @@ class TestConvergence(Base):
                              "You can't write against a read only replica.")
         self.assertIsNone(r.get("a"))
         self.assertEqual(r.execute_command("PING"), True)
+
+
+class TestWaitAndDigest(Base):
+    def test_wait_counts_replicas_that_acknowledged(self):
+        leader = self.server()
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        lr.set("a", "1")
+        self.assertEqual(lr.execute_command("WAIT", 1, 0), 1)
+        self.assertEqual(replica.client().get("a"), b"1")
+        lr.set("b", "2")
+        self.assertEqual(lr.execute_command("WAIT", 2, 200), 1)  # only one exists: timeout
+        with self.assertRaises(Exception):
+            replica.client().execute_command("WAIT", 1, 0)
+
+    def test_digest_sees_every_kind_of_change(self):
+        s = self.server()
+        r = s.client()
+        setup_schema(r)
+        seen = {r.execute_command("QUIVER.DIGEST")}
+        for cmd in (("SET", "k", "v"), ("SET", "k", "w"), ("EXPIRE", "k", 100),
+                    ("HSET", "h", "f", "1"), ("HSET", "h", "f", "2"),
+                    ("FS.PUSH", "stats", "1", 1000, "FIELDS", "rate", "0.5", "trips", 1),
+                    ("FS.PUSH", "stats", "1", 500, "FIELDS", "rate", "0.5", "trips", 1),
+                    ("FS.ENTITY.CREATE", "other", "TYPE", "STRING")):
+            r.execute_command(*cmd)
+            d = r.execute_command("QUIVER.DIGEST")
+            self.assertNotIn(d, seen, cmd)
+            seen.add(d)
+        r.execute_command("SELECT", 3)
+        r.set("k", "w")  # the same key and value in another database
+        self.assertNotIn(r.execute_command("QUIVER.DIGEST"), seen)
+
+
+class TestFailover(Base):
+    def test_promoted_replica_keeps_acknowledged_writes_and_the_other_resyncs_partially(self):
+        leader = self.server()
+        lr = leader.client()
+        setup_schema(lr)
+        a = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        b = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        rng = random.Random(4)
+        write_load(lr, rng, 200)
+        acked = []
+        for i in range(200):
+            lr.set("acked:%d" % i, i)
+            if lr.execute_command("WAIT", 1, 5000) >= 1:
+                acked.append(i)
+        self.assertEqual(len(acked), 200)
+        for s in (a, b):
+            caught_up(lr, s.client())
+        old_id = info(lr, "replication")["master_replid"]
+        leader.kill()
+        ar, br = a.client(), b.client()
+        self.assertEqual(ar.execute_command("REPLICAOF", "NO", "ONE"), b"OK")
+        ai = info(ar, "replication")
+        self.assertEqual(ai["role"], "master")
+        self.assertEqual(ai["master_replid2"], old_id)
+        self.assertNotEqual(ai["master_replid"], old_id)
+        self.follow(b, a)
+        caught_up(ar, br)
+        st = info(ar, "stats")
+        self.assertEqual((st["sync_partial_ok"], st["sync_full"]), ("1", "0"))
+        ar.set("after-failover", "1")
+        caught_up(ar, br)
+        self.assertEqual(br.get("after-failover"), b"1")
+        for i in acked:
+            self.assertEqual(ar.get("acked:%d" % i), str(i).encode())
+        self.assertEqual(br.execute_command("QUIVER.DIGEST"), ar.execute_command("QUIVER.DIGEST"))
+        self.assertEqual(info(br, "replication")["master_replid"], info(ar, "replication")["master_replid"])
 
 
 class TestResync(Base):
@@ -196,6 +269,8 @@ class TestResync(Base):
         self.assertEqual(st["sync_full"], "2")
         self.assertEqual(dump(replica.client()), dump(lr))
         self.assertEqual(answers(replica.client()), answers(lr))
+        self.assertEqual(replica.client().execute_command("QUIVER.DIGEST"),
+                         lr.execute_command("QUIVER.DIGEST"))
 
 
 class TestBadInput(Base):
