@@ -15,7 +15,7 @@
 #include "alloc.h"
 #include "err.h"
 
-enum { T_INT, T_BOOL, T_STR, T_SIZE, T_ENUM, T_OBUF };
+enum { T_INT, T_BOOL, T_STR, T_SIZE, T_ENUM, T_OBUF, T_LL, T_PCTL };
 enum { IMMUTABLE = 1 };
 
 static const char *const durability_names[] = {"no", "everysec", "always", NULL};
@@ -24,6 +24,8 @@ static const char *const loglevel_names[] = {"debug", "verbose", "notice", "warn
  * RDB snapshots or AOF, so each admits only the value that says so. */
 static const char *const save_names[] = {"", NULL};
 static const char *const appendonly_names[] = {"no", NULL};
+/* Quiver never evicts keys: the one Redis policy it can honour is refusing writes. */
+static const char *const maxmemory_policy_names[] = {"noeviction", NULL};
 
 typedef struct option {
     const char *name;
@@ -56,6 +58,12 @@ static const option options[] = {
     {"databases", T_INT, O(databases), 16, 16, NULL, IMMUTABLE, "16"},
     {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
     {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
+    {"slowlog-log-slower-than", T_LL, O(slowlog_slower_than), -1, LLONG_MAX, NULL, 0, "10000"},
+    {"slowlog-max-len", T_INT, O(slowlog_max_len), 0, INT_MAX, NULL, 0, "128"},
+    {"latency-tracking", T_BOOL, O(latency_tracking), 0, 1, NULL, 0, "yes"},
+    {"latency-tracking-info-percentiles", T_PCTL, O(percentiles), 0, 100, NULL, 0, "50 99 99.9"},
+    {"maxmemory", T_SIZE, O(maxmemory), 0, LLONG_MAX, NULL, 0, "0"},
+    {"maxmemory-policy", T_ENUM, O(maxmemory_policy), 0, 0, maxmemory_policy_names, 0, "noeviction"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -137,6 +145,41 @@ static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, s
     return 0;
 }
 
+/* latency-tracking-info-percentiles: numbers from 0 to 100, as several words or as one
+ * word holding them all (CONFIG SET); an empty list is allowed and reports none. */
+static int set_percentiles(config *cfg, int argc, const char *const *argv, char *err,
+                           size_t errlen)
+{
+    char **w = NULL;
+    if (argc == 1) {
+        argc = config_split_words(argv[0], &w);
+        argv = (const char *const *)w;
+    }
+    double p[CONFIG_MAX_PERCENTILES];
+    int rc = 0;
+    if (argc < 0 || argc > CONFIG_MAX_PERCENTILES) {
+        snprintf(err, errlen, "at most %d percentiles", CONFIG_MAX_PERCENTILES);
+        rc = ERR_INVAL;
+    }
+    for (int i = 0; !rc && i < argc; i++) {
+        if (str_to_double(argv[i], strlen(argv[i]), &p[i], 0) != 0) {
+            snprintf(err, errlen, "Invalid latency-tracking-info-percentiles parameters");
+            rc = ERR_INVAL;
+        } else if (p[i] < 0 || p[i] > 100) {
+            snprintf(err, errlen, "latency-tracking-info-percentiles parameters should sit "
+                                  "between [0.0,100.0]");
+            rc = ERR_INVAL;
+        }
+    }
+    if (!rc) {
+        memcpy(cfg->percentiles, p, sizeof p[0] * (size_t)argc);
+        cfg->npercentiles = argc;
+    }
+    if (w)
+        config_free_words(w, argc);
+    return rc;
+}
+
 static int apply(config *cfg, const option *o, int argc, const char *const *argv, char *err,
                  size_t errlen)
 {
@@ -144,6 +187,8 @@ static int apply(config *cfg, const option *o, int argc, const char *const *argv
     long long v;
     if (o->type == T_OBUF)
         return set_obuf(cfg, argc, argv, err, errlen);
+    if (o->type == T_PCTL)
+        return set_percentiles(cfg, argc, argv, err, errlen);
     if (o->type == T_STR) {
         /* bind takes several addresses; join them */
         buf b;
@@ -164,9 +209,10 @@ static int apply(config *cfg, const option *o, int argc, const char *const *argv
     }
     switch (o->type) {
     case T_INT:
+    case T_LL:
     case T_SIZE:
-        if (o->type == T_INT ? str_to_i64(argv[0], strlen(argv[0]), (int64_t *)&v) != 0
-                             : config_parse_size(argv[0], &v) != 0) {
+        if (o->type != T_SIZE ? str_to_i64(argv[0], strlen(argv[0]), (int64_t *)&v) != 0
+                              : config_parse_size(argv[0], &v) != 0) {
             snprintf(err, errlen, "argument couldn't be parsed into an integer");
             return ERR_INVAL;
         }
@@ -395,7 +441,15 @@ static void format(const config *cfg, const option *o, buf *out)
     out->len = 0;
     switch (o->type) {
     case T_INT: buf_printf(out, "%d", *(const int *)field); break;
-    case T_SIZE: buf_printf(out, "%lld", *(const long long *)field); break;
+    case T_SIZE:
+    case T_LL: buf_printf(out, "%lld", *(const long long *)field); break;
+    case T_PCTL:
+        for (int i = 0; i < cfg->npercentiles; i++) {
+            char num[32];
+            double_to_str(num, cfg->percentiles[i]);
+            buf_printf(out, "%s%s", i ? " " : "", num);
+        }
+        break;
     case T_BOOL: buf_printf(out, "%s", *(const int *)field ? "yes" : "no"); break;
     case T_ENUM: buf_printf(out, "%s", o->names[*(const int *)field]); break;
     case T_STR: buf_printf(out, "%s", *(char *const *)field ? *(char *const *)field : ""); break;

@@ -15,6 +15,8 @@
 
 #include "core/util.h"
 
+#define CONFIG_MAX_PERCENTILES 16
+
 typedef struct config {
     int port;
     char *bind;
@@ -36,6 +38,13 @@ typedef struct config {
     int databases;           /* fixed at 16: reported, not settable */
     int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
     char *config_file;       /* absolute path of the file read at start, or NULL */
+    long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */
+    int slowlog_max_len;
+    int latency_tracking;
+    int npercentiles;              /* latency-tracking-info-percentiles, in the given order */
+    double percentiles[CONFIG_MAX_PERCENTILES];
+    long long maxmemory;           /* bytes, 0 = no limit */
+    int maxmemory_policy;          /* noeviction only: Quiver evicts nothing */
 } config;
 
 /* Fills defaults. */
