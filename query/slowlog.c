@@ -49,7 +49,7 @@ static void entry_free(slow_entry *e)
 static int is_secret(const client *c, const command *cmd, int i)
 {
     if (cmd->proc == cmd_auth)
-        return 1;
+        return i >= 1;
     if (cmd->proc == cmd_hello) {
         for (int j = 2; j < i; j++)
             if (arg_is(c, j, "AUTH") && i <= j + 2)
