@@ -47,7 +47,7 @@ static const option options[] = {
     {"maxclients", T_INT, O(maxclients), 1, 1000000, NULL, 0, "10000"},
     {"protected-mode", T_BOOL, O(protected_mode), 0, 1, NULL, 0, "yes"},
     {"proto-max-bulk-len", T_SIZE, O(proto_max_bulk_len), 1024 * 1024, LLONG_MAX, NULL, 0, "512mb"},
-    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0"},
+    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60"},
     {"timeout", T_INT, O(timeout), 0, INT_MAX, NULL, 0, "0"},
     {"tcp-backlog", T_INT, O(tcp_backlog), 0, INT_MAX, NULL, IMMUTABLE, "511"},
     {"hz", T_INT, O(hz), 1, 500, NULL, 0, "10"},
@@ -107,7 +107,8 @@ static int parse_bool(const char *s)
 }
 
 /* client-output-buffer-limit <class> <hard> <soft> <secs> [<class> ...]: only the normal
- * class applies to Quiver's clients; the others are accepted for redis.conf compatibility. */
+ * class applies to Quiver's clients; the others (replica, its old name slave, pubsub) are
+ * kept for redis.conf compatibility. Classes not named keep their limits, as in Redis. */
 static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, size_t errlen)
 {
     if (argc == 1) {
@@ -140,6 +141,11 @@ static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, s
             cfg->obuf_hard = hard;
             cfg->obuf_soft = soft;
             cfg->obuf_soft_secs = (int)secs;
+        } else {
+            long long *other = strcasecmp(argv[i], "pubsub") ? cfg->obuf_replica : cfg->obuf_pubsub;
+            other[0] = hard;
+            other[1] = soft;
+            other[2] = secs;
         }
     }
     return 0;
@@ -454,8 +460,11 @@ static void format(const config *cfg, const option *o, buf *out)
     case T_ENUM: buf_printf(out, "%s", o->names[*(const int *)field]); break;
     case T_STR: buf_printf(out, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
     case T_OBUF:
-        buf_printf(out, "normal %lld %lld %d replica 268435456 67108864 60 pubsub 33554432 "
-                        "8388608 60", cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs);
+        /* Redis 7.0 names the replica class "slave" here */
+        buf_printf(out, "normal %lld %lld %d slave %lld %lld %lld pubsub %lld %lld %lld",
+                   cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs, cfg->obuf_replica[0],
+                   cfg->obuf_replica[1], cfg->obuf_replica[2], cfg->obuf_pubsub[0],
+                   cfg->obuf_pubsub[1], cfg->obuf_pubsub[2]);
         break;
     }
     buf_appendc(out, '\0'); /* a C string, and len counts the NUL */
@@ -479,15 +488,15 @@ void config_get(const config *cfg, const char *pattern, size_t plen,
 /* Appends "name value" to b, quoting the value when it needs it. */
 static void rewrite_line(buf *b, const config *cfg, const option *o)
 {
-    if (o->type == T_OBUF) {
-        buf_printf(b, "%s normal %lld %lld %d\n", o->name, cfg->obuf_hard, cfg->obuf_soft,
-                   cfg->obuf_soft_secs);
-        return;
-    }
     buf vb;
     buf_init(&vb);
     format(cfg, o, &vb);
     const char *value = vb.data;
+    if (o->type == T_OBUF) { /* several words, unquoted */
+        buf_printf(b, "%s %s\n", o->name, value);
+        buf_free(&vb);
+        return;
+    }
     int is_bind = strcmp(o->name, "bind") == 0; /* several addresses, space-separated */
     int plain = *value != '\0';
     for (const char *p = value; plain && *p; p++)

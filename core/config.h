@@ -28,6 +28,9 @@ typedef struct config {
     long long proto_max_bulk_len;
     long long obuf_hard, obuf_soft; /* client-output-buffer-limit normal <hard> <soft> <secs> */
     int obuf_soft_secs;
+    /* The replica and pubsub classes' hard, soft, seconds: kept and reported for redis.conf
+     * compatibility, unused (Quiver has no replica links or pub/sub clients). */
+    long long obuf_replica[3], obuf_pubsub[3];
     int timeout;
     int tcp_backlog;
     int hz;
