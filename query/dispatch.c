@@ -1,8 +1,8 @@
 /* dispatch.c: from a parsed command to its handler. Looks the name up in the table, checks
  * arity, authentication, maxmemory and MULTI state, calls the handler, keeps per-command
  * statistics (calls, time, failures, latency histogram, slow log), and after a write logs
- * the command for replicas. Also the small helpers every handler
- * uses to parse arguments and to report storage errors. */
+ * the command for replicas. Also the small helpers every handler uses to parse arguments
+ * and to report storage errors. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -104,14 +104,15 @@ void cmdstats_reset(void)
     }
 }
 
-/* Counts one call of cmd that took dt us and ended with the client's error count at
- * errors. A command that parks its client is measured for its time on the loop thread. */
-static void account(client *c, const command *cmd, int64_t t0, int64_t dt, uint64_t errors)
+/* Counts one call of cmd that started at t0 and took dt us; it failed if it replied an
+ * error. A command that parks its client is measured for its part on the loop thread (the
+ * errors its worker sends later are not counted either). */
+static void account(client *c, const command *cmd, int64_t t0, int64_t dt)
 {
     command_stats *st = &cmdstats[cmd - commands];
     st->calls++;
     st->usec += (uint64_t)dt;
-    if (errors != current.errors)
+    if (c->errors != current.errors)
         st->failed++;
     if (srv.cfg.latency_tracking) {
         if (!st->latency)
@@ -136,7 +137,7 @@ void call(client *c, const command *cmd)
     if (current.dirty && (cmd->proc == cmd_flushdb || cmd->proc == cmd_flushall))
         ft_flushed(cmd->proc == cmd_flushall ? -1 : c->db); /* FT indexes empty too */
     int64_t dt = clock_us() - t0;
-    account(c, cmd, t0, dt > 0 ? dt : 0, c->errors);
+    account(c, cmd, t0, dt > 0 ? dt : 0);
     if (current.dirty && !current.propagated && (cmd->flags & CMD_WRITE))
         store_log(srv.store, c->db, c->argc, c->argv, c->argl);
     if (store_txn_dirty(srv.store))
