@@ -328,6 +328,19 @@ class LatencyStats(unittest.TestCase):
                                               details[b"histogram_usec"][1::2]))
         return details
 
+    def test_histogram_reply_shape_matches_redis(self):
+        with RedisReference() as ref:
+            for r in (ref.client(), self.r):
+                for i in range(5):
+                    r.set("s%d" % i, "v")
+                reply = r.execute_command("LATENCY", "HISTOGRAM", "set")
+                self.assertEqual(reply[0], b"set")
+                self.assertEqual(reply[1][0::2], [b"calls", b"histogram_usec"])
+                self.assertEqual(reply[1][1], 5)
+                buckets = reply[1][3]
+                self.assertEqual(buckets[-1], 5)  # cumulative: the last bound holds all
+                self.assertTrue(all(isinstance(x, int) for x in buckets))
+
     def test_latency_histogram(self):
         self.run_some(300)
         h = self.histogram("set")
