@@ -8,7 +8,10 @@
  *
  * Fault injection (tests only): alloc_fail_after(n) makes the (n+1)-th following try_*
  * allocation fail, once; alloc_fail_after(-1) turns it off. Thread-safe: counters are atomic.
- * alloc_used() reports bytes currently allocated through this wrapper (for INFO memory). */
+ * alloc_used() reports the bytes the process heap has allocated, through this wrapper or not
+ * (mallinfo2: every malloc arena, so RocksDB's and FAISS's allocations too; memory-mapped
+ * LMDB pages are not heap): INFO memory's used_memory and what maxmemory limits. It walks
+ * the arenas, so callers that need it often cache it. */
 #ifndef QUIVER_ALLOC_H
 #define QUIVER_ALLOC_H
 

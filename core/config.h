@@ -15,6 +15,8 @@
 
 #include "core/util.h"
 
+#define CONFIG_MAX_PERCENTILES 16
+
 typedef struct config {
     int port;
     char *bind;
@@ -26,6 +28,9 @@ typedef struct config {
     long long proto_max_bulk_len;
     long long obuf_hard, obuf_soft; /* client-output-buffer-limit normal <hard> <soft> <secs> */
     int obuf_soft_secs;
+    /* The replica and pubsub classes' hard, soft, seconds: kept and reported for redis.conf
+     * compatibility, unused (Quiver has no replica links or pub/sub clients). */
+    long long obuf_replica[3], obuf_pubsub[3];
     int timeout;
     int tcp_backlog;
     int hz;
@@ -41,6 +46,13 @@ typedef struct config {
     int tls_auth_clients;    /* TLS_AUTH_* of wire/tls.h */
     char *tls_protocols;
     char *config_file;       /* absolute path of the file read at start, or NULL */
+    long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */
+    int slowlog_max_len;
+    int latency_tracking;
+    int npercentiles;              /* latency-tracking-info-percentiles, in the given order */
+    double percentiles[CONFIG_MAX_PERCENTILES];
+    long long maxmemory;           /* bytes, 0 = no limit */
+    int maxmemory_policy;          /* noeviction only: Quiver evicts nothing */
 } config;
 
 /* Fills defaults. */
