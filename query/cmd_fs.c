@@ -612,7 +612,10 @@ static int encode_push_row(client *c, const store_view *v, int first, buf *row)
             goto done;
         }
     }
-    store_row_encode(v->schema, v->nfields, vals, row);
+    if (store_row_encode(v->schema, v->nfields, vals, row)) {
+        reply_store_error(c, ERR_NOMEM);
+        goto done;
+    }
     rc = 0;
 done:
     xfree(seen);

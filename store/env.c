@@ -163,7 +163,11 @@ static int back_map(store *st, size_t size);
 static int reconcile_history(store *st, char *err, size_t errlen)
 {
     int n = store_hist_views(st->hist, NULL, 0);
-    uint32_t *ids = xcalloc((size_t)n + 1, sizeof *ids);
+    uint32_t *ids = try_calloc((size_t)n + 1, sizeof *ids);
+    if (!ids) {
+        snprintf(err, errlen, "history: out of memory");
+        return ERR_NOMEM;
+    }
     n = store_hist_views(st->hist, ids, n);
     for (int i = 0; i < n; i++) {
         int owned = 0;
@@ -205,8 +209,10 @@ static int open_fs(store *st, const char *dir, char *err, size_t errlen)
         rc = store__catalog_load(st, err, errlen);
     if (rc == 0)
         rc = reconcile_history(st, err, errlen);
-    if (rc == 0)
-        st->hbatch = store_hbatch_new();
+    if (rc == 0 && (!(st->hbatch = store_hbatch_new()) || store__hbatch_track(st->hbatch))) {
+        snprintf(err, errlen, "history: out of memory");
+        rc = ERR_NOMEM;
+    }
     return rc;
 }
 
@@ -246,6 +252,7 @@ static int write_history(store *st)
  * the online-row hook hears of it. */
 static void fs_committed(store *st)
 {
+    store__hbatch_forget(st->hbatch);
     for (int i = 0; i < st->drops.n; i++) {
         int rc = store_hist_drop_view(st->hist, st->drops.ids[i]);
         if (rc && rc != ERR_NOTFOUND) /* the next open drops it */
@@ -262,10 +269,11 @@ static void fs_committed(store *st)
 static void fs_failed(store *st)
 {
     char err[256];
-    if (store_hbatch_count(st->hbatch) > 0) {
-        store_hbatch_free(st->hbatch);
-        st->hbatch = store_hbatch_new();
-    }
+    /* rows this pass already wrote to RocksDB (a read of history mid-pass, or the commit's
+     * own write before LMDB failed) go again, so history holds only committed pushes */
+    if (store__hbatch_unwrite(st->hist, st->hbatch) != 0)
+        log_warn("store: rows of a failed pass stay in the history: their pushes were "
+                 "never acknowledged");
     if (store__catalog_load(st, err, sizeof err) != 0)
         log_warn("store: cannot reload the catalog after a failed pass: %s", err);
     st->drops.n = 0;
@@ -312,7 +320,11 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create data directory '%s': %s", cfg->dir, strerror(errno));
         return ERR_IO;
     }
-    store *st = xcalloc(1, sizeof *st);
+    store *st = try_calloc(1, sizeof *st);
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return ERR_NOMEM;
+    }
     st->map_size = cfg->map_size ? cfg->map_size : (size_t)1 << 30;
     st->log_db = -1;
     pthread_mutex_init(&st->sync_mu, NULL);

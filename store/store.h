@@ -284,12 +284,12 @@ int store_parse_value(const store_ftype *t, const char *s, size_t len, store_fva
                    size_t errlen);
 
 /* Row codec (see ROW FORMAT). encode appends to out and trusts its input (values parsed by
- * store_parse_value, n <= FT_MAX_FIELDS). decode fills vals[0..n) borrowing from p (valid
- * while p is) and returns ERR_CORRUPT on any inconsistency: version, count, lengths, CRC,
+ * store_parse_value, n <= FT_MAX_FIELDS); ERR_NOMEM leaves out as it was. decode fills
+ * vals[0..n) borrowing from p (valid while p is) and returns ERR_CORRUPT on any inconsistency: version, count, lengths, CRC,
  * trailing bytes, set padding bits in the bitmap, a BOOL other than 0/1, a non-finite float,
  * a non-minimal varint. It never reads out of bounds, and decode-then-encode gives back the
  * same bytes. A string of digits is always milliseconds ("2021" is 2021 ms, not a year). */
-void store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out);
+int store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out);
 int store_row_decode(const store_ftype *schema, int n, const char *p, size_t len, store_fvalue *vals);
 
 /* ---- offline history (RocksDB) ---------------------------------------------------- */

@@ -118,7 +118,22 @@ void store__count(store *st, int db, int dkeys, int dexpires);
  * next_view_id at least where it was); free empties it. ERR_CORRUPT names the bad record. */
 int store__catalog_load(store *st, char *err, size_t errlen);
 void store__catalog_free(store__catalog *cat);
+/* Room for one more id (ERR_NOMEM), taken before the change that needs it; add then
+ * cannot fail. */
+int store__ids_reserve(store__ids *l);
 void store__ids_add(store__ids *l, uint32_t id);
+/* Pass support for the history batch (history.c). mark sets a save point before a put,
+ * rollback takes the batch back to it, unmark drops it: a push whose online write fails
+ * leaves the batch as it was. A tracked batch also keeps a delete of every row it put,
+ * across writes, until forget (after LMDB committed); unwrite empties the batch and writes
+ * those deletes (the pass failed after some of its rows reached RocksDB: they go again).
+ * A row that overwrote an identical history key is deleted, not restored. */
+void store__hbatch_mark(store_hbatch *b);
+void store__hbatch_rollback(store_hbatch *b);
+void store__hbatch_unmark(store_hbatch *b);
+int store__hbatch_track(store_hbatch *b);
+void store__hbatch_forget(store_hbatch *b);
+int store__hbatch_unwrite(store_hist *h, store_hbatch *b);
 /* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
 int store__hist_sync(store_hist *h);
 /* Deletes every online row of a view (online.c). */
