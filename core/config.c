@@ -56,6 +56,7 @@ static const option options[] = {
     {"databases", T_INT, O(databases), 16, 16, NULL, IMMUTABLE, "16"},
     {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
     {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
+    {"lmdb-max-map-size", T_SIZE, O(lmdb_max_map_size), 0, LLONG_MAX, NULL, IMMUTABLE, "0"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -36,6 +36,7 @@ typedef struct config {
     int databases;           /* fixed at 16: reported, not settable */
     int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
     char *config_file;       /* absolute path of the file read at start, or NULL */
+    long long lmdb_max_map_size; /* 0 = the map may grow without limit */
 } config;
 
 /* Fills defaults. */

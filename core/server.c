@@ -310,6 +310,7 @@ int server_start(char *err, size_t errlen)
     }
     signal(SIGPIPE, SIG_IGN);
     store_config sc = {.dir = srv.cfg.dir, .map_size = (size_t)srv.cfg.lmdb_map_size,
+                       .max_map_size = (size_t)srv.cfg.lmdb_max_map_size,
                        .durability = srv.cfg.durability};
     int rc = store_open(&sc, &srv.store, err, errlen);
     if (rc)

@@ -20,6 +20,10 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#define MAP_MIN ((size_t)1 << 20)          /* the smallest cap */
+#define MAP_HEADROOM ((size_t)1 << 20)     /* kept free beyond what writers announce */
+#define DEL_HEADROOM ((size_t)256 << 10)   /* what a write that announces nothing may take */
+
 #define FORMAT_MAGIC "QVKS"
 #define FORMAT_VERSION 1u
 
@@ -326,6 +330,13 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         return ERR_NOMEM;
     }
     st->map_size = cfg->map_size ? cfg->map_size : (size_t)1 << 30;
+    if (cfg->max_map_size) { /* whole pages, at least 1 MiB, and the map starts within it */
+        st->max_map_size = cfg->max_map_size & ~(size_t)4095;
+        if (st->max_map_size < MAP_MIN)
+            st->max_map_size = MAP_MIN;
+        if (st->map_size > st->max_map_size)
+            st->map_size = st->max_map_size;
+    }
     st->log_db = -1;
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_mutex_init(&st->map_mu, NULL);
@@ -448,15 +459,18 @@ static int back_map(store *st, size_t size)
     return 0;
 }
 
-/* Doubles the map until need bytes fit in half of it. Only between write transactions;
- * the pass's read snapshot is released first (LMDB remaps, and wants no live reader). */
+/* Doubles the map until need bytes fit in half of it, or up to the cap (ERR_FULL when it
+ * is there already). Only between write transactions; the pass's read snapshot is
+ * released first (LMDB remaps, and wants no live reader). */
 static int grow_map(store *st, size_t need)
 {
     size_t size = st->map_size;
     while (size / 2 < need)
         size *= 2;
+    if (st->max_map_size && size > st->max_map_size)
+        size = st->max_map_size > st->map_size ? st->max_map_size : st->map_size;
     if (size == st->map_size)
-        return 0;
+        return size / 2 < need ? ERR_FULL : 0;
     int rc = back_map(st, size); /* disk first: a failure leaves the map as it was */
     if (rc)
         return rc;
@@ -541,6 +555,41 @@ static int commit(store *st)
     return 0;
 }
 
+/* Bytes of the pages in LMDB's free list, which later writes reuse. The free list is LMDB's
+ * dbi 0; each record holds a page-number list whose first word is its count. */
+static size_t free_bytes(store *st)
+{
+    MDB_txn *txn = st->wr_open ? st->wr.txn : NULL;
+    MDB_cursor *c;
+    MDB_val k, v;
+    size_t pages = 0;
+    if (!txn && mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, 0, &c) == 0) {
+        while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+            size_t n = 0;
+            if (v.mv_size >= sizeof n)
+                memcpy(&n, v.mv_data, sizeof n);
+            pages += n;
+        }
+        mdb_cursor_close(c);
+    }
+    if (!st->wr_open)
+        mdb_txn_abort(txn);
+    return pages * st->psize;
+}
+
+/* With the map at its cap: ERR_FULL unless the write fits in the room left (store.h,
+ * STORAGE FULL). */
+static int room_for(store *st, size_t hint_bytes)
+{
+    size_t want = 2 * (st->pass_bytes + hint_bytes) + (hint_bytes ? MAP_HEADROOM : DEL_HEADROOM);
+    size_t used = used_bytes(st), room = used < st->map_size ? st->map_size - used : 0;
+    if (want <= room)
+        return 0;
+    return want <= room + free_bytes(st) ? 0 : ERR_FULL;
+}
+
 int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
 {
     if (st->pass_err)
@@ -553,16 +602,23 @@ int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
     /* Keep the map at most half full, counting what this pass has announced, so that a
      * put never meets MDB_MAP_FULL in practice. A large write mid-pass commits what the
      * pass has so far (nothing is acknowledged before store_txn_end) and grows first. */
-    size_t need = used_bytes(st) + 2 * (st->pass_bytes + hint_bytes) + ((size_t)1 << 20);
-    if (need > st->map_size / 2 && !(st->hold && st->wr_open)) {
+    size_t need = used_bytes(st) + 2 * (st->pass_bytes + hint_bytes) + MAP_HEADROOM;
+    int capped = st->max_map_size && st->map_size >= st->max_map_size;
+    if (need > st->map_size / 2 && !capped && !(st->hold && st->wr_open)) {
         if (st->wr_open) {
             int rc = commit(st);
             if (rc)
                 return st->pass_err = rc;
         }
         int rc = grow_map(st, need);
-        if (rc && need > st->map_size)
+        capped = st->max_map_size && st->map_size >= st->max_map_size;
+        if (rc && need > st->map_size && !capped)
             return rc;
+    }
+    if (capped) {
+        int rc = room_for(st, hint_bytes);
+        if (rc)
+            return rc; /* nothing written: the pass goes on for others */
     }
     st->pass_bytes += hint_bytes;
     if (!st->wr_open) {

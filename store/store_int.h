@@ -39,6 +39,7 @@ struct store {
     MDB_env *env;
     MDB_dbi meta, keys, lkeys, fields, lfields, expires, catalog, online;
     size_t map_size;
+    size_t max_map_size; /* 0 = no cap */
     int durability;
     unsigned psize;
 
