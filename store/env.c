@@ -23,6 +23,7 @@
 #define MAP_MIN ((size_t)1 << 20)          /* the smallest cap */
 #define MAP_HEADROOM ((size_t)1 << 20)     /* kept free beyond what writers announce */
 #define DEL_HEADROOM ((size_t)256 << 10)   /* what a write that announces nothing may take */
+#define HIST_PROBE_MS 1000                 /* while history writes fail: a probe at most this often */
 
 #define FORMAT_MAGIC "QVKS"
 #define FORMAT_VERSION 1u
@@ -245,6 +246,13 @@ static int write_history(store *st)
     if (rc) {
         log_warn("store: %s", err[0] ? err : err_str(rc));
         st->fs_stats.history_write_errors++;
+        if (rc == ERR_IO || rc == ERR_BACKEND) { /* RocksDB itself failed, not a dropped view */
+            st->hist_err = rc;
+            st->hist_probe_ms = clock_ms();
+            snprintf(st->hist_why, sizeof st->hist_why,
+                     "history storage (RocksDB) failed, pushes to it are refused: %s",
+                     err[0] ? err : err_str(rc));
+        }
         return rc;
     }
     st->fs_stats.history_batches++;
@@ -745,6 +753,26 @@ int store_history(store *st, store_hist **out)
     if (rc)
         st->pass_err = rc;
     return rc;
+}
+
+int store__hist_stopped(store *st)
+{
+    if (!st->hist_err)
+        return 0;
+    int64_t now = clock_ms();
+    if (now - st->hist_probe_ms < HIST_PROBE_MS)
+        return st->hist_err;
+    st->hist_probe_ms = now;
+    if (store__hist_ping(st->hist) != 0)
+        return st->hist_err;
+    log_info("store: history writes work again");
+    st->hist_err = 0;
+    return 0;
+}
+
+const char *store_history_error(store *st)
+{
+    return store__hist_stopped(st) ? st->hist_why : NULL;
 }
 
 void store_get_fs_stats(const store *st, store_fs_stats *out)

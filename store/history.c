@@ -153,7 +153,9 @@ struct store_hist {
 struct store_hbatch {
     rocksdb_writebatch_t *wb;
     rocksdb_writebatch_t *undo; /* tracked batches: a delete of every row put since the
-                                   last store__hbatch_forget (NULL when untracked) */
+                                   last store__hbatch_forget (NULL when untracked), with a
+                                   save point after the rows of each write */
+    int written;                /* writes since the last store__hbatch_forget */
     buf key;
     hview **views; /* the views the batch writes to, each once (they outlive the batch) */
     size_t nviews, cap;
@@ -625,7 +627,8 @@ int store__hbatch_track(store_hbatch *b)
 
 void store__hbatch_forget(store_hbatch *b)
 {
-    rocksdb_writebatch_clear(b->undo);
+    rocksdb_writebatch_clear(b->undo); /* its save points too */
+    b->written = 0;
 }
 
 int store__hbatch_unwrite(store_hist *h, store_hbatch *b)
@@ -633,13 +636,25 @@ int store__hbatch_unwrite(store_hist *h, store_hbatch *b)
     rocksdb_writebatch_clear(b->wb);
     b->nviews = 0;
     int rc = 0;
-    if (rocksdb_writebatch_count(b->undo) > 0) {
+    if (b->written) {
         char *msg = NULL;
+        /* the rows put after the last write never reached RocksDB: their deletes go */
+        rocksdb_writebatch_rollback_to_save_point(b->undo, &msg);
+        rdb_error(msg, "undoing a batch's unwritten rows", NULL, 0);
         rocksdb_write(h->db, h->wsync, b->undo, &msg);
         rc = rdb_error(msg, "undoing a failed pass's rows", NULL, 0);
     }
-    rocksdb_writebatch_clear(b->undo);
+    store__hbatch_forget(b);
     return rc;
+}
+
+int store__hist_ping(store_hist *h)
+{
+    char *msg = NULL;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_write(h->db, h->wnosync, wb, &msg);
+    rocksdb_writebatch_destroy(wb);
+    return rdb_error(msg, "probe", NULL, 0);
 }
 
 /* RocksDB 7.8 is not atomic about a batch that names a dropped column family: it applies
@@ -668,6 +683,10 @@ int store_hist_write(store_hist *h, store_hbatch *b, int sync, char *err, size_t
     if (rc == 0) { /* written: the batch can be reused */
         rocksdb_writebatch_clear(b->wb);
         b->nviews = 0;
+        if (b->undo) {
+            rocksdb_writebatch_set_save_point(b->undo);
+            b->written++;
+        }
     }
     return rc;
 }

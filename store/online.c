@@ -374,6 +374,8 @@ int store_fs_push(store_txn *t, const store_view *v, const char *ekey, size_t el
     if (st->pass_err)
         return st->pass_err;
     int online = to_online && v->online, rc = 0;
+    if (to_offline && (rc = store__hist_stopped(st)) != 0)
+        return rc; /* refused before anything changed (store.h, HISTORY FAILURES) */
     if (to_offline && online)
         store__hbatch_mark(st->hbatch); /* a failed online write takes the row back out */
     if (to_offline)

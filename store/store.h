@@ -559,6 +559,16 @@ void store_set_online_hook(store *st, store_online_fn fn, void *ctx);
  * set either way; in a pass already poisoned nothing is written). */
 int store_history(store *st, store_hist **out);
 
+/* HISTORY FAILURES. When RocksDB fails a write (an I/O error: disk full, a file past
+ * RLIMIT_FSIZE), the pass fails as any failed commit does, and RocksDB stops taking writes
+ * (its background-error mode, which only a restart clears: RocksDB 7.8's C API has no
+ * Resume). From then on store_fs_push refuses every push that writes history with that
+ * error (ERR_IO or ERR_BACKEND) before changing anything, and store_history_error gives the
+ * text for the client; pushes TO ONLINE, the keyspace and every read go on. An empty write
+ * probes RocksDB at most once a second: if it is taken, pushes are accepted again.
+ * store_history_error returns NULL while history writes work. */
+const char *store_history_error(store *st);
+
 /* Figures for INFO featurestore. */
 typedef struct store_fs_stats {
     uint64_t pushes, history_batches, history_rows, history_write_errors;

@@ -79,6 +79,9 @@ struct store {
     store__ids created;     /* views created since the last commit */
     store__ids drops;       /* column families to drop after the next commit */
     store_fs_stats fs_stats;
+    int hist_err;           /* the error that stopped history writes (0: none), see env.c */
+    char hist_why[256];     /* what it said, for the client */
+    int64_t hist_probe_ms;  /* when the history was last probed while stopped */
     store_online_fn online_fn; /* the online-row hook (store.h) */
     void *online_ctx;
 };
@@ -135,8 +138,13 @@ void store__hbatch_unmark(store_hbatch *b);
 int store__hbatch_track(store_hbatch *b);
 void store__hbatch_forget(store_hbatch *b);
 int store__hbatch_unwrite(store_hist *h, store_hbatch *b);
+/* Writes an empty batch: RocksDB's stored background error, or 0 once it takes writes. */
+int store__hist_ping(store_hist *h);
 /* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
 int store__hist_sync(store_hist *h);
+/* 0 when history writes work, else the error that stopped them (env.c, HISTORY FAILURES
+ * in store.h). */
+int store__hist_stopped(store *st);
 /* Deletes every online row of a view (online.c). */
 int store__online_clear(store_txn *t, uint32_t view);
 /* Tells the online-row hook, if any, that the pass committed or failed (online.c). */

@@ -3,8 +3,15 @@ are written until the map is full; every refused write gets "storage is full" an
 nothing (a refused FS.PUSH leaves no history row and no online row, a refused indexed HSET
 no document), reads keep working, DEL frees room that later writes use, and after a
 restart with a larger cap every acknowledged write is there and each online row equals
-its entity's newest history row."""
+its entity's newest history row.
+
+RocksDB I/O errors, for real: the server runs under RLIMIT_FSIZE, so the history's
+write-ahead log fails with EFBIG once it reaches the limit. The pass of that write fails
+whole (its LMDB writes too) and its writers are disconnected; every later FS.PUSH gets an
+error naming the history storage, while the keyspace, pushes TO ONLINE and reads go on; a
+restart without the limit has every acknowledged push and nothing else."""
 import os
+import resource
 import struct
 import unittest
 
@@ -153,6 +160,84 @@ class MapCap(unittest.TestCase):
                     r.set("k%d" % i, b"x" * 50000)
             self.assertIn("storage is full", str(cm.exception))
             self.assertGreater(r.dbsize(), 0)
+
+
+class HistoryIOError(unittest.TestCase):
+    LIMIT = 3 << 20  # bytes any file of the server may reach
+
+    def setUp(self):
+        if os.environ.get("TEST_SERVER"):
+            self.skipTest("needs its own server (started under a file size limit)")
+
+    def limit(self):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.LIMIT, resource.RLIM_INFINITY))
+
+    def push(self, r, i):
+        """FS.PUSH of row i with a marker key, both in one MULTI (one pass)."""
+        p = r.pipeline(transaction=True)
+        p.set("mark:%d" % i, i)
+        p.execute_command("FS.PUSH", VIEW, driver(i), 1000 + i, "FIELDS", "trips", i,
+                          "note", "n" * 8000)
+        return p.execute()
+
+    def test_wal_past_the_file_limit(self):
+        with Server(durability="everysec", lmdb_map_size="1mb",
+                    lmdb_max_map_size="2mb") as s:
+            s.stop()
+            s.preexec = self.limit
+            s.start()
+            r = s.client()
+            r.execute_command("FS.ENTITY.CREATE", ENTITY, "TYPE", "INT64")
+            r.execute_command("FS.VIEW.CREATE", VIEW, "ENTITIES", 1, ENTITY, "SCHEMA",
+                              "trips", "INT64", "note", "STRING")
+            acked, failed_pass, i = [], None, 0
+            for i in range(2000):
+                try:
+                    self.push(r, i)
+                    acked.append(i)
+                except redis.ConnectionError:  # the pass whose history write failed
+                    failed_pass = i
+                    break
+            self.assertIsNotNone(failed_pass, "3 MB of log took 16 MB of rows")
+            r = s.client()
+            self.assertIsNone(r.get("mark:%d" % failed_pass))  # LMDB did not commit it
+            self.assertNotIn(1000 + failed_pass,
+                             [row[0] for row in r.execute_command("FS.HISTORY", VIEW,
+                                                                  driver(failed_pass))])
+            for j in range(failed_pass + 1, failed_pass + 4):
+                with self.assertRaises(redis.ResponseError) as cm:
+                    r.execute_command("FS.PUSH", VIEW, driver(j), 1000 + j, "FIELDS",
+                                      "trips", j)
+                self.assertIn("history storage (RocksDB) failed", str(cm.exception))
+                self.assertIn("File too large", str(cm.exception))
+            # the rest goes on: keys, an online-only push, reads of both stores
+            self.assertTrue(r.set("after", "yes"))
+            self.assertEqual(r.execute_command("FS.PUSH", VIEW, 0, 999999, "TO", "ONLINE",
+                                               "FIELDS", "trips", -1), 1)
+            self.assertEqual(r.execute_command("FS.GET", VIEW, 0)[0], -1)
+            last = acked[-1]
+            rows = r.execute_command("FS.HISTORY", VIEW, driver(last))
+            self.assertEqual(rows[-1][0], 1000 + last)
+
+            s.stop()
+            s.preexec = None
+            s.start()
+            r = s.client()
+            for i in acked:
+                self.assertEqual(r.get("mark:%d" % i), b"%d" % i)
+            self.assertIsNone(r.get("mark:%d" % failed_pass))
+            self.assertEqual(r.get("after"), b"yes")
+            pushed = {}
+            for i in acked:
+                pushed.setdefault(driver(i), []).append(1000 + i)
+            for d in range(DRIVERS):
+                rows = r.execute_command("FS.HISTORY", VIEW, d)
+                self.assertEqual([row[0] for row in rows], pushed.get(d, []), d)
+                if d and rows:  # driver 0 got the online-only push after the failure
+                    self.assertEqual(r.execute_command("FS.GET", VIEW, d), rows[-1][2], d)
+            n = failed_pass + 10
+            self.assertEqual(self.push(r, n)[0], True)  # history takes writes again
+            self.assertEqual(r.execute_command("FS.HISTORY", VIEW, driver(n))[-1][0], 1000 + n)
 
 
 if __name__ == "__main__":
