@@ -572,6 +572,9 @@ static int has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
     return 0;
 }
 
+/* The one allocation of index/ that aborts on failure (xrealloc): back lists change in the
+ * middle of linking and repairing, where a failure could not be undone, and they grow by
+ * doubling a few words at a time. */
 static void back_add(hnsw *h, uint32_t v, uint32_t e)
 {
     node *nd = node_of(h, v);

@@ -286,8 +286,12 @@ static void fs_failed(store *st)
     if (store__hbatch_unwrite(st->hist, st->hbatch) != 0)
         log_warn("store: rows of a failed pass stay in the history: their pushes were "
                  "never acknowledged");
-    if (store__catalog_load(st, err, sizeof err) != 0)
-        log_warn("store: cannot reload the catalog after a failed pass: %s", err);
+    if (store__catalog_load(st, err, sizeof err) != 0) {
+        /* the copy still holds the failed pass's changes: serving it would write through a
+         * catalog that LMDB does not have; the data on disk is intact */
+        log_warn("store: cannot reload the catalog after a failed pass (%s): aborting", err);
+        abort();
+    }
     st->drops.n = 0;
     for (int i = 0; i < st->created.n; i++)
         store_hist_drop_view(st->hist, st->created.ids[i]);
