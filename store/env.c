@@ -286,12 +286,15 @@ static void fs_failed(store *st)
     if (store__hbatch_unwrite(st->hist, st->hbatch) != 0)
         log_warn("store: rows of a failed pass stay in the history: their pushes were "
                  "never acknowledged");
-    if (store__catalog_load(st, err, sizeof err) != 0) {
+    int rc = store__catalog_load(st, err, sizeof err);
+    if (rc == ERR_NOMEM) {
         /* the copy still holds the failed pass's changes: serving it would write through a
          * catalog that LMDB does not have; the data on disk is intact */
-        log_warn("store: cannot reload the catalog after a failed pass (%s): aborting", err);
+        log_warn("store: no memory to reload the catalog after a failed pass: aborting");
         abort();
     }
+    if (rc)
+        log_warn("store: cannot reload the catalog after a failed pass: %s", err);
     st->drops.n = 0;
     for (int i = 0; i < st->created.n; i++)
         store_hist_drop_view(st->hist, st->created.ids[i]);
