@@ -113,6 +113,11 @@ static void resume_faults(long countdown)
     alloc_fail_after(countdown);
 }
 
+static void no_state(void *ctx, buf *out)
+{
+    (void)ctx, (void)out;
+}
+
 /* Appends a length-prefixed field to a state dump. */
 static void put(buf *out, const void *p, size_t n)
 {
@@ -742,6 +747,59 @@ static int read_online(fx *f, buf *out)
     return rc;
 }
 
+/* A batch on the bare history handle filled for five views (its view list grows past four),
+ * written, and read back. Views 100..104 are column families of this test's own. */
+#define BATCH_VIEWS 5
+
+static int op_batch(void *ctx)
+{
+    fx *f = ctx;
+    store_hist *h = hist(f);
+    store_hbatch *b = store_hbatch_new();
+    if (!b)
+        return ERR_NOMEM;
+    int rc = 0;
+    for (uint32_t v = 0; v < BATCH_VIEWS && !rc; v++)
+        rc = store_hbatch_put(b, h, 100 + v, S("an entity of some length, past the key buffer's "
+                                                 "first 64 bytes"), 5, 6, S("row"));
+    long cd = pause_faults();
+    if (!rc) {
+        assert_int_equal(store_hbatch_count(b), BATCH_VIEWS);
+        OK(store_hist_write(h, b, 0, f->err, sizeof f->err));
+    }
+    store_hbatch_free(b);
+    resume_faults(cd);
+    return rc;
+}
+
+static void batch_state(void *ctx, buf *out)
+{
+    fx *f = ctx;
+    for (uint32_t v = 0; v < BATCH_VIEWS; v++) {
+        store_hcur *c;
+        OK(store_hcur_new(hist(f), 100 + v, &c));
+        put_i64(out, store_hcur_next_entity(c));
+        store_hcur_free(c);
+    }
+}
+
+/* store_open over the fixture's data (closed meanwhile): every allocation of opening the
+ * environment, the history, the catalog and the batch. */
+static int op_open(void *ctx)
+{
+    fx *f = ctx;
+    store_config cfg = {.dir = f->dir, .map_size = 16 * MIB, .durability = DURABILITY_NO};
+    store *st;
+    int rc = store_open(&cfg, &st, f->err, sizeof f->err);
+    if (rc)
+        return rc;
+    long cd = pause_faults();
+    assert_int_equal(store_view_count(st), 2);
+    store_close(st);
+    resume_faults(cd);
+    return 0;
+}
+
 static void test_feature_store(void **state)
 {
     fx *f = *state;
@@ -757,6 +815,10 @@ static void test_feature_store(void **state)
     };
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         sweep(&ops[i], f);
+    for (uint32_t v = 0; v < BATCH_VIEWS; v++)
+        OK(store_hist_create_view(hist(f), 100 + v, 0));
+    op batch = {"history batch of five views", op_batch, batch_state, NULL, NULL};
+    sweep(&batch, f);
     buf got;
     buf_init(&got);
     OK(read_asof(f, &got)); /* the pushes landed once each */
@@ -815,9 +877,26 @@ static int op_ekey(void *ctx)
     return rc;
 }
 
-static void no_state(void *ctx, buf *out)
+static void test_open(void **state)
 {
-    (void)ctx, (void)out;
+    fx *f = *state;
+    printf("open:\n");
+    buf before, after;
+    buf_init(&before);
+    buf_init(&after);
+    store_state(f, &before);
+    store_close(f->st);
+    f->st = NULL;
+    op o = {"store open (LMDB, history, catalog)", op_open, no_state, NULL, NULL};
+    sweep(&o, f);
+    store_config cfg = {.dir = f->dir, .map_size = 16 * MIB, .durability = DURABILITY_NO};
+    OK(store_open(&cfg, &f->st, f->err, sizeof f->err));
+    f->dv = store_view_get(f->st, S("dv"));
+    store_state(f, &after);
+    assert_int_equal(before.len, after.len);
+    assert_memory_equal(before.data, after.data, before.len);
+    buf_free(&before);
+    buf_free(&after);
 }
 
 static void test_values(void **state)
@@ -950,6 +1029,17 @@ static int op_save(void *ctx)
     return rc;
 }
 
+static int op_create(void *ctx)
+{
+    ix_ctx *c = ctx;
+    vec_index *ix;
+    char err[256];
+    int rc = vec_create(&c->p, &ix, err, sizeof err);
+    if (!rc)
+        vec_free(ix);
+    return rc;
+}
+
 static int op_load(void *ctx)
 {
     ix_ctx *c = ctx;
@@ -1015,6 +1105,7 @@ static void sweep_index(const vec_params *p, uint32_t n)
         {"delete", op_delete, ix_state, ix_fresh, ix_drop},
         {"save", op_save, ix_state, ix_fresh, ix_drop},
         {"load", op_load, no_state, NULL, NULL},
+        {"create", op_create, no_state, NULL, NULL},
     };
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         sweep(&ops[i], &c);
@@ -1081,6 +1172,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_catalog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_feature_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open, setup, teardown),
         cmocka_unit_test(test_flat),
         cmocka_unit_test(test_hnsw),
         cmocka_unit_test(test_ivf),
