@@ -407,7 +407,11 @@ int store_hist_views(store_hist *h, uint32_t *ids, int max);
  * crash between the two commits leaves history rows whose online row was not updated and
  * whose push was never acknowledged (MATERIALIZE rebuilds online rows from history). A
  * read of history in the middle of a pass first writes the pass's pending batch
- * (store_history()), so a client reads its own pushes. */
+ * (store_history()), so a client reads its own pushes. A pass that fails after rows of it
+ * reached RocksDB (a mid-pass read, or an LMDB commit that failed after the history write)
+ * deletes them again, so history keeps only committed pushes (a row that had overwritten
+ * an identical history key is deleted, not restored; if RocksDB refuses the deletes too,
+ * the rows stay and a warning is logged). */
 
 #define STORE_EKEY_MAX 500
 #define STORE_NAME_MAX 255
