@@ -1,7 +1,7 @@
 """A full LMDB map (lmdb-max-map-size): SET, HSET, FS.PUSH and HSET into an FT-indexed hash
 are written until the map is full; every refused write gets "storage is full" and changes
 nothing (a refused FS.PUSH leaves no history row and no online row, a refused indexed HSET
-no document), reads keep working, DEL frees room that later writes use, and after a
+no document), reads keep working, DEL and FLUSHDB free room that later writes use, and after a
 restart with a larger cap every acknowledged write is there and each online row equals
 its entity's newest history row.
 
@@ -161,6 +161,10 @@ class MapCap(unittest.TestCase):
                     r.set("k%d" % i, b"x" * 50000)
             self.assertIn("storage is full", str(cm.exception))
             self.assertGreater(r.dbsize(), 0)
+            self.assertTrue(r.flushdb())  # a full map still empties, and takes writes again
+            self.assertEqual(r.dbsize(), 0)
+            for i in range(10):
+                self.assertTrue(r.set("k%d" % i, b"x" * 50000))
 
 
 class HistoryIOError(unittest.TestCase):
