@@ -241,18 +241,20 @@ static int write_history(store *st)
     if (n == 0)
         return 0;
     char err[256] = "";
+    pthread_mutex_lock(&st->hist_mu);
     int rc = store_hist_write(st->hist, st->hbatch, st->durability == DURABILITY_ALWAYS, err,
                               sizeof err);
+    if (rc == ERR_IO || rc == ERR_BACKEND) { /* RocksDB itself failed, not a dropped view */
+        st->hist_err = rc;
+        st->hist_probe_ms = clock_ms();
+        snprintf(st->hist_why, sizeof st->hist_why,
+                 "history storage (RocksDB) failed, pushes to it are refused: %s",
+                 err[0] ? err : err_str(rc));
+    }
+    pthread_mutex_unlock(&st->hist_mu);
     if (rc) {
         log_warn("store: %s", err[0] ? err : err_str(rc));
         st->fs_stats.history_write_errors++;
-        if (rc == ERR_IO || rc == ERR_BACKEND) { /* RocksDB itself failed, not a dropped view */
-            st->hist_err = rc;
-            st->hist_probe_ms = clock_ms();
-            snprintf(st->hist_why, sizeof st->hist_why,
-                     "history storage (RocksDB) failed, pushes to it are refused: %s",
-                     err[0] ? err : err_str(rc));
-        }
         return rc;
     }
     st->fs_stats.history_batches++;
@@ -302,12 +304,15 @@ static void fs_failed(store *st)
     store__online_notify(st, STORE_ONLINE_ABORT);
 }
 
-/* Whether the history's log may be synced: after a failed write RocksDB 7.8 asserts in a
- * sync of the log that failed (WritableFileWriter: "sync_without_flush_called_"), and the
- * rows it holds are no more than the successful writes already put there. */
-static int hist_syncable(store *st)
+/* Syncs the history's log unless a write failed: RocksDB 7.8 then asserts in a sync of
+ * the log that failed (WritableFileWriter: "sync_without_flush_called_"); what that log
+ * holds is no more than the writes that succeeded before. */
+static int hist_sync(store *st)
 {
-    return atomic_load(&st->hist_err) == 0;
+    pthread_mutex_lock(&st->hist_mu);
+    int rc = st->hist_err ? 0 : store__hist_sync(st->hist);
+    pthread_mutex_unlock(&st->hist_mu);
+    return rc;
 }
 
 static void *sync_main(void *arg)
@@ -324,7 +329,7 @@ static void *sync_main(void *arg)
         pthread_mutex_unlock(&st->sync_mu);
         /* history first: what LMDB has on disk never runs ahead of it by more than the
          * commits of this last moment */
-        if (hist_syncable(st) && store__hist_sync(st->hist) != 0)
+        if (hist_sync(st) != 0)
             atomic_store(&st->sync_pending, 1);
         pthread_mutex_lock(&st->map_mu);
         int rc = mdb_env_sync(st->env, 1);
@@ -363,6 +368,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->log_db = -1;
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_mutex_init(&st->map_mu, NULL);
+    pthread_mutex_init(&st->hist_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
     int rc = mdb_env_create(&st->env);
     if (!rc)
@@ -404,6 +410,7 @@ fail_mapped:
         mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
     pthread_mutex_destroy(&st->map_mu);
+    pthread_mutex_destroy(&st->hist_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
     return rc;
@@ -423,13 +430,13 @@ void store_close(store *st)
         pthread_mutex_unlock(&st->sync_mu);
         pthread_join(st->sync_thread, NULL);
     }
-    if (hist_syncable(st))
-        store__hist_sync(st->hist);
+    hist_sync(st);
     close_fs(st);
     mdb_env_sync(st->env, 1);
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
     pthread_mutex_destroy(&st->map_mu);
+    pthread_mutex_destroy(&st->hist_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
 }
@@ -779,11 +786,13 @@ int store__hist_stopped(store *st)
     if (now - st->hist_probe_ms < HIST_PROBE_MS)
         return st->hist_err;
     st->hist_probe_ms = now;
-    if (store__hist_ping(st->hist) != 0)
-        return st->hist_err;
-    log_info("store: history writes work again");
-    st->hist_err = 0;
-    return 0;
+    pthread_mutex_lock(&st->hist_mu);
+    if (store__hist_ping(st->hist) == 0)
+        st->hist_err = 0;
+    pthread_mutex_unlock(&st->hist_mu);
+    if (!st->hist_err)
+        log_info("store: history writes work again");
+    return st->hist_err;
 }
 
 const char *store_history_error(store *st)

@@ -79,8 +79,9 @@ struct store {
     store__ids created;     /* views created since the last commit */
     store__ids drops;       /* column families to drop after the next commit */
     store_fs_stats fs_stats;
-    atomic_int hist_err;    /* the error that stopped history writes (0: none), see env.c;
-                               the sync thread reads it */
+    pthread_mutex_t hist_mu; /* a history write and the setting of hist_err, against the
+                                sync thread's log sync */
+    int hist_err;           /* the error that stopped history writes (0: none), see env.c */
     char hist_why[256];     /* what it said, for the client */
     int64_t hist_probe_ms;  /* when the history was last probed while stopped */
     store_online_fn online_fn; /* the online-row hook (store.h) */
