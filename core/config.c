@@ -56,6 +56,7 @@ static const option options[] = {
     {"logfile", T_STR, O(logfile), 0, 0, NULL, IMMUTABLE, ""},
     {"pidfile", T_STR, O(pidfile), 0, 0, NULL, IMMUTABLE, ""},
     {"lmdb-map-size", T_SIZE, O(lmdb_map_size), 1024 * 1024, LLONG_MAX, NULL, IMMUTABLE, "256mb"},
+    {"lmdb-max-map-size", T_SIZE, O(lmdb_max_map_size), 0, LLONG_MAX, NULL, IMMUTABLE, "0"},
     {"databases", T_INT, O(databases), 16, 16, NULL, IMMUTABLE, "16"},
     {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
     {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
