@@ -15,7 +15,7 @@
 #include "alloc.h"
 #include "err.h"
 
-enum { T_INT, T_BOOL, T_STR, T_SIZE, T_ENUM, T_OBUF };
+enum { T_INT, T_BOOL, T_STR, T_SIZE, T_ENUM, T_OBUF, T_LL, T_PCTL };
 enum { IMMUTABLE = 1 };
 
 static const char *const durability_names[] = {"no", "everysec", "always", NULL};
@@ -25,6 +25,8 @@ static const char *const loglevel_names[] = {"debug", "verbose", "notice", "warn
 static const char *const save_names[] = {"", NULL};
 static const char *const appendonly_names[] = {"no", NULL};
 static const char *const tls_auth_names[] = {"no", "yes", "optional", NULL}; /* TLS_AUTH_* */
+/* Quiver never evicts keys: the one Redis policy it can honour is refusing writes. */
+static const char *const maxmemory_policy_names[] = {"noeviction", NULL};
 
 typedef struct option {
     const char *name;
@@ -46,7 +48,7 @@ static const option options[] = {
     {"maxclients", T_INT, O(maxclients), 1, 1000000, NULL, 0, "10000"},
     {"protected-mode", T_BOOL, O(protected_mode), 0, 1, NULL, 0, "yes"},
     {"proto-max-bulk-len", T_SIZE, O(proto_max_bulk_len), 1024 * 1024, LLONG_MAX, NULL, 0, "512mb"},
-    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0 replica 256mb 64mb 60"},
+    {"client-output-buffer-limit", T_OBUF, O(obuf_hard), 0, 0, NULL, 0, "normal 1gb 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60"},
     {"timeout", T_INT, O(timeout), 0, INT_MAX, NULL, 0, "0"},
     {"tcp-backlog", T_INT, O(tcp_backlog), 0, INT_MAX, NULL, IMMUTABLE, "511"},
     {"hz", T_INT, O(hz), 1, 500, NULL, 0, "10"},
@@ -54,6 +56,7 @@ static const option options[] = {
     {"logfile", T_STR, O(logfile), 0, 0, NULL, IMMUTABLE, ""},
     {"pidfile", T_STR, O(pidfile), 0, 0, NULL, IMMUTABLE, ""},
     {"lmdb-map-size", T_SIZE, O(lmdb_map_size), 1024 * 1024, LLONG_MAX, NULL, IMMUTABLE, "256mb"},
+    {"lmdb-max-map-size", T_SIZE, O(lmdb_max_map_size), 0, LLONG_MAX, NULL, IMMUTABLE, "0"},
     {"databases", T_INT, O(databases), 16, 16, NULL, IMMUTABLE, "16"},
     {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
     {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
@@ -68,6 +71,12 @@ static const option options[] = {
     {"replicaof", T_STR, O(replicaof), 0, 0, NULL, IMMUTABLE, ""},
     {"masterauth", T_STR, O(masterauth), 0, 0, NULL, 0, ""},
     {"repl-backlog-size", T_SIZE, O(repl_backlog_size), 16 * 1024, LLONG_MAX, NULL, IMMUTABLE, "1mb"},
+    {"slowlog-log-slower-than", T_LL, O(slowlog_slower_than), -1, LLONG_MAX, NULL, 0, "10000"},
+    {"slowlog-max-len", T_INT, O(slowlog_max_len), 0, INT_MAX, NULL, 0, "128"},
+    {"latency-tracking", T_BOOL, O(latency_tracking), 0, 1, NULL, 0, "yes"},
+    {"latency-tracking-info-percentiles", T_PCTL, O(percentiles), 0, 100, NULL, 0, "50 99 99.9"},
+    {"maxmemory", T_SIZE, O(maxmemory), 0, LLONG_MAX, NULL, 0, "0"},
+    {"maxmemory-policy", T_ENUM, O(maxmemory_policy), 0, 0, maxmemory_policy_names, 0, "noeviction"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -111,7 +120,8 @@ static int parse_bool(const char *s)
 }
 
 /* client-output-buffer-limit <class> <hard> <soft> <secs> [<class> ...]: only the normal
- * class applies to Quiver's clients; the others are accepted for redis.conf compatibility. */
+ * class applies to Quiver's clients; the others (replica, its old name slave, pubsub) are
+ * kept for redis.conf compatibility. Classes not named keep their limits, as in Redis. */
 static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, size_t errlen)
 {
     if (argc == 1) {
@@ -144,13 +154,49 @@ static int set_obuf(config *cfg, int argc, const char *const *argv, char *err, s
             cfg->obuf_hard = hard;
             cfg->obuf_soft = soft;
             cfg->obuf_soft_secs = (int)secs;
-        } else if (strcasecmp(argv[i], "pubsub") != 0) { /* replica, or its old name */
-            cfg->repl_obuf_hard = hard;
-            cfg->repl_obuf_soft = soft;
-            cfg->repl_obuf_soft_secs = (int)secs;
+        } else {
+            long long *other = strcasecmp(argv[i], "pubsub") ? cfg->obuf_replica : cfg->obuf_pubsub;
+            other[0] = hard;
+            other[1] = soft;
+            other[2] = secs;
         }
     }
     return 0;
+}
+
+/* latency-tracking-info-percentiles: numbers from 0 to 100, as several words or as one
+ * word holding them all (CONFIG SET); an empty list is allowed and reports none. */
+static int set_percentiles(config *cfg, int argc, const char *const *argv, char *err,
+                           size_t errlen)
+{
+    char **w = NULL;
+    if (argc == 1) {
+        argc = config_split_words(argv[0], &w);
+        argv = (const char *const *)w;
+    }
+    double p[CONFIG_MAX_PERCENTILES];
+    int rc = 0;
+    if (argc < 0 || argc > CONFIG_MAX_PERCENTILES) {
+        snprintf(err, errlen, "at most %d percentiles", CONFIG_MAX_PERCENTILES);
+        rc = ERR_INVAL;
+    }
+    for (int i = 0; !rc && i < argc; i++) {
+        if (str_to_double(argv[i], strlen(argv[i]), &p[i], 0) != 0) {
+            snprintf(err, errlen, "Invalid latency-tracking-info-percentiles parameters");
+            rc = ERR_INVAL;
+        } else if (p[i] < 0 || p[i] > 100) {
+            snprintf(err, errlen, "latency-tracking-info-percentiles parameters should sit "
+                                  "between [0.0,100.0]");
+            rc = ERR_INVAL;
+        }
+    }
+    if (!rc) {
+        memcpy(cfg->percentiles, p, sizeof p[0] * (size_t)argc);
+        cfg->npercentiles = argc;
+    }
+    if (w)
+        config_free_words(w, argc);
+    return rc;
 }
 
 static int apply(config *cfg, const option *o, int argc, const char *const *argv, char *err,
@@ -160,6 +206,8 @@ static int apply(config *cfg, const option *o, int argc, const char *const *argv
     long long v;
     if (o->type == T_OBUF)
         return set_obuf(cfg, argc, argv, err, errlen);
+    if (o->type == T_PCTL)
+        return set_percentiles(cfg, argc, argv, err, errlen);
     if (o->type == T_STR) {
         /* bind takes several addresses; join them */
         buf b;
@@ -180,9 +228,10 @@ static int apply(config *cfg, const option *o, int argc, const char *const *argv
     }
     switch (o->type) {
     case T_INT:
+    case T_LL:
     case T_SIZE:
-        if (o->type == T_INT ? str_to_i64(argv[0], strlen(argv[0]), (int64_t *)&v) != 0
-                             : config_parse_size(argv[0], &v) != 0) {
+        if (o->type != T_SIZE ? str_to_i64(argv[0], strlen(argv[0]), (int64_t *)&v) != 0
+                              : config_parse_size(argv[0], &v) != 0) {
             snprintf(err, errlen, "argument couldn't be parsed into an integer");
             return ERR_INVAL;
         }
@@ -411,14 +460,24 @@ static void format(const config *cfg, const option *o, buf *out)
     out->len = 0;
     switch (o->type) {
     case T_INT: buf_printf(out, "%d", *(const int *)field); break;
-    case T_SIZE: buf_printf(out, "%lld", *(const long long *)field); break;
+    case T_SIZE:
+    case T_LL: buf_printf(out, "%lld", *(const long long *)field); break;
+    case T_PCTL:
+        for (int i = 0; i < cfg->npercentiles; i++) {
+            char num[32];
+            double_to_str(num, cfg->percentiles[i]);
+            buf_printf(out, "%s%s", i ? " " : "", num);
+        }
+        break;
     case T_BOOL: buf_printf(out, "%s", *(const int *)field ? "yes" : "no"); break;
     case T_ENUM: buf_printf(out, "%s", o->names[*(const int *)field]); break;
     case T_STR: buf_printf(out, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
     case T_OBUF:
-        buf_printf(out, "normal %lld %lld %d replica %lld %lld %d pubsub 33554432 8388608 60",
-                   cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs, cfg->repl_obuf_hard,
-                   cfg->repl_obuf_soft, cfg->repl_obuf_soft_secs);
+        /* Redis 7.0 names the replica class "slave" here */
+        buf_printf(out, "normal %lld %lld %d slave %lld %lld %lld pubsub %lld %lld %lld",
+                   cfg->obuf_hard, cfg->obuf_soft, cfg->obuf_soft_secs, cfg->obuf_replica[0],
+                   cfg->obuf_replica[1], cfg->obuf_replica[2], cfg->obuf_pubsub[0],
+                   cfg->obuf_pubsub[1], cfg->obuf_pubsub[2]);
         break;
     }
     buf_appendc(out, '\0'); /* a C string, and len counts the NUL */
@@ -442,16 +501,15 @@ void config_get(const config *cfg, const char *pattern, size_t plen,
 /* Appends "name value" to b, quoting the value when it needs it. */
 static void rewrite_line(buf *b, const config *cfg, const option *o)
 {
-    if (o->type == T_OBUF) {
-        buf_printf(b, "%s normal %lld %lld %d replica %lld %lld %d\n", o->name, cfg->obuf_hard,
-                   cfg->obuf_soft, cfg->obuf_soft_secs, cfg->repl_obuf_hard, cfg->repl_obuf_soft,
-                   cfg->repl_obuf_soft_secs);
-        return;
-    }
     buf vb;
     buf_init(&vb);
     format(cfg, o, &vb);
     const char *value = vb.data;
+    if (o->type == T_OBUF) { /* several words, unquoted */
+        buf_printf(b, "%s %s\n", o->name, value);
+        buf_free(&vb);
+        return;
+    }
     int is_bind = strcmp(o->name, "bind") == 0; /* several addresses, space-separated */
     int plain = *value != '\0';
     for (const char *p = value; plain && *p; p++)

@@ -15,6 +15,8 @@
 
 #include "core/util.h"
 
+#define CONFIG_MAX_PERCENTILES 16
+
 typedef struct config {
     int port;
     char *bind;
@@ -26,6 +28,9 @@ typedef struct config {
     long long proto_max_bulk_len;
     long long obuf_hard, obuf_soft; /* client-output-buffer-limit normal <hard> <soft> <secs> */
     int obuf_soft_secs;
+    /* The replica and pubsub classes' hard, soft, seconds: kept and reported for redis.conf
+     * compatibility, unused (Quiver has no replica links or pub/sub clients). */
+    long long obuf_replica[3], obuf_pubsub[3];
     int timeout;
     int tcp_backlog;
     int hz;
@@ -33,6 +38,7 @@ typedef struct config {
     char *logfile;
     char *pidfile;
     long long lmdb_map_size;
+    long long lmdb_max_map_size; /* 0 = the map may grow without limit */
     int databases;           /* fixed at 16: reported, not settable */
     int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
     char *aclfile;           /* users and their rules (query/acl.h), "" for none */
@@ -44,8 +50,13 @@ typedef struct config {
     char *replicaof;         /* "host port" of the leader to follow, "" for none */
     char *masterauth;        /* password for the leader */
     long long repl_backlog_size;
-    long long repl_obuf_hard, repl_obuf_soft; /* client-output-buffer-limit replica ... */
-    int repl_obuf_soft_secs;
+    long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */
+    int slowlog_max_len;
+    int latency_tracking;
+    int npercentiles;              /* latency-tracking-info-percentiles, in the given order */
+    double percentiles[CONFIG_MAX_PERCENTILES];
+    long long maxmemory;           /* bytes, 0 = no limit */
+    int maxmemory_policy;          /* noeviction only: Quiver evicts nothing */
 } config;
 
 /* Fills defaults. */

@@ -342,6 +342,18 @@ void buf_free(buf *b)
     buf_init(b);
 }
 
+/* The capacity that fits extra more bytes: doubling from 64 (0 on overflow). */
+static size_t buf_grown_cap(const buf *b, size_t extra)
+{
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return 0;
+        cap *= 2;
+    }
+    return cap;
+}
+
 void buf_reserve(buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
@@ -351,6 +363,29 @@ void buf_reserve(buf *b, size_t extra)
         cap *= 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
+}
+
+int buf_try_reserve(buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = buf_grown_cap(b, extra);
+    char *p = cap ? try_realloc(b->data, cap) : NULL;
+    if (!p)
+        return ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_try_append(buf *b, const void *p, size_t n)
+{
+    if (buf_try_reserve(b, n))
+        return ERR_NOMEM;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
 }
 
 void buf_append(buf *b, const void *p, size_t n)

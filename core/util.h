@@ -42,6 +42,9 @@ void buf_init(buf *b);
 void buf_free(buf *b);
 void buf_reserve(buf *b, size_t extra); /* aborts on OOM: internal sizes only */
 void buf_append(buf *b, const void *p, size_t n);
+/* Fallible forms for sizes a client controls: ERR_NOMEM (b unchanged) or 0. */
+int buf_try_reserve(buf *b, size_t extra);
+int buf_try_append(buf *b, const void *p, size_t n);
 void buf_appendc(buf *b, char c);
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -106,19 +106,17 @@ static void map_remove(flat *f, size_t c)
 static int resize(flat *f, size_t cap)
 {
     size_t bytes = cap * f->dim * sizeof(float);
-    void *v = NULL;
-    if (bytes / sizeof(float) / f->dim != cap || posix_memalign(&v, 64, bytes ? bytes : 64))
-        return ERR_NOMEM;
-    uint32_t *ids = try_malloc(cap * sizeof *ids);
+    void *v = bytes / sizeof(float) / f->dim != cap ? NULL : try_aligned(64, bytes);
+    uint32_t *ids = v ? try_malloc(cap * sizeof *ids) : NULL;
     if (!ids) {
-        free(v);
+        xfree(v);
         return ERR_NOMEM;
     }
     if (f->n) {
         memcpy(v, f->vecs, f->n * f->dim * sizeof(float));
         memcpy(ids, f->ids, f->n * sizeof *ids);
     }
-    free(f->vecs);
+    xfree(f->vecs);
     xfree(f->ids);
     f->vecs = v;
     f->ids = ids;
@@ -395,6 +393,8 @@ static int flat_range(vec_index *ix, const float *q, float radius, double epsilo
 static int flat_save(vec_index *ix, buf *out)
 {
     const flat *f = FL(ix);
+    if (buf_try_reserve(out, 12 + f->n * (sizeof *f->ids + f->dim * sizeof(float))))
+        return ERR_NOMEM; /* the appends below then fit */
     vec__put_u32(out, FLAT_VERSION);
     vec__put_u64(out, f->n);
     if (f->n) {
@@ -448,7 +448,7 @@ static int flat_load(vec_index *ix, const char *p, size_t len, char *err, size_t
 static void flat_destroy(vec_index *ix)
 {
     flat *f = FL(ix);
-    free(f->vecs);
+    xfree(f->vecs);
     xfree(f->ids);
     xfree(f->map);
     xfree(f);
@@ -471,7 +471,9 @@ int vec__flat_create(const vec_params *p, vec_index **out, char *err, size_t err
 {
     (void)err;
     (void)errlen;
-    flat *f = xcalloc(1, sizeof *f);
+    flat *f = try_calloc(1, sizeof *f);
+    if (!f)
+        return ERR_NOMEM;
     f->base.ops = &flat_ops;
     f->base.params = *p; /* index.c sets it again; reserve_one reads initial_cap */
     f->dim = p->dim;

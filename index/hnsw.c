@@ -81,10 +81,12 @@ typedef struct pair {
     uint32_t s;
 } pair;
 
-/* A binary max-heap on d (candidates store -d). */
+/* A binary max-heap on d (candidates store -d). A push that finds no memory is dropped
+ * and sets failed: the heap stays a heap, and the search reports ERR_NOMEM at its end. */
 typedef struct heap {
     pair *a;
     uint32_t n, cap;
+    int failed;
 } heap;
 
 /* One search's scratch: visited marks, heaps, and small arrays sized by M. */
@@ -198,8 +200,14 @@ static inline void dist4(const hnsw *h, const float *q, const uint32_t *slots, u
 static void heap_push(heap *hp, float d, uint32_t s)
 {
     if (hp->n == hp->cap) {
-        hp->cap = hp->cap ? hp->cap * 2 : 64;
-        hp->a = xrealloc(hp->a, hp->cap * sizeof(pair));
+        uint32_t cap = hp->cap ? hp->cap * 2 : 64;
+        pair *a = try_realloc(hp->a, cap * sizeof(pair));
+        if (!a) {
+            hp->failed = 1;
+            return;
+        }
+        hp->a = a;
+        hp->cap = cap;
     }
     uint32_t i = hp->n++;
     while (i) {
@@ -242,6 +250,9 @@ static uint32_t heap_drain_sorted(heap *hp, pair *out)
     return n;
 }
 
+static void searcher_free(searcher *s);
+
+/* A searcher from the pool, or a new one; NULL when out of memory. */
 static searcher *searcher_get(hnsw *h)
 {
     pthread_mutex_lock(&h->pool_lock);
@@ -249,14 +260,19 @@ static searcher *searcher_get(hnsw *h)
     if (s)
         h->pool = s->next;
     pthread_mutex_unlock(&h->pool_lock);
-    if (!s) {
-        s = xcalloc(1, sizeof(*s));
-        s->scr = xmalloc((2 * (size_t)h->m0 + 2) * sizeof(pair));
-        s->rest = xmalloc((2 * (size_t)h->m0 + 2) * sizeof(pair));
-        s->nbr = xmalloc(h->m0 * sizeof(uint32_t));
-        s->old = xmalloc(h->m0 * sizeof(uint32_t));
-        s->xs = xmalloc(h->m0 * sizeof(uint32_t));
+    if (!s && (s = try_calloc(1, sizeof(*s))) != NULL) {
+        s->scr = try_malloc((2 * (size_t)h->m0 + 2) * sizeof(pair));
+        s->rest = try_malloc((2 * (size_t)h->m0 + 2) * sizeof(pair));
+        s->nbr = try_malloc(h->m0 * sizeof(uint32_t));
+        s->old = try_malloc(h->m0 * sizeof(uint32_t));
+        s->xs = try_malloc(h->m0 * sizeof(uint32_t));
+        if (!s->scr || !s->rest || !s->nbr || !s->old || !s->xs) {
+            searcher_free(s);
+            s = NULL;
+        }
     }
+    if (s)
+        s->cand.failed = s->res.failed = 0;
     return s;
 }
 
@@ -291,20 +307,54 @@ static void searcher_free(searcher *s)
     xfree(s);
 }
 
-/* A new visit epoch, with marks for every slot. */
-static void searcher_begin(const hnsw *h, searcher *s)
+/* Sizes s for the graph as it is and for searches of up to ef: a mark for every slot and
+ * room for ef + 1 in the best list. Every allocation a search or an add needs from its
+ * searcher happens here, before anything changes (heaps aside: see heap). ERR_NOMEM. */
+static int searcher_fit(const hnsw *h, searcher *s, uint32_t ef)
 {
     uint32_t want = h->nchunks * HNSW_CHUNK;
     if (s->nmark < want) {
-        s->mark = xrealloc(s->mark, want * sizeof(uint16_t));
-        memset(s->mark + s->nmark, 0, (want - s->nmark) * sizeof(uint16_t));
+        uint16_t *mark = try_realloc(s->mark, want * sizeof(uint16_t));
+        if (!mark)
+            return ERR_NOMEM;
+        memset(mark + s->nmark, 0, (want - s->nmark) * sizeof(uint16_t));
+        s->mark = mark;
         s->nmark = want;
     }
+    if (s->best_cap < ef + 1) {
+        pair *best = try_realloc(s->best, ((size_t)ef + 1) * sizeof(pair));
+        if (!best)
+            return ERR_NOMEM;
+        s->best = best;
+        s->best_cap = ef + 1;
+    }
+    return 0;
+}
+
+/* A searcher fitted for ef (searcher_fit), begun; NULL when out of memory. */
+static searcher *searcher_ready(hnsw *h, uint32_t ef);
+
+/* A new visit epoch; searcher_fit has sized the marks. */
+static void searcher_begin(const hnsw *h, searcher *s)
+{
+    (void)h;
     if (++s->epoch == 0) {
         memset(s->mark, 0, s->nmark * sizeof(uint16_t));
         s->epoch = 1;
     }
     s->cand.n = s->res.n = 0;
+}
+
+static searcher *searcher_ready(hnsw *h, uint32_t ef)
+{
+    searcher *s = searcher_get(h);
+    if (s && searcher_fit(h, s, ef)) {
+        searcher_put(h, s);
+        return NULL;
+    }
+    if (s)
+        searcher_begin(h, s);
+    return s;
 }
 
 /* 1 the first time slot is seen in this epoch. */
@@ -412,14 +462,11 @@ static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep
  * filter, kept in one sorted array of the ef nearest (s->best, nearest first) instead of
  * two heaps: a candidate that falls out of the ef nearest could never be expanded anyway,
  * so the array is the candidate list too, and the next node to expand is the nearest not
- * yet expanded. Returns how many are in s->best. The caller has begun an epoch. */
+ * yet expanded. Returns how many are in s->best. The caller has begun an epoch, with the
+ * searcher fitted for ef. */
 static uint32_t search_best(const hnsw *h, searcher *s, const float *q, uint32_t ep, float epd,
                             uint32_t ef, uint32_t lev)
 {
-    if (s->best_cap < ef + 1) {
-        s->best_cap = ef + 1;
-        s->best = xrealloc(s->best, s->best_cap * sizeof(pair));
-    }
     pair *b = s->best;
     uint32_t n = 1, cur = 0;
     b[0] = (pair){epd, ep};
@@ -525,6 +572,9 @@ static int has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
     return 0;
 }
 
+/* The one allocation of index/ that aborts on failure (xrealloc): back lists change in the
+ * middle of linking and repairing, where a failure could not be undone, and they grow by
+ * doubling a few words at a time. */
 static void back_add(hnsw *h, uint32_t v, uint32_t e)
 {
     node *nd = node_of(h, v);
@@ -698,7 +748,7 @@ static int reserve(hnsw *h, uint32_t id)
             h->chunks = c;
             h->chunk_cap = cap;
         }
-        char *c = aligned_alloc(64, HNSW_CHUNK * h->rec_bytes);
+        char *c = try_aligned(64, HNSW_CHUNK * h->rec_bytes);
         if (!c)
             return ERR_NOMEM;
         h->chunks[h->nchunks++] = c;
@@ -750,27 +800,38 @@ static uint32_t slot_of(const hnsw *h, uint32_t id)
 
 /* ---- add and delete ---- */
 
-static int hnsw_del(vec_index *ix, uint32_t id);
+static int del_with(hnsw *h, searcher *s, uint32_t x);
 
+/* Every allocation comes before the first change (reserve, the upper levels, a fitted
+ * searcher, the replaced vector's delete), so a failed add leaves the graph as it was;
+ * back lists aside (back_add). */
 static int hnsw_add(vec_index *ix, uint32_t id, const float *v)
 {
     hnsw *h = (hnsw *)ix;
     int rc = reserve(h, id);
     if (rc)
         return rc;
+    uint64_t rng = h->rng;
     uint32_t level = random_level(h);
     uint32_t *upper = upper_alloc(h, level);
-    if (level && !upper)
+    searcher *s = level && !upper ? NULL : searcher_ready(h, h->efc);
+    uint32_t old = slot_of(h, id);
+    if (s && old != NONE)
+        rc = del_with(h, s, old); /* a replaced vector: ERR_NOMEM before it changes */
+    if (!s || rc) {
+        if (s)
+            searcher_put(h, s);
+        xfree(upper);
+        h->rng = rng; /* as if this add never ran */
         return ERR_NOMEM;
-    if (slot_of(h, id) != NONE)
-        hnsw_del(ix, id); /* a replaced vector: after the allocations, which may fail */
+    }
     uint32_t x = slot_take(h, id, level, upper, v);
     if (h->entry == NONE) {
+        searcher_put(h, s);
         h->entry = x;
         h->maxlevel = level;
         return 0;
     }
-    searcher *s = searcher_get(h);
     connect(h, s, x, level);
     searcher_put(h, s);
     if (level > h->maxlevel) {
@@ -780,16 +841,28 @@ static int hnsw_add(vec_index *ix, uint32_t id, const float *v)
     return 0;
 }
 
+/* Room in s->in for x's in-neighbours at any level: its back list only shrinks while x is
+ * deleted, and each level's list holds at most 2M. ERR_NOMEM. */
+static int in_reserve(const hnsw *h, searcher *s, uint32_t x)
+{
+    const uint32_t *b = node_of(h, x)->back;
+    uint32_t want = h->m0 + (b ? b[0] : 0);
+    if (want <= s->in_cap)
+        return 0;
+    uint32_t *in = try_realloc(s->in, want * sizeof(uint32_t));
+    if (!in)
+        return ERR_NOMEM;
+    s->in = in;
+    s->in_cap = want;
+    return 0;
+}
+
 /* In-neighbours of x at lev into s->in: its neighbours that link back, then its back list. */
 static uint32_t in_neighbors(hnsw *h, searcher *s, uint32_t x, uint32_t lev)
 {
     const uint32_t *l = list_of(h, x, lev);
     const uint32_t *b = node_of(h, x)->back;
-    uint32_t want = l[0] + (b ? b[0] : 0), n = 0;
-    if (want > s->in_cap) {
-        s->in_cap = want;
-        s->in = xrealloc(s->in, want * sizeof(uint32_t));
-    }
+    uint32_t n = 0; /* in_reserve made room */
     for (uint32_t i = 1; i <= l[0]; i++)
         if (has_link(h, l[i], x, lev))
             s->in[n++] = l[i];
@@ -846,15 +919,13 @@ static void new_entry(hnsw *h, uint32_t x, uint32_t top_link)
     }
 }
 
-static int hnsw_del(vec_index *ix, uint32_t id)
+/* Deletes the node at slot x with a fitted searcher s; ERR_NOMEM before any change. */
+static int del_with(hnsw *h, searcher *s, uint32_t x)
 {
-    hnsw *h = (hnsw *)ix;
-    uint32_t x = slot_of(h, id);
-    if (x == NONE)
-        return ERR_NOTFOUND;
+    if (in_reserve(h, s, x))
+        return ERR_NOMEM;
     node *nx = node_of(h, x);
-    uint32_t top_link = NONE;
-    searcher *s = searcher_get(h);
+    uint32_t id = nx->id, top_link = NONE;
     for (uint32_t lev = nx->level; lev != UINT32_MAX; lev--) {
         uint32_t nin = in_neighbors(h, s, x, lev);
         uint32_t *l = list_of(h, x, lev);
@@ -868,7 +939,6 @@ static int hnsw_del(vec_index *ix, uint32_t id)
         for (uint32_t i = 0; i < nin; i++)
             repair(h, s, s->in[i], x, nxs, lev);
     }
-    searcher_put(h, s);
     h->upper_bytes -= (size_t)nx->level * (h->m + 1) * sizeof(uint32_t);
     xfree(nx->upper);
     nx->upper = NULL;
@@ -882,6 +952,20 @@ static int hnsw_del(vec_index *ix, uint32_t id)
     return 0;
 }
 
+static int hnsw_del(vec_index *ix, uint32_t id)
+{
+    hnsw *h = (hnsw *)ix;
+    uint32_t x = slot_of(h, id);
+    if (x == NONE)
+        return ERR_NOTFOUND;
+    searcher *s = searcher_ready(h, 0);
+    if (!s)
+        return ERR_NOMEM;
+    int rc = del_with(h, s, x);
+    searcher_put(h, s);
+    return rc;
+}
+
 /* ---- queries ---- */
 
 static void hits_from(const hnsw *h, const pair *p, uint32_t n, vec_hit *out)
@@ -891,9 +975,10 @@ static void hits_from(const hnsw *h, const pair *p, uint32_t n, vec_hit *out)
     qsort(out, n, sizeof(vec_hit), vec__hit_cmp);
 }
 
-/* Exact top-k over the slots that pass f (ids in f when given, else every slot). */
-static size_t scan_knn(const hnsw *h, searcher *s, const float *q, uint32_t k, const vec_filter *f,
-                       vec_hit *out)
+/* Exact top-k over the slots that pass f (ids in f when given, else every slot), *n of
+ * them into out. ERR_NOMEM. */
+static int scan_knn(const hnsw *h, searcher *s, const float *q, uint32_t k, const vec_filter *f,
+                    vec_hit *out, size_t *nout)
 {
     heap *res = &s->res;
     res->n = 0;
@@ -913,11 +998,14 @@ static size_t scan_knn(const hnsw *h, searcher *s, const float *q, uint32_t k, c
             heap_pop(res);
     }
     uint32_t got = res->n;
-    pair *p = xmalloc((got ? got : 1) * sizeof(pair));
+    pair *p = res->failed ? NULL : try_malloc((got ? got : 1) * sizeof(pair));
+    if (!p)
+        return ERR_NOMEM;
     heap_drain_sorted(res, p);
     hits_from(h, p, got, out);
     xfree(p);
-    return got;
+    *nout = got;
+    return 0;
 }
 
 /* Whether an exact scan of nids ids costs fewer distances than walking the graph, which
@@ -937,12 +1025,14 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
         return 0;
     if (ef < k)
         ef = k;
-    searcher *s = searcher_get(h);
-    searcher_begin(h, s);
+    searcher *s = searcher_ready(h, ef);
+    if (!s)
+        return ERR_NOMEM;
+    int rc = 0;
     if (f && f->ids && prefer_scan(h, f->nids, ef)) {
-        *n = scan_knn(h, s, q, k, f, out);
+        rc = scan_knn(h, s, q, k, f, out, n);
         searcher_put(h, s);
-        return 0;
+        return rc;
     }
     float curd;
     uint32_t ep = descend(h, q, &curd), got;
@@ -952,11 +1042,20 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
         while (s->res.n > k)
             heap_pop(&s->res);
         got = s->res.n;
-        if (s->res.n > s->cand.cap) {
-            s->cand.cap = s->res.n;
-            s->cand.a = xrealloc(s->cand.a, s->cand.cap * sizeof(pair));
-        }
         best = s->cand.a; /* the candidate heap is spent: reuse its array */
+        if (s->res.n > s->cand.cap) {
+            pair *a = try_realloc(s->cand.a, s->res.n * sizeof(pair));
+            if (a) {
+                s->cand.a = best = a;
+                s->cand.cap = s->res.n;
+            } else {
+                s->cand.failed = 1;
+            }
+        }
+        if (s->cand.failed || s->res.failed) {
+            searcher_put(h, s);
+            return ERR_NOMEM;
+        }
         heap_drain_sorted(&s->res, best);
     } else {
         got = search_best(h, s, q, ep, curd, ef, 0);
@@ -965,36 +1064,45 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
     }
     if (got < k && got < h->count) {
         /* the graph gave fewer than k: complete exactly */
-        *n = scan_knn(h, s, q, k, f, out);
+        rc = scan_knn(h, s, q, k, f, out, n);
     } else {
         hits_from(h, best, got, out);
         *n = got;
     }
     searcher_put(h, s);
-    return 0;
+    return rc;
 }
 
-/* Appends a range hit, growing the array. */
-static void hit_push(vec_hit **a, size_t *n, size_t *cap, uint32_t id, float d)
+/* Appends a range hit, growing the array; ERR_NOMEM (the array as it was). */
+static int hit_push(vec_hit **a, size_t *n, size_t *cap, uint32_t id, float d)
 {
     if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        *a = xrealloc(*a, *cap * sizeof(vec_hit));
+        size_t ncap = *cap ? *cap * 2 : 16;
+        vec_hit *g = try_realloc(*a, ncap * sizeof(vec_hit));
+        if (!g)
+            return ERR_NOMEM;
+        *a = g;
+        *cap = ncap;
     }
     (*a)[(*n)++] = (vec_hit){id, d};
+    return 0;
 }
 
 /* Range search on level 0, in two steps: a kNN search (EF_RUNTIME) lands among the
  * query's nearest nodes, then a best-first walk from all of them explores while candidates
  * lie within a boundary that starts at the nearest seed's distance and shrinks to
- * radius * (1 + epsilon) as nearer nodes are popped. */
-static void range_walk(const hnsw *h, searcher *s, const float *q, float radius, double eps,
-                       const vec_filter *f, vec_hit **hits, size_t *n, size_t *cap)
+ * radius * (1 + epsilon) as nearer nodes are popped. The searcher is fitted for
+ * EF_RUNTIME. ERR_NOMEM. */
+static int range_walk(const hnsw *h, searcher *s, const float *q, float radius, double eps,
+                      const vec_filter *f, vec_hit **hits, size_t *n, size_t *cap)
 {
     float epd;
     uint32_t ep = descend(h, q, &epd);
     uint32_t nseed = search_best(h, s, q, ep, epd, h->base.params.ef_runtime, 0);
-    pair *seed = xmalloc(nseed * sizeof(pair));
+    pair *seed = try_malloc(nseed * sizeof(pair));
+    int rc = seed ? 0 : ERR_NOMEM;
+    if (rc)
+        return rc;
     memcpy(seed, s->best, nseed * sizeof(pair));
     searcher_begin(h, s); /* a new epoch: nodes seen by the kNN step may lie in range */
     heap *cand = &s->cand;
@@ -1003,11 +1111,11 @@ static void range_walk(const hnsw *h, searcher *s, const float *q, float radius,
     for (uint32_t i = 0; i < nseed; i++) {
         visit(s, seed[i].s);
         heap_push(cand, -seed[i].d, seed[i].s);
-        if (seed[i].d <= radius && allowed(h, f, seed[i].s))
-            hit_push(hits, n, cap, node_of(h, seed[i].s)->id, seed[i].d);
+        if (!rc && seed[i].d <= radius && allowed(h, f, seed[i].s))
+            rc = hit_push(hits, n, cap, node_of(h, seed[i].s)->id, seed[i].d);
     }
     xfree(seed);
-    while (cand->n) {
+    while (cand->n && !rc) {
         pair c = heap_pop(cand);
         if (-c.d > bnd)
             break;
@@ -1024,10 +1132,12 @@ static void range_walk(const hnsw *h, searcher *s, const float *q, float radius,
             if (!(d < bnd))
                 continue;
             heap_push(cand, -d, j);
-            if (d <= radius && allowed(h, f, j))
-                hit_push(hits, n, cap, node_of(h, j)->id, d);
+            if (d <= radius && allowed(h, f, j) &&
+                (rc = hit_push(hits, n, cap, node_of(h, j)->id, d)) != 0)
+                break;
         }
     }
+    return rc || cand->failed ? ERR_NOMEM : 0;
 }
 
 static int hnsw_range(vec_index *ix, const float *q, float radius, double epsilon,
@@ -1040,21 +1150,27 @@ static int hnsw_range(vec_index *ix, const float *q, float radius, double epsilo
     *n = 0;
     if (!h->count || (f && f->ids && !f->nids) || !max)
         return 0;
-    searcher *s = searcher_get(h);
-    searcher_begin(h, s);
+    searcher *s = searcher_ready(h, h->base.params.ef_runtime);
+    if (!s)
+        return ERR_NOMEM;
+    int rc = 0;
     if (f && f->ids && prefer_scan(h, f->nids, h->base.params.ef_runtime)) {
-        for (size_t i = 0; i < f->nids; i++) {
+        for (size_t i = 0; i < f->nids && !rc; i++) {
             uint32_t slot = slot_of(h, f->ids[i]);
             if (slot == NONE || (f->keep && !f->keep(f->ctx, f->ids[i])))
                 continue;
             float d = dist_bounded(h, q, vec_of(h, slot), radius);
             if (d <= radius)
-                hit_push(&hits, &nh, &cap, f->ids[i], d);
+                rc = hit_push(&hits, &nh, &cap, f->ids[i], d);
         }
     } else {
-        range_walk(h, s, q, radius, epsilon, f, &hits, &nh, &cap);
+        rc = range_walk(h, s, q, radius, epsilon, f, &hits, &nh, &cap);
     }
     searcher_put(h, s);
+    if (rc) {
+        xfree(hits);
+        return rc;
+    }
     qsort(hits, nh, sizeof(vec_hit), vec__hit_cmp);
     *out = hits;
     *n = nh < max ? nh : max;
@@ -1098,7 +1214,7 @@ static void hnsw_destroy(vec_index *ix)
         }
     }
     for (uint32_t c = 0; c < h->nchunks; c++)
-        free(h->chunks[c]);
+        xfree(h->chunks[c]);
     while (h->pool) {
         searcher *s = h->pool;
         h->pool = s->next;
@@ -1113,9 +1229,26 @@ static void hnsw_destroy(vec_index *ix)
 
 /* ---- snapshot ---- */
 
+/* The payload's size in bytes (see SNAPSHOT PAYLOAD). */
+static size_t save_size(const hnsw *h)
+{
+    size_t n = 24;
+    for (uint32_t s = 0; s < h->nslots; s++) {
+        node *nd = node_of(h, s);
+        if (nd->id == NONE)
+            continue;
+        n += 8 + h->dim * sizeof(float);
+        for (uint32_t lev = 0; lev <= nd->level; lev++)
+            n += 4 + 4 * (size_t)list_of(h, s, lev)[0];
+    }
+    return n;
+}
+
 static int hnsw_save(vec_index *ix, buf *out)
 {
     hnsw *h = (hnsw *)ix;
+    if (buf_try_reserve(out, save_size(h)))
+        return ERR_NOMEM; /* the appends below then fit */
     vec__put_u32(out, HNSW_VERSION);
     vec__put_u32(out, h->count);
     vec__put_u32(out, h->count ? node_of(h, h->entry)->id : NONE);
@@ -1156,7 +1289,9 @@ static int load_node(hnsw *h, vec_reader *r, char *err, size_t errlen)
         return load_fail(err, errlen, "node id out of range or repeated");
     if (level > HNSW_MAX_LEVEL)
         return load_fail(err, errlen, "node level out of range");
-    float *v = xmalloc(h->dim * sizeof(float));
+    float *v = try_malloc(h->dim * sizeof(float));
+    if (!v)
+        return ERR_NOMEM;
     memcpy(v, vb, h->dim * sizeof(float)); /* little-endian hosts, as the save */
     int rc = 0;
     for (uint32_t i = 0; i < h->dim && !rc; i++)
@@ -1266,7 +1401,9 @@ int vec__hnsw_create(const vec_params *p, vec_index **out, char *err, size_t err
             snprintf(err, errlen, "M must be 2..%d", HNSW_MAX_M);
         return ERR_INVAL;
     }
-    hnsw *h = xcalloc(1, sizeof(*h));
+    hnsw *h = try_calloc(1, sizeof(*h));
+    if (!h)
+        return ERR_NOMEM;
     h->kern = vec__kern();
     h->metric = p->metric;
     h->dim = p->dim;

@@ -112,7 +112,11 @@ int vec_create(const vec_params *p, vec_index **out, char *err, size_t errlen)
     if (rc)
         return rc;
     ix->params = full;
-    ix->params.factory = full.factory ? xstrdup(full.factory) : NULL;
+    ix->params.factory = NULL;
+    if (full.factory && !(ix->params.factory = try_memdup(full.factory, strlen(full.factory)))) {
+        ix->ops->destroy(ix);
+        return ERR_NOMEM;
+    }
     /* Writers first: glibc's default favours readers, and a steady stream of searches
      * would then keep an HSET's index update waiting for ever. */
     pthread_rwlockattr_t attr;
@@ -345,6 +349,8 @@ int vec_save(vec_index *ix, buf *out)
     const vec_params *p = &ix->params;
     size_t start = out->len;
     size_t flen = p->factory ? strlen(p->factory) : 0;
+    if (buf_try_reserve(out, SNAP_FIXED + flen + 12))
+        return ERR_NOMEM; /* the envelope fits; the kind reserves its payload */
     buf_append(out, SNAP_MAGIC, 4);
     vec__put_u32(out, SNAP_VERSION);
     vec__put_u32(out, (uint32_t)p->kind);
@@ -365,6 +371,10 @@ int vec_save(vec_index *ix, buf *out)
     if (rc) {
         out->len = start;
         return rc;
+    }
+    if (buf_try_reserve(out, 4)) { /* the CRC */
+        out->len = start;
+        return ERR_NOMEM;
     }
     uint64_t plen = out->len - len_at - 8;
     for (int i = 0; i < 8; i++)

@@ -402,8 +402,7 @@ static int ivf_range(vec_index *ix, const float *q, float radius, double epsilon
 
 static int append_bytes(void *ctx, const void *p, size_t n)
 {
-    buf_append(ctx, p, n);
-    return 0;
+    return buf_try_append(ctx, p, n);
 }
 
 /* Appends a u64 length placeholder, then what fill writes; sets the length. */
@@ -431,13 +430,16 @@ static int fill_faiss(ivf *x, buf *out)
 static int ivf_save(vec_index *ix, buf *out)
 {
     ivf *x = IV(ix);
+    size_t g = x->gens_cap;
+    while (g && !x->gens[g - 1])
+        g--;
+    /* the fixed fields and the table fit before any is written; the fills reserve theirs */
+    if (buf_try_reserve(out, 8 + 8 + g * sizeof *x->gens + 8))
+        return ERR_NOMEM;
     vec__put_u32(out, IVF_VERSION);
     vec__put_u32(out, x->kept ? 0 : 1);
     if (x->kept)
         return put_sized(out, fill_kept, x);
-    size_t g = x->gens_cap;
-    while (g && !x->gens[g - 1])
-        g--;
     vec__put_u64(out, g);
     buf_append(out, x->gens, g * sizeof *x->gens);
     return put_sized(out, fill_faiss, x);
@@ -525,7 +527,9 @@ int vec__ivf_create(const vec_params *p, vec_index **out, char *err, size_t errl
             snprintf(err, errlen, "IVF needs a FAISS index factory string (e.g. IVF1024,PQ32)");
         return ERR_INVAL;
     }
-    ivf *x = xcalloc(1, sizeof *x);
+    ivf *x = try_calloc(1, sizeof *x);
+    if (!x)
+        return ERR_NOMEM;
     x->base.ops = &ivf_ops;
     x->dim = p->dim;
     x->ip = p->metric != VEC_L2;

@@ -353,7 +353,7 @@ void cmd_config(client *c)
         config_set_cmd(c);
     } else if (arg_is(c, 1, "RESETSTAT") && c->argc == 2) {
         memset(&srv.stats, 0, sizeof srv.stats);
-        memset(cmdstats, 0, sizeof cmdstats[0] * (size_t)ncommands);
+        cmdstats_reset();
         reply_ok(c);
     } else if (arg_is(c, 1, "REWRITE") && c->argc == 2) {
         if (config_rewrite(&srv.cfg, err, sizeof err) != 0)

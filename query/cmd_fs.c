@@ -612,7 +612,10 @@ static int encode_push_row(client *c, const store_view *v, int first, buf *row)
             goto done;
         }
     }
-    store_row_encode(v->schema, v->nfields, vals, row);
+    if (store_row_encode(v->schema, v->nfields, vals, row)) {
+        reply_store_error(c, ERR_NOMEM);
+        goto done;
+    }
     rc = 0;
 done:
     xfree(seen);
@@ -665,8 +668,12 @@ void cmd_fs_push(client *c)
     int replaced = 0;
     int rc = store_fs_push(t, v, key.data, key.len, a.event_us, a.created_us, row.data, row.len,
                            a.to_online, a.to_offline, &replaced);
+    const char *why = rc == ERR_IO || rc == ERR_BACKEND ? store_history_error(srv.store) : NULL;
     if (rc) {
-        reply_store_error(c, rc);
+        if (why)
+            reply_error(c, why);
+        else
+            reply_store_error(c, rc);
         goto done;
     }
     command_dirty();

@@ -1,7 +1,8 @@
 /* dispatch.c: from a parsed command to its handler. Looks the name up in the table, checks
- * arity, authentication, ACL permissions and MULTI state, calls the handler, keeps per-command statistics,
- * and after a write logs the command for replicas. Also the small helpers every handler
- * uses to parse arguments and to report storage errors. */
+ * arity, authentication, ACL permissions, maxmemory and MULTI state, calls the handler,
+ * keeps per-command statistics (calls, time, failures, latency histogram, slow log), and
+ * after a write logs the command for replicas. Also the small helpers every handler uses to
+ * parse arguments and to report storage errors. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/histogram.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "query/acl.h"
@@ -39,6 +41,8 @@ static struct call_state {
     int dirty;      /* changes made */
     int propagated; /* the handler logged a rewritten form itself */
     int64_t now_ms; /* wall clock at the start of the call: one time for all its checks */
+    uint64_t errors; /* the client's error count when the call started (or, for EXEC, when
+                        its last queued command ended: EXEC fails only by its own errors) */
 } current;
 
 static void on_expired(void *ctx, int db, const char *key, size_t klen)
@@ -99,24 +103,53 @@ static void reply_unknown(client *c)
     buf_free(&b);
 }
 
+void cmdstats_reset(void)
+{
+    for (int i = 0; i < ncommands; i++) {
+        xfree(cmdstats[i].latency);
+        memset(&cmdstats[i], 0, sizeof cmdstats[i]);
+    }
+}
+
+/* Counts one call of cmd that started at t0 and took dt us; it failed if it replied an
+ * error. A command that parks its client is measured for its part on the loop thread (the
+ * errors its worker sends later are not counted either). */
+static void account(client *c, const command *cmd, int64_t t0, int64_t dt)
+{
+    command_stats *st = &cmdstats[cmd - commands];
+    st->calls++;
+    st->usec += (uint64_t)dt;
+    if (c->errors != current.errors)
+        st->failed++;
+    if (srv.cfg.latency_tracking) {
+        if (!st->latency)
+            st->latency = xcalloc(1, sizeof *st->latency);
+        hist_record(st->latency, (uint64_t)dt);
+    }
+    /* EXEC is not logged itself: its commands are, one by one (as Redis) */
+    if (srv.cfg.slowlog_slower_than >= 0 && dt >= srv.cfg.slowlog_slower_than &&
+        cmd->proc != cmd_exec)
+        slowlog_push(c, cmd, t0, dt);
+}
+
 void call(client *c, const command *cmd)
 {
     struct call_state outer = current; /* EXEC calls call() for each queued command */
     current.dirty = current.propagated = 0;
+    current.errors = c->errors;
     c->last_cmd = cmd->name;
     int64_t t0 = clock_us(); /* wall clock, as Redis: one read serves expiry and timing */
     current.now_ms = t0 / 1000;
     cmd->proc(c);
     if (current.dirty && (cmd->proc == cmd_flushdb || cmd->proc == cmd_flushall))
         ft_flushed(cmd->proc == cmd_flushall ? -1 : c->db); /* FT indexes empty too */
-    command_stats *st = &cmdstats[cmd - commands];
-    st->calls++;
     int64_t dt = clock_us() - t0;
-    st->usec += dt > 0 ? (uint64_t)dt : 0;
+    account(c, cmd, t0, dt > 0 ? dt : 0);
     if (current.dirty && !current.propagated && (cmd->flags & CMD_WRITE))
         store_log(srv.store, c->db, c->argc, c->argv, c->argl);
     if (store_txn_dirty(srv.store))
         client_wrote(c); /* it wrote, or read what others wrote in this pass */
+    outer.errors = c->errors;
     current = outer;
 }
 
@@ -137,6 +170,33 @@ static void reject(client *c, const command *cmd, const char *msg)
         return;
     }
     reply_error(c, msg);
+}
+
+/* Used memory as INFO reports it, read once per loop pass: mallinfo2() walks the heap's
+ * arenas, too slow to do for every command of a pipeline. */
+static size_t used_memory(void)
+{
+    static uint64_t pass = UINT64_MAX;
+    static size_t used;
+    if (net_pass() != pass) {
+        pass = net_pass();
+        used = alloc_used();
+    }
+    return used;
+}
+
+/* Redis's maxmemory rule (Quiver evicts nothing, so over the limit is out of memory):
+ * commands that may grow memory (CMD_DENYOOM) are refused; inside MULTI every command but
+ * EXEC, DISCARD, QUIT and RESET is, since queuing takes memory too; and EXEC is, when it
+ * holds a CMD_DENYOOM command. */
+static int oom_refuses(const client *c, const command *cmd)
+{
+    int deny = (cmd->flags & CMD_DENYOOM) ||
+               (cmd->proc == cmd_exec && c->qs && (c->qs->queued_flags & CMD_DENYOOM));
+    if ((c->flags & CLIENT_MULTI) && cmd->proc != cmd_exec && cmd->proc != cmd_discard &&
+        cmd->proc != cmd_quit && cmd->proc != cmd_reset)
+        deny = 1;
+    return deny && used_memory() > (size_t)srv.cfg.maxmemory;
 }
 
 void query_dispatch(client *c)
@@ -169,6 +229,10 @@ void query_dispatch(client *c)
     }
     if ((c->flags & CLIENT_MULTI) && (cmd->flags & CMD_NOTXN)) {
         reject(c, cmd, "Command not allowed inside a transaction");
+        return;
+    }
+    if (srv.cfg.maxmemory && oom_refuses(c, cmd)) {
+        reject(c, cmd, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
     if ((c->flags & CLIENT_MULTI) && !(cmd->flags & CMD_NOMULTI)) {

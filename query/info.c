@@ -70,10 +70,12 @@ static void section_memory(buf *b)
     store_get_stats(srv.store, &st);
     human(h1, sizeof h1, (double)used);
     human(h2, sizeof h2, (double)rss);
+    char h3[32];
+    human(h3, sizeof h3, (double)srv.cfg.maxmemory);
     buf_printf(b, "# Memory\r\nused_memory:%zu\r\nused_memory_human:%s\r\nused_memory_rss:%zu\r\n"
-                  "used_memory_rss_human:%s\r\nmaxmemory:0\r\nlmdb_map_size:%zu\r\n"
-                  "lmdb_used_bytes:%zu\r\n",
-               used, h1, rss, h2, st.map_size, st.used_bytes);
+                  "used_memory_rss_human:%s\r\nmaxmemory:%lld\r\nmaxmemory_human:%s\r\n"
+                  "maxmemory_policy:noeviction\r\nlmdb_map_size:%zu\r\nlmdb_used_bytes:%zu\r\n",
+               used, h1, rss, h2, srv.cfg.maxmemory, h3, st.map_size, st.used_bytes);
 }
 
 static void section_persistence(buf *b)
@@ -169,6 +171,7 @@ static const struct {
     {"stats", section_stats, 1},             {"replication", section_replication, 1},
     {"keyspace", section_keyspace, 1},       {"featurestore", section_featurestore, 1},
     {"commandstats", section_commandstats, 0}, {"vector", section_vector, 1},
+    {"latencystats", latency_info_section, 0},
 };
 
 void cmd_info(client *c)

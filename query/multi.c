@@ -53,6 +53,7 @@ void multi_queue(client *c, const command *cmd)
     }
     struct queued *q = &qs->queue[qs->nqueued++];
     q->cmd = cmd;
+    qs->queued_flags |= cmd->flags;
     q->argc = c->argc;
     q->argv = xmalloc(sizeof *q->argv * (size_t)c->argc);
     q->argl = xmalloc(sizeof *q->argl * (size_t)c->argc);
@@ -78,6 +79,7 @@ void multi_release(client *c)
     xfree(qs->queue);
     qs->queue = NULL;
     qs->nqueued = qs->cap = 0;
+    qs->queued_flags = 0;
 }
 
 void cmd_multi(client *c)

@@ -37,6 +37,7 @@ typedef struct command {
 /* Per-command statistics, indexed like the table. */
 typedef struct command_stats {
     uint64_t calls, usec, rejected, failed;
+    struct histogram *latency; /* call durations in us; allocated at the first call */
 } command_stats;
 
 extern const command commands[];
@@ -51,6 +52,7 @@ struct query_state {
     struct queued *queue; /* MULTI queue */
     struct watched *watching;
     uint64_t scan_seq;
+    unsigned queued_flags; /* the flags of the queued commands, or'ed (EXEC's OOM check) */
 };
 
 #define X(name, proc, arity, flags, fk, lk, ks, group, since, summary, syntax) \
@@ -104,6 +106,14 @@ typedef struct scan_items {
 void scan_items_init(scan_items *it);
 void scan_items_add(scan_items *it, const char *p, size_t n);
 void scan_reply(client *c, uint64_t cursor, scan_items *it); /* frees the items */
+
+/* Clears the statistics of every command (CONFIG RESETSTAT). */
+void cmdstats_reset(void);
+/* Slow log (slowlog.c): records c's current command, which started at start_us (wall
+ * clock) and held the loop for dur_us. */
+void slowlog_push(client *c, const command *cmd, int64_t start_us, int64_t dur_us);
+/* Latency histograms (latency.c): the INFO latencystats section. */
+void latency_info_section(buf *b);
 
 /* INFO and COMMAND DOCS need these. */
 void info_render(client *c, buf *out, int argc, const char **sections, const size_t *lens);

@@ -71,6 +71,7 @@ typedef struct dec {
     const unsigned char *p;
     size_t n, off;
     int bad;
+    int nomem; /* a copy could not be allocated (bad is set too) */
 } dec;
 
 static const unsigned char *take(dec *d, size_t n)
@@ -111,7 +112,10 @@ static char *get_name(dec *d)
         d->bad = 1;
         return NULL;
     }
-    return xmemdup(s, n);
+    char *copy = try_memdup(s, n);
+    if (!copy)
+        d->bad = d->nomem = 1;
+    return copy;
 }
 
 /* Opens a record: version byte and CRC32C over everything before the last 4 bytes. */
@@ -132,6 +136,8 @@ static void dec_open(dec *d, const MDB_val *v)
 /* The record is fine when nothing failed and every byte was read. */
 static int dec_close(const dec *d)
 {
+    if (d->nomem)
+        return ERR_NOMEM;
     return d->bad || d->off != d->n ? ERR_CORRUPT : 0;
 }
 
@@ -161,9 +167,13 @@ static int entity_decode(const char *name, size_t len, const MDB_val *v, store_e
     const unsigned char *desc = take(&d, dlen);
     if (dec_close(&d) || (key_type != STORE_KEY_STRING && key_type != STORE_KEY_INT64))
         return ERR_CORRUPT;
-    out->name = xmemdup(name, len);
+    out->name = try_memdup(name, len);
     out->key_type = key_type;
-    out->description = xmemdup(desc, dlen);
+    out->description = try_memdup(desc, dlen);
+    if (!out->name || !out->description) {
+        entity_free(out);
+        return ERR_NOMEM;
+    }
     return 0;
 }
 
@@ -242,7 +252,8 @@ static int view_decode(const char *name, size_t len, const MDB_val *val, store_v
     dec d;
     dec_open(&d, val);
     memset(v, 0, sizeof *v);
-    v->name = xmemdup(name, len);
+    if (!(v->name = try_memdup(name, len)))
+        d.bad = d.nomem = 1;
     v->id = (uint32_t)get_le(&d, 4);
     v->created_ms = (int64_t)get_le(&d, 8);
     v->ttl_us = (int64_t)get_le(&d, 8);
@@ -251,8 +262,12 @@ static int view_decode(const char *name, size_t len, const MDB_val *val, store_v
     int n = (int)get_le(&d, 2);
     if (d.bad || n < 1 || n > ENTITIES_MAX)
         goto bad;
-    v->entities = xcalloc((size_t)n, sizeof *v->entities);
-    v->key_types = xcalloc((size_t)n, sizeof *v->key_types);
+    v->entities = try_calloc((size_t)n, sizeof *v->entities);
+    v->key_types = try_calloc((size_t)n, sizeof *v->key_types);
+    if (!v->entities || !v->key_types) {
+        d.nomem = 1;
+        goto bad;
+    }
     for (v->nentities = 0; v->nentities < n && !d.bad; v->nentities++) {
         v->entities[v->nentities] = get_name(&d);
         v->key_types[v->nentities] = (int)get_le(&d, 1);
@@ -262,8 +277,12 @@ static int view_decode(const char *name, size_t len, const MDB_val *val, store_v
     n = (int)get_le(&d, 2);
     if (d.bad || n < 1 || n > FT_MAX_FIELDS)
         goto bad;
-    v->fields = xcalloc((size_t)n, sizeof *v->fields);
-    v->schema = xcalloc((size_t)n, sizeof *v->schema);
+    v->fields = try_calloc((size_t)n, sizeof *v->fields);
+    v->schema = try_calloc((size_t)n, sizeof *v->schema);
+    if (!v->fields || !v->schema) {
+        d.nomem = 1;
+        goto bad;
+    }
     for (v->nfields = 0; v->nfields < n && !d.bad; v->nfields++) {
         store_field *f = &v->fields[v->nfields];
         f->name = get_name(&d);
@@ -281,7 +300,7 @@ static int view_decode(const char *name, size_t len, const MDB_val *val, store_v
     return 0;
 bad:
     view_free(v);
-    return ERR_CORRUPT;
+    return d.nomem ? ERR_NOMEM : ERR_CORRUPT;
 }
 
 static void service_encode(enc *e, int n, const store_feature_ref *features)
@@ -314,12 +333,16 @@ static int service_decode(const char *name, size_t len, const MDB_val *v, store_
     dec d;
     dec_open(&d, v);
     memset(s, 0, sizeof *s);
-    s->name = xmemdup(name, len);
+    if (!(s->name = try_memdup(name, len)))
+        d.bad = d.nomem = 1;
     uint64_t n = get_le(&d, 4);
     /* each feature takes at least 3 bytes: a bound before allocating */
     if (d.bad || n < 1 || n > (d.n - d.off) / 3)
         goto bad;
-    s->features = xcalloc((size_t)n, sizeof *s->features);
+    if (!(s->features = try_calloc((size_t)n, sizeof *s->features))) {
+        d.nomem = 1;
+        goto bad;
+    }
     for (s->n = 0; (uint64_t)s->n < n && !d.bad; s->n++) {
         store_feature_ref *f = &s->features[s->n];
         f->view = get_name(&d);
@@ -333,7 +356,7 @@ static int service_decode(const char *name, size_t len, const MDB_val *v, store_
     return 0;
 bad:
     service_free(s);
-    return ERR_CORRUPT;
+    return d.nomem ? ERR_NOMEM : ERR_CORRUPT;
 }
 
 /* ---- sorted arrays (every kind's struct starts with its char *name) -------------------- */
@@ -365,13 +388,24 @@ static int find(const void *arr, int n, size_t size, const char *name, size_t le
     return -1;
 }
 
-static void insert(void **arr, int *n, int *cap, size_t size, int pos, const void *item)
+/* Room for one more item, so that the insert that follows a written record cannot fail. */
+static int reserve(void **arr, int n, int *cap, size_t size)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *arr = xrealloc(*arr, (size_t)*cap * size);
-    }
-    char *a = *arr;
+    if (n < *cap)
+        return 0;
+    int ncap = *cap ? *cap * 2 : 8;
+    void *a = try_realloc(*arr, (size_t)ncap * size);
+    if (!a)
+        return ERR_NOMEM;
+    *arr = a;
+    *cap = ncap;
+    return 0;
+}
+
+/* Inserts item at pos; reserve() made room. */
+static void insert(void *arr, int *n, size_t size, int pos, const void *item)
+{
+    char *a = arr;
     memmove(a + (size_t)(pos + 1) * size, a + (size_t)pos * size, (size_t)(*n - pos) * size);
     memcpy(a + (size_t)pos * size, item, size);
     (*n)++;
@@ -398,12 +432,13 @@ void store__catalog_free(store__catalog *cat)
     memset(cat, 0, sizeof *cat);
 }
 
+int store__ids_reserve(store__ids *l)
+{
+    return reserve((void **)&l->ids, l->n, &l->cap, sizeof *l->ids);
+}
+
 void store__ids_add(store__ids *l, uint32_t id)
 {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 8;
-        l->ids = xrealloc(l->ids, (size_t)l->cap * sizeof *l->ids);
-    }
     l->ids[l->n++] = id;
 }
 
@@ -433,18 +468,22 @@ static int load_one(store__catalog *c, const MDB_val *k, const MDB_val *v)
     int rc = ERR_CORRUPT;
     if (key[0] == 'e') {
         store_entity en;
-        if ((rc = entity_decode(name, len, v, &en)) == 0)
-            insert((void **)&c->entities, &c->nentities, &c->capentities, sizeof en,
-                   c->nentities, &en);
+        if ((rc = reserve((void **)&c->entities, c->nentities, &c->capentities, sizeof en)) ||
+            (rc = entity_decode(name, len, v, &en)))
+            return rc;
+        insert(c->entities, &c->nentities, sizeof en, c->nentities, &en);
     } else if (key[0] == 'v') {
         store_view vw;
-        if ((rc = view_decode(name, len, v, &vw)) == 0)
-            insert((void **)&c->views, &c->nviews, &c->capviews, sizeof vw, c->nviews, &vw);
+        if ((rc = reserve((void **)&c->views, c->nviews, &c->capviews, sizeof vw)) ||
+            (rc = view_decode(name, len, v, &vw)))
+            return rc;
+        insert(c->views, &c->nviews, sizeof vw, c->nviews, &vw);
     } else if (key[0] == 's') {
         store_service s;
-        if ((rc = service_decode(name, len, v, &s)) == 0)
-            insert((void **)&c->services, &c->nservices, &c->capservices, sizeof s,
-                   c->nservices, &s);
+        if ((rc = reserve((void **)&c->services, c->nservices, &c->capservices, sizeof s)) ||
+            (rc = service_decode(name, len, v, &s)))
+            return rc;
+        insert(c->services, &c->nservices, sizeof s, c->nservices, &s);
     }
     return rc;
 }
@@ -468,10 +507,9 @@ int store__catalog_load(store *st, char *err, size_t errlen)
     int op = MDB_FIRST;
     while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
         op = MDB_NEXT;
-        if (load_one(&c, &k, &v) != 0) {
-            snprintf(err, errlen, "catalog: record '%.*s' is corrupt", SHOW((char *)k.mv_data,
-                     k.mv_size));
-            rc = ERR_CORRUPT;
+        if ((rc = load_one(&c, &k, &v)) != 0) {
+            snprintf(err, errlen, "catalog: record '%.*s' %s", SHOW((char *)k.mv_data,
+                     k.mv_size), rc == ERR_NOMEM ? "does not fit in memory" : "is corrupt");
             break;
         }
     }
@@ -479,9 +517,9 @@ int store__catalog_load(store *st, char *err, size_t errlen)
     mdb_txn_abort(txn);
     if (rc != MDB_NOTFOUND) {
         store__catalog_free(&c);
-        if (rc != ERR_CORRUPT)
+        if (rc > 0)
             snprintf(err, errlen, "catalog: %s", mdb_strerror(rc));
-        return rc == ERR_CORRUPT ? rc : store__map_rc(rc);
+        return rc < 0 ? rc : store__map_rc(rc);
     }
     for (int i = 0; i < c.nviews; i++) /* a view's id is below the counter, whatever it says */
         if (c.views[i].id >= c.next_view_id)
@@ -573,12 +611,14 @@ int store_entity_create(store_txn *t, const char *name, size_t len, int key_type
     entity_encode(&e, key_type, desc, dlen);
     store_entity en;
     MDB_val v = {e.n, e.p};
-    entity_decode(name, len, &v, &en);
-    if ((rc = rec_put(t, 'e', name, len, &e)) == 0)
-        insert((void **)&st->cat.entities, &st->cat.nentities, &st->cat.capentities, sizeof en,
-               pos, &en);
-    else
-        entity_free(&en);
+    if ((rc = reserve((void **)&st->cat.entities, st->cat.nentities, &st->cat.capentities,
+                      sizeof en)) == 0 &&
+        (rc = entity_decode(name, len, &v, &en)) == 0) {
+        if ((rc = rec_put(t, 'e', name, len, &e)) == 0)
+            insert(st->cat.entities, &st->cat.nentities, sizeof en, pos, &en);
+        else
+            entity_free(&en);
+    }
     xfree(e.p);
     return rc;
 }
@@ -644,7 +684,9 @@ static int check_fields(const store_view *spec, char *err, size_t errlen)
             return ERR_INVAL;
         }
     }
-    char **names = xmalloc((size_t)spec->nfields * sizeof *names);
+    char **names = try_malloc((size_t)spec->nfields * sizeof *names);
+    if (!names)
+        return ERR_NOMEM;
     for (int i = 0; i < spec->nfields; i++)
         names[i] = spec->fields[i].name;
     qsort(names, (size_t)spec->nfields, sizeof *names, cmp_field_names);
@@ -725,11 +767,18 @@ int store_view_create(store_txn *t, const store_view *spec, char *err, size_t er
         snprintf(err, errlen, "no view ids left");
         return ERR_LIMIT;
     }
-    int *key_types = xmalloc((size_t)spec->nentities * sizeof *key_types);
+    int *key_types = try_malloc((size_t)spec->nentities * sizeof *key_types);
     enc e = {0};
     uint32_t id = st->cat.next_view_id;
     int64_t created_ms = clock_ms();
+    if (!key_types)
+        return ERR_NOMEM;
     if ((rc = check_view(st, spec, key_types, err, errlen)) != 0)
+        goto done;
+    /* every allocation before the first change: nothing can fail half-way for memory */
+    if ((rc = reserve((void **)&st->cat.views, st->cat.nviews, &st->cat.capviews,
+                      sizeof(store_view))) != 0 ||
+        (rc = store__ids_reserve(&st->created)) != 0)
         goto done;
     view_encode(&e, spec, id, key_types, created_ms);
     if ((rc = enc_alloc(&e, err, errlen)) != 0)
@@ -757,7 +806,7 @@ int store_view_create(store_txn *t, const store_view *spec, char *err, size_t er
         goto done;
     }
     st->cat.next_view_id = id + 1;
-    insert((void **)&st->cat.views, &st->cat.nviews, &st->cat.capviews, sizeof v, pos, &v);
+    insert(st->cat.views, &st->cat.nviews, sizeof v, pos, &v);
 done:
     xfree(key_types);
     xfree(e.p);
@@ -786,7 +835,8 @@ int store_view_drop(store_txn *t, const char *name, size_t len, char *err, size_
         }
     }
     uint32_t id = st->cat.views[i].id;
-    if ((rc = rec_del(t, 'v', name, len)) != 0 || (rc = store__online_clear(t, id)) != 0)
+    if ((rc = store__ids_reserve(&st->drops)) != 0 || (rc = rec_del(t, 'v', name, len)) != 0 ||
+        (rc = store__online_clear(t, id)) != 0)
         return rc;
     store__ids_add(&st->drops, id);
     view_free(&st->cat.views[i]);
@@ -841,10 +891,11 @@ int store_service_create(store_txn *t, const char *name, size_t len, int n,
     service_encode(&e, n, features);
     store_service s;
     MDB_val v = {e.n, e.p};
-    if ((rc = service_decode(name, len, &v, &s)) == 0) {
+    if ((rc = reserve((void **)&st->cat.services, st->cat.nservices, &st->cat.capservices,
+                      sizeof s)) == 0 &&
+        (rc = service_decode(name, len, &v, &s)) == 0) {
         if ((rc = rec_put(t, 's', name, len, &e)) == 0)
-            insert((void **)&st->cat.services, &st->cat.nservices, &st->cat.capservices,
-                   sizeof s, pos, &s);
+            insert(st->cat.services, &st->cat.nservices, sizeof s, pos, &s);
         else
             service_free(&s);
     }

@@ -20,6 +20,11 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#define MAP_MIN ((size_t)1 << 20)          /* the smallest cap */
+#define MAP_HEADROOM ((size_t)1 << 20)     /* kept free beyond what writers announce */
+#define DEL_HEADROOM ((size_t)256 << 10)   /* what a write that announces nothing may take */
+#define HIST_PROBE_MS 1000                 /* history writes failing: probe at most this often */
+
 #define FORMAT_MAGIC "QVKS"
 #define FORMAT_VERSION 1u
 #define REPL_REC_LEN 52 /* meta "repl": replid[40], u64 offset, i32 db */
@@ -200,7 +205,11 @@ static int back_map(store *st, size_t size);
 static int reconcile_history(store *st, char *err, size_t errlen)
 {
     int n = store_hist_views(st->hist, NULL, 0);
-    uint32_t *ids = xcalloc((size_t)n + 1, sizeof *ids);
+    uint32_t *ids = try_calloc((size_t)n + 1, sizeof *ids);
+    if (!ids) {
+        snprintf(err, errlen, "history: out of memory");
+        return ERR_NOMEM;
+    }
     n = store_hist_views(st->hist, ids, n);
     for (int i = 0; i < n; i++) {
         int owned = 0;
@@ -242,8 +251,10 @@ static int open_fs(store *st, const char *dir, char *err, size_t errlen)
         rc = store__catalog_load(st, err, errlen);
     if (rc == 0)
         rc = reconcile_history(st, err, errlen);
-    if (rc == 0)
-        st->hbatch = store_hbatch_new();
+    if (rc == 0 && (!(st->hbatch = store_hbatch_new()) || store__hbatch_track(st->hbatch))) {
+        snprintf(err, errlen, "history: out of memory");
+        rc = ERR_NOMEM;
+    }
     return rc;
 }
 
@@ -267,8 +278,17 @@ static int write_history(store *st)
     if (n == 0)
         return 0;
     char err[256] = "";
+    pthread_mutex_lock(&st->hist_mu);
     int rc = store_hist_write(st->hist, st->hbatch, st->durability == DURABILITY_ALWAYS, err,
                               sizeof err);
+    if (rc == ERR_IO || rc == ERR_BACKEND) { /* RocksDB itself failed, not a dropped view */
+        st->hist_err = rc;
+        st->hist_probe_ms = clock_ms();
+        snprintf(st->hist_why, sizeof st->hist_why,
+                 "history storage (RocksDB) failed, pushes to it are refused: %s",
+                 err[0] ? err : err_str(rc));
+    }
+    pthread_mutex_unlock(&st->hist_mu);
     if (rc) {
         log_warn("store: %s", err[0] ? err : err_str(rc));
         st->fs_stats.history_write_errors++;
@@ -283,6 +303,7 @@ static int write_history(store *st)
  * the online-row hook hears of it. */
 static void fs_committed(store *st)
 {
+    store__hbatch_forget(st->hbatch);
     for (int i = 0; i < st->drops.n; i++) {
         int rc = store_hist_drop_view(st->hist, st->drops.ids[i]);
         if (rc && rc != ERR_NOTFOUND) /* the next open drops it */
@@ -299,17 +320,36 @@ static void fs_committed(store *st)
 static void fs_failed(store *st)
 {
     char err[256];
-    if (store_hbatch_count(st->hbatch) > 0) {
-        store_hbatch_free(st->hbatch);
-        st->hbatch = store_hbatch_new();
+    /* rows this pass already wrote to RocksDB (a read of history mid-pass, or the commit's
+     * own write before LMDB failed) go again, so history holds only committed pushes */
+    if (store__hbatch_unwrite(st->hist, st->hbatch) != 0)
+        log_warn("store: rows of a failed pass stay in the history: their pushes were "
+                 "never acknowledged");
+    int rc = store__catalog_load(st, err, sizeof err);
+    if (rc == ERR_NOMEM) {
+        /* the copy still holds the failed pass's changes: serving it would write through a
+         * catalog that LMDB does not have; the data on disk is intact */
+        log_warn("store: no memory to reload the catalog after a failed pass: aborting");
+        abort();
     }
-    if (store__catalog_load(st, err, sizeof err) != 0)
+    if (rc)
         log_warn("store: cannot reload the catalog after a failed pass: %s", err);
     st->drops.n = 0;
     for (int i = 0; i < st->created.n; i++)
         store_hist_drop_view(st->hist, st->created.ids[i]);
     st->created.n = 0;
     store__online_notify(st, STORE_ONLINE_ABORT);
+}
+
+/* Syncs the history's log unless a write failed: RocksDB 7.8 then asserts in a sync of
+ * the log that failed (WritableFileWriter: "sync_without_flush_called_"); what that log
+ * holds is no more than the writes that succeeded before. */
+static int hist_sync(store *st)
+{
+    pthread_mutex_lock(&st->hist_mu);
+    int rc = st->hist_err ? 0 : store__hist_sync(st->hist);
+    pthread_mutex_unlock(&st->hist_mu);
+    return rc;
 }
 
 static void *sync_main(void *arg)
@@ -326,7 +366,7 @@ static void *sync_main(void *arg)
         pthread_mutex_unlock(&st->sync_mu);
         /* history first: what LMDB has on disk never runs ahead of it by more than the
          * commits of this last moment */
-        if (store__hist_sync(st->hist) != 0)
+        if (hist_sync(st) != 0)
             atomic_store(&st->sync_pending, 1);
         pthread_mutex_lock(&st->map_mu);
         int rc = mdb_env_sync(st->env, 1);
@@ -349,11 +389,23 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create data directory '%s': %s", cfg->dir, strerror(errno));
         return ERR_IO;
     }
-    store *st = xcalloc(1, sizeof *st);
+    store *st = try_calloc(1, sizeof *st);
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return ERR_NOMEM;
+    }
     st->map_size = cfg->map_size ? cfg->map_size : (size_t)1 << 30;
+    if (cfg->max_map_size) { /* whole pages, at least 1 MiB, and the map starts within it */
+        st->max_map_size = cfg->max_map_size & ~(size_t)4095;
+        if (st->max_map_size < MAP_MIN)
+            st->max_map_size = MAP_MIN;
+        if (st->map_size > st->max_map_size)
+            st->map_size = st->max_map_size;
+    }
     st->log_db = -1;
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_mutex_init(&st->map_mu, NULL);
+    pthread_mutex_init(&st->hist_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
     int rc = mdb_env_create(&st->env);
     if (!rc)
@@ -395,6 +447,7 @@ fail_mapped:
         mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
     pthread_mutex_destroy(&st->map_mu);
+    pthread_mutex_destroy(&st->hist_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
     return rc;
@@ -414,12 +467,13 @@ void store_close(store *st)
         pthread_mutex_unlock(&st->sync_mu);
         pthread_join(st->sync_thread, NULL);
     }
-    store__hist_sync(st->hist);
+    hist_sync(st);
     close_fs(st);
     mdb_env_sync(st->env, 1);
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->sync_mu);
     pthread_mutex_destroy(&st->map_mu);
+    pthread_mutex_destroy(&st->hist_mu);
     pthread_cond_destroy(&st->sync_cv);
     xfree(st);
 }
@@ -473,8 +527,9 @@ static int back_map(store *st, size_t size)
     return 0;
 }
 
-/* Doubles the map until need bytes fit in half of it. Only between write transactions;
- * the pass's read snapshot is released first (LMDB remaps, and wants no live reader). */
+/* Doubles the map until need bytes fit in half of it, or up to the cap (ERR_FULL when it
+ * is there already). Only between write transactions; the pass's read snapshot is
+ * released first (LMDB remaps, and wants no live reader). */
 static int grow_map(store *st, size_t need)
 {
     if (atomic_load(&st->snaps) > 0)
@@ -482,8 +537,10 @@ static int grow_map(store *st, size_t need)
     size_t size = st->map_size;
     while (size / 2 < need)
         size *= 2;
+    if (st->max_map_size && size > st->max_map_size)
+        size = st->max_map_size > st->map_size ? st->max_map_size : st->map_size;
     if (size == st->map_size)
-        return 0;
+        return size / 2 < need ? ERR_FULL : 0;
     int rc = back_map(st, size); /* disk first: a failure leaves the map as it was */
     if (rc)
         return rc;
@@ -576,6 +633,41 @@ static int commit(store *st)
     return 0;
 }
 
+/* Bytes of the pages in LMDB's free list, which later writes reuse. The free list is LMDB's
+ * dbi 0; each record holds a page-number list whose first word is its count. */
+static size_t free_bytes(store *st)
+{
+    MDB_txn *txn = st->wr_open ? st->wr.txn : NULL;
+    MDB_cursor *c;
+    MDB_val k, v;
+    size_t pages = 0;
+    if (!txn && mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, 0, &c) == 0) {
+        while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+            size_t n = 0;
+            if (v.mv_size >= sizeof n)
+                memcpy(&n, v.mv_data, sizeof n);
+            pages += n;
+        }
+        mdb_cursor_close(c);
+    }
+    if (!st->wr_open)
+        mdb_txn_abort(txn);
+    return pages * st->psize;
+}
+
+/* With the map at its cap: ERR_FULL unless the write fits in the room left (store.h,
+ * STORAGE FULL). */
+static int room_for(store *st, size_t hint_bytes)
+{
+    size_t want = 2 * (st->pass_bytes + hint_bytes) + (hint_bytes ? MAP_HEADROOM : DEL_HEADROOM);
+    size_t used = used_bytes(st), room = used < st->map_size ? st->map_size - used : 0;
+    if (want <= room)
+        return 0;
+    return want <= room + free_bytes(st) ? 0 : ERR_FULL;
+}
+
 int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
 {
     if (st->pass_err)
@@ -588,16 +680,23 @@ int store_txn_write(store *st, size_t hint_bytes, store_txn **out)
     /* Keep the map at most half full, counting what this pass has announced, so that a
      * put never meets MDB_MAP_FULL in practice. A large write mid-pass commits what the
      * pass has so far (nothing is acknowledged before store_txn_end) and grows first. */
-    size_t need = used_bytes(st) + 2 * (st->pass_bytes + hint_bytes) + ((size_t)1 << 20);
-    if (need > st->map_size / 2 && !(st->hold && st->wr_open)) {
+    size_t need = used_bytes(st) + 2 * (st->pass_bytes + hint_bytes) + MAP_HEADROOM;
+    int capped = st->max_map_size && st->map_size >= st->max_map_size;
+    if (need > st->map_size / 2 && !capped && !(st->hold && st->wr_open)) {
         if (st->wr_open) {
             int rc = commit(st);
             if (rc)
                 return st->pass_err = rc;
         }
         int rc = grow_map(st, need);
-        if (rc && need > st->map_size)
+        capped = st->max_map_size && st->map_size >= st->max_map_size;
+        if (rc && need > st->map_size && !capped)
             return rc;
+    }
+    if (capped) {
+        int rc = room_for(st, hint_bytes);
+        if (rc)
+            return rc; /* nothing written: the pass goes on for others */
     }
     st->pass_bytes += hint_bytes;
     if (!st->wr_open) {
@@ -756,6 +855,28 @@ int store_history(store *st, store_hist **out)
     if (rc)
         st->pass_err = rc;
     return rc;
+}
+
+int store__hist_stopped(store *st)
+{
+    if (!st->hist_err)
+        return 0;
+    int64_t now = clock_ms();
+    if (now - st->hist_probe_ms < HIST_PROBE_MS)
+        return st->hist_err;
+    st->hist_probe_ms = now;
+    pthread_mutex_lock(&st->hist_mu);
+    if (store__hist_ping(st->hist) == 0)
+        st->hist_err = 0;
+    pthread_mutex_unlock(&st->hist_mu);
+    if (!st->hist_err)
+        log_info("store: history writes work again");
+    return st->hist_err;
+}
+
+const char *store_history_error(store *st)
+{
+    return store__hist_stopped(st) ? st->hist_why : NULL;
 }
 
 void store_get_fs_stats(const store *st, store_fs_stats *out)

@@ -62,26 +62,31 @@ static int64_t time_dec(uint64_t u)
     return t;
 }
 
-/* Replaces b's contents by the key (entity, event_us, created_us). elen <= HIST_ENTITY_MAX. */
-static void key_encode(buf *b, const char *entity, size_t elen, int64_t event_us,
-                       int64_t created_us)
+/* Replaces b's contents by the key (entity, event_us, created_us). elen <= HIST_ENTITY_MAX.
+ * ERR_NOMEM (b emptied). Room is made for key_upper_bound's extra byte too. */
+static int key_encode(buf *b, const char *entity, size_t elen, int64_t event_us,
+                      int64_t created_us)
 {
     char tail[HIST_KEY_TAIL];
     b->len = 0;
-    buf_reserve(b, 2 + elen + HIST_KEY_TAIL);
+    if (buf_try_reserve(b, 2 + elen + HIST_KEY_TAIL + 1))
+        return ERR_NOMEM;
     buf_appendc(b, (char)(elen >> 8));
     buf_appendc(b, (char)(elen & 0xff));
     buf_append(b, entity, elen);
     put_be64(tail, time_enc(event_us));
     put_be64(tail + 8, time_enc(created_us));
     buf_append(b, tail, sizeof tail);
+    return 0;
 }
 
 /* The exclusive upper bound just past every key of entity with event_us >= min_event_us. */
-static void key_upper_bound(buf *b, const char *entity, size_t elen, int64_t min_event_us)
+static int key_upper_bound(buf *b, const char *entity, size_t elen, int64_t min_event_us)
 {
-    key_encode(b, entity, elen, min_event_us, INT64_MIN);
+    if (key_encode(b, entity, elen, min_event_us, INT64_MIN))
+        return ERR_NOMEM;
     buf_appendc(b, '\0');
+    return 0;
 }
 
 /* Splits a stored key; ERR_CORRUPT if its length does not add up. */
@@ -147,6 +152,10 @@ struct store_hist {
 
 struct store_hbatch {
     rocksdb_writebatch_t *wb;
+    rocksdb_writebatch_t *undo; /* tracked batches: a delete of every row put since the
+                                   last store__hbatch_forget (NULL when untracked), with a
+                                   save point after the rows of each write */
+    int written;                /* writes since the last store__hbatch_forget */
     buf key;
     hview **views; /* the views the batch writes to, each once (they outlive the batch) */
     size_t nviews, cap;
@@ -186,9 +195,12 @@ static void retention_filter_destroy(void *state)
     (void)state; /* the hview is freed by store_hist_close */
 }
 
+/* A view with its compaction filter; NULL when out of memory. */
 static hview *view_new(uint32_t id, int64_t retention_us)
 {
-    hview *v = xcalloc(1, sizeof *v);
+    hview *v = try_calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
     v->id = id;
     atomic_init(&v->retention_us, retention_us);
     atomic_init(&v->refs, 1);
@@ -241,12 +253,22 @@ static hview *find_live_locked(store_hist *h, uint32_t id)
     return NULL;
 }
 
+/* Room for one more view in the table, before a column family is made for it. */
+static int reserve_view_locked(store_hist *h)
+{
+    if (h->nviews < h->cap)
+        return 0;
+    size_t cap = h->cap ? h->cap * 2 : 8;
+    hview **views = try_realloc(h->views, cap * sizeof *views);
+    if (!views)
+        return ERR_NOMEM;
+    h->views = views;
+    h->cap = cap;
+    return 0;
+}
+
 static void add_view_locked(store_hist *h, hview *v)
 {
-    if (h->nviews == h->cap) {
-        h->cap = h->cap ? h->cap * 2 : 8;
-        h->views = xrealloc(h->views, h->cap * sizeof *h->views);
-    }
     h->views[h->nviews++] = v;
 }
 
@@ -318,7 +340,12 @@ int store_hist_open(const char *dir, store_hist **out, char *err, size_t errlen)
     *out = NULL;
     if (err && errlen)
         err[0] = '\0';
-    store_hist *h = xcalloc(1, sizeof *h);
+    store_hist *h = try_calloc(1, sizeof *h);
+    if (!h) {
+        if (err && errlen)
+            snprintf(err, errlen, "history: out of memory");
+        return ERR_NOMEM;
+    }
     pthread_rwlockattr_t attr; /* writers first: a drop must not wait out a stream of writes */
     pthread_rwlockattr_init(&attr);
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -355,32 +382,41 @@ int store_hist_open(const char *dir, store_hist **out, char *err, size_t errlen)
             goto fail;
     }
     size_t ncf = names ? nnames : 1;
-    cfnames = xcalloc(ncf, sizeof *cfnames);
-    cfopts = xcalloc(ncf, sizeof *cfopts);
-    handles = xcalloc(ncf, sizeof *handles);
-    slot = xcalloc(ncf, sizeof *slot);
+    cfnames = try_calloc(ncf, sizeof *cfnames);
+    cfopts = try_calloc(ncf, sizeof *cfopts);
+    handles = try_calloc(ncf, sizeof *handles);
+    slot = try_calloc(ncf, sizeof *slot);
+    h->others = try_calloc(ncf, sizeof *h->others);
+    if (!cfnames || !cfopts || !handles || !slot || !h->others) {
+        rc = ERR_NOMEM;
+        goto fail;
+    }
     for (size_t i = 0; i < ncf; i++) {
         uint32_t id;
         cfnames[i] = names ? names[i] : "default";
         cfopts[i] = h->dbopts;
         if (view_parse_name(cfnames[i], &id)) {
             /* Retention is not persisted here: 0 until the caller sets it again. */
-            slot[i] = view_new(id, 0);
+            if ((rc = reserve_view_locked(h)) != 0 || !(slot[i] = view_new(id, 0))) {
+                rc = ERR_NOMEM;
+                break;
+            }
             add_view_locked(h, slot[i]);
             cfopts[i] = view_options(h, slot[i]);
         } else if (strcmp(cfnames[i], "default") != 0) {
             log_warn("history: %s: unknown column family \"%s\" kept as is", dir, cfnames[i]);
         }
     }
-    h->db = rocksdb_open_column_families(h->dbopts, dir, (int)ncf, cfnames, cfopts, handles, &msg);
+    if (rc == 0)
+        h->db = rocksdb_open_column_families(h->dbopts, dir, (int)ncf, cfnames, cfopts,
+                                             handles, &msg);
     for (size_t i = 0; i < ncf; i++)
         if (cfopts[i] != h->dbopts)
             rocksdb_options_destroy((rocksdb_options_t *)cfopts[i]);
-    if ((rc = rdb_error(msg, "open", err, errlen)) != 0) {
+    if (rc == 0 && (rc = rdb_error(msg, "open", err, errlen)) != 0)
         h->db = NULL;
+    if (rc)
         goto fail;
-    }
-    h->others = xcalloc(ncf, sizeof *h->others);
     for (size_t i = 0; i < ncf; i++) {
         if (slot[i])
             slot[i]->cf = handles[i];
@@ -423,7 +459,11 @@ int store_hist_create_view(store_hist *h, uint32_t view, int64_t retention_us)
         pthread_rwlock_unlock(&h->lock);
         return ERR_EXISTS;
     }
-    hview *v = view_new(view, retention_us);
+    hview *v = reserve_view_locked(h) ? NULL : view_new(view, retention_us);
+    if (!v) {
+        pthread_rwlock_unlock(&h->lock);
+        return ERR_NOMEM;
+    }
     rocksdb_options_t *o = view_options(h, v);
     v->cf = rocksdb_create_column_family(h->db, o, name, &msg);
     rocksdb_options_destroy(o);
@@ -488,7 +528,9 @@ int store_hist_compact(store_hist *h, uint32_t view)
 
 store_hbatch *store_hbatch_new(void)
 {
-    store_hbatch *b = xcalloc(1, sizeof *b);
+    store_hbatch *b = try_calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
     b->wb = rocksdb_writebatch_create();
     buf_init(&b->key);
     return b;
@@ -499,6 +541,8 @@ void store_hbatch_free(store_hbatch *b)
     if (!b)
         return;
     rocksdb_writebatch_destroy(b->wb);
+    if (b->undo)
+        rocksdb_writebatch_destroy(b->undo);
     buf_free(&b->key);
     xfree(b->views);
     xfree(b);
@@ -517,20 +561,100 @@ int store_hbatch_put(store_hbatch *b, store_hist *h, uint32_t view, const char *
     hview *v = view_get(h, view);
     if (!v)
         return ERR_NOTFOUND;
-    key_encode(&b->key, entity, elen, event_us, created_us);
-    rocksdb_writebatch_put_cf(b->wb, v->cf, b->key.data, b->key.len, row, rowlen);
+    /* every allocation of ours before the row goes in: a refused put leaves the batch as
+     * it was (RocksDB's own allocations in the batch are outside the wrapper) */
     size_t i = 0;
     while (i < b->nviews && b->views[i] != v)
         i++;
-    if (i == b->nviews) {
-        if (b->nviews == b->cap) {
-            b->cap = b->cap ? b->cap * 2 : 4;
-            b->views = xrealloc(b->views, b->cap * sizeof *b->views);
+    int rc = 0;
+    if (i == b->nviews && b->nviews == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4;
+        hview **views = try_realloc(b->views, cap * sizeof *views);
+        if (views) {
+            b->views = views;
+            b->cap = cap;
+        } else {
+            rc = ERR_NOMEM;
         }
-        b->views[b->nviews++] = v;
+    }
+    if (rc == 0)
+        rc = key_encode(&b->key, entity, elen, event_us, created_us);
+    if (rc == 0) {
+        rocksdb_writebatch_put_cf(b->wb, v->cf, b->key.data, b->key.len, row, rowlen);
+        if (b->undo)
+            rocksdb_writebatch_delete_cf(b->undo, v->cf, b->key.data, b->key.len);
+        if (i == b->nviews)
+            b->views[b->nviews++] = v;
     }
     view_put(v);
-    return 0;
+    return rc;
+}
+
+void store__hbatch_mark(store_hbatch *b)
+{
+    rocksdb_writebatch_set_save_point(b->wb);
+    if (b->undo)
+        rocksdb_writebatch_set_save_point(b->undo);
+}
+
+void store__hbatch_rollback(store_hbatch *b)
+{
+    char *msg = NULL;
+    rocksdb_writebatch_rollback_to_save_point(b->wb, &msg);
+    rdb_error(msg, "undoing a batch's last put", NULL, 0); /* none set: nothing to undo */
+    if (b->undo) {
+        rocksdb_writebatch_rollback_to_save_point(b->undo, &msg);
+        rdb_error(msg, "undoing a batch's last put", NULL, 0);
+    }
+}
+
+void store__hbatch_unmark(store_hbatch *b)
+{
+    char *msg = NULL;
+    rocksdb_writebatch_pop_save_point(b->wb, &msg);
+    rdb_error(msg, "releasing a batch's save point", NULL, 0);
+    if (b->undo) {
+        rocksdb_writebatch_pop_save_point(b->undo, &msg);
+        rdb_error(msg, "releasing a batch's save point", NULL, 0);
+    }
+}
+
+int store__hbatch_track(store_hbatch *b)
+{
+    b->undo = rocksdb_writebatch_create();
+    return b->undo ? 0 : ERR_NOMEM;
+}
+
+void store__hbatch_forget(store_hbatch *b)
+{
+    rocksdb_writebatch_clear(b->undo); /* its save points too */
+    b->written = 0;
+}
+
+int store__hbatch_unwrite(store_hist *h, store_hbatch *b)
+{
+    rocksdb_writebatch_clear(b->wb);
+    b->nviews = 0;
+    int rc = 0;
+    if (b->written) {
+        char *msg = NULL;
+        /* the rows put after the last write never reached RocksDB: their deletes go */
+        rocksdb_writebatch_rollback_to_save_point(b->undo, &msg);
+        rdb_error(msg, "undoing a batch's unwritten rows", NULL, 0);
+        rocksdb_write(h->db, h->wsync, b->undo, &msg);
+        rc = rdb_error(msg, "undoing a failed pass's rows", NULL, 0);
+    }
+    store__hbatch_forget(b);
+    return rc;
+}
+
+int store__hist_ping(store_hist *h)
+{
+    char *msg = NULL;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_write(h->db, h->wnosync, wb, &msg);
+    rocksdb_writebatch_destroy(wb);
+    return rdb_error(msg, "probe", NULL, 0);
 }
 
 /* RocksDB 7.8 is not atomic about a batch that names a dropped column family: it applies
@@ -559,6 +683,10 @@ int store_hist_write(store_hist *h, store_hbatch *b, int sync, char *err, size_t
     if (rc == 0) { /* written: the batch can be reused */
         rocksdb_writebatch_clear(b->wb);
         b->nviews = 0;
+        if (b->undo) {
+            rocksdb_writebatch_set_save_point(b->undo);
+            b->written++;
+        }
     }
     return rc;
 }
@@ -581,8 +709,12 @@ int store_hist_asof(store_hist *h, uint32_t view, const char *entity, size_t ele
     buf seek, upper;
     buf_init(&seek);
     buf_init(&upper);
-    key_encode(&seek, entity, elen, t, INT64_MAX);
-    key_upper_bound(&upper, entity, elen, min_event_us);
+    if (key_encode(&seek, entity, elen, t, INT64_MAX) ||
+        key_upper_bound(&upper, entity, elen, min_event_us)) {
+        buf_free(&seek);
+        view_put(v);
+        return ERR_NOMEM;
+    }
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, upper.data, upper.len);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(h->db, ro, v->cf);
@@ -598,7 +730,9 @@ int store_hist_asof(store_hist *h, uint32_t view, const char *entity, size_t ele
             rc = ERR_CORRUPT; /* the bounds make this impossible unless keys are bad */
         if (rc == 0) {
             const char *val = rocksdb_iter_value(it, &vlen);
-            buf_append(row, val, vlen);
+            rc = buf_try_append(row, val, vlen);
+        }
+        if (rc == 0) {
             *event_us = ev;
             *created_us = cr;
         }
@@ -625,7 +759,11 @@ int store_hist_range(store_hist *h, uint32_t view, const char *entity, size_t el
     hview *v = view_get(h, view);
     if (!v)
         return ERR_NOTFOUND;
-    store_hiter *it = xcalloc(1, sizeof *it);
+    store_hiter *it = try_calloc(1, sizeof *it);
+    if (!it) {
+        view_put(v);
+        return ERR_NOMEM;
+    }
     it->asc = asc != 0;
     buf_init(&it->lo);
     buf_init(&it->hi);
@@ -636,8 +774,11 @@ int store_hist_range(store_hist *h, uint32_t view, const char *entity, size_t el
         return 0;
     }
     it->v = v;
-    key_encode(&it->lo, entity, elen, to, INT64_MAX); /* newest qualifying key, inclusive */
-    key_upper_bound(&it->hi, entity, elen, from);     /* just past the oldest, exclusive */
+    if (key_encode(&it->lo, entity, elen, to, INT64_MAX) || /* newest qualifying, inclusive */
+        key_upper_bound(&it->hi, entity, elen, from)) {     /* just past the oldest, exclusive */
+        store_hiter_free(it);
+        return ERR_NOMEM;
+    }
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->lo.data, it->lo.len);
     rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->hi.data, it->hi.len);
@@ -718,7 +859,11 @@ int store_hcur_new(store_hist *h, uint32_t view, store_hcur **out)
     hview *v = view_get(h, view);
     if (!v)
         return ERR_NOTFOUND;
-    store_hcur *c = xcalloc(1, sizeof *c);
+    store_hcur *c = try_calloc(1, sizeof *c);
+    if (!c) {
+        view_put(v);
+        return ERR_NOMEM;
+    }
     c->h = h;
     c->v = v;
     c->snap = rocksdb_create_snapshot(h->db);
@@ -786,10 +931,12 @@ int store_hcur_seek(store_hcur *c, const char *entity, size_t elen, int64_t t)
         return ERR_INVAL;
     if (entity != c->ent.data) {
         c->ent.len = 0;
-        buf_append(&c->ent, entity, elen);
+        if (buf_try_append(&c->ent, entity, elen))
+            return ERR_NOMEM;
     }
+    if (key_encode(&c->seek, entity, elen, t, INT64_MAX))
+        return ERR_NOMEM;
     c->has_ent = 1;
-    key_encode(&c->seek, entity, elen, t, INT64_MAX);
     rocksdb_iter_seek(c->it, c->seek.data, c->seek.len);
     int rc = hcur_settle(c);
     if (rc != 0)
@@ -808,7 +955,8 @@ int store_hcur_next(store_hcur *c)
 int store_hcur_next_entity(store_hcur *c)
 {
     if (c->has_ent) {
-        key_upper_bound(&c->seek, c->ent.data, c->ent.len, INT64_MIN);
+        if (key_upper_bound(&c->seek, c->ent.data, c->ent.len, INT64_MIN))
+            return ERR_NOMEM; /* the cursor stays where it was */
         rocksdb_iter_seek(c->it, c->seek.data, c->seek.len);
     } else {
         rocksdb_iter_seek_to_first(c->it);
@@ -824,7 +972,8 @@ int store_hcur_next_entity(store_hcur *c)
     if (rc != 0)
         return rc;
     c->ent.len = 0;
-    buf_append(&c->ent, e, elen);
+    if (buf_try_append(&c->ent, e, elen))
+        return ERR_NOMEM; /* unpositioned (documented for errors) */
     c->has_ent = 1;
     c->positioned = 1; /* the first key of an entity is its newest row */
     return 0;

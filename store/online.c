@@ -39,10 +39,18 @@ static int too_long(const store_view *v, char *err, size_t errlen)
     return ERR_INVAL;
 }
 
+static int no_memory(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory for an entity key");
+    return ERR_NOMEM;
+}
+
 int store_ekey_build(const store_view *v, const char *const *parts, const size_t *lens, buf *out,
                      char *err, size_t errlen)
 {
     out->len = 0;
+    if (buf_try_reserve(out, STORE_EKEY_MAX))
+        return no_memory(err, errlen); /* every append below fits */
     for (int i = 0; i < v->nentities; i++) {
         if (out->len + 2 + lens[i] > STORE_EKEY_MAX)
             return too_long(v, err, errlen);
@@ -88,6 +96,8 @@ int store_ekey_parse(const store_view *v, const char *arg, size_t len, buf *out,
                  v->nentities);
         return ERR_INVAL;
     }
+    if (buf_try_reserve(out, STORE_EKEY_MAX + 2))
+        return no_memory(err, errlen); /* every append below fits: longer keys stop early */
     size_t i = 0;
     for (int part = 0; part < n; part++) {
         size_t start = out->len;
@@ -309,7 +319,11 @@ int store_online_iter(store_txn *t, const store_view *v, store_oiter **out)
     int rc = mdb_cursor_open(t->txn, t->st->online, &c);
     if (rc)
         return store__map_rc(rc);
-    store_oiter *it = xcalloc(1, sizeof *it);
+    store_oiter *it = try_calloc(1, sizeof *it);
+    if (!it) {
+        mdb_cursor_close(c);
+        return ERR_NOMEM;
+    }
     it->c = c;
     it->view = v->id;
     *out = it;
@@ -359,18 +373,25 @@ int store_fs_push(store_txn *t, const store_view *v, const char *ekey, size_t el
         return ERR_INVAL;
     if (st->pass_err)
         return st->pass_err;
-    if (to_offline) {
-        int rc = store_hbatch_put(st->hbatch, st->hist, v->id, ekey, elen, event_us, created_us,
-                                  row, rowlen);
-        if (rc)
-            return rc;
+    int online = to_online && v->online, rc = 0;
+    if (to_offline && (rc = store__hist_stopped(st)) != 0)
+        return rc; /* refused before anything changed (store.h, HISTORY FAILURES) */
+    if (to_offline && online)
+        store__hbatch_mark(st->hbatch); /* a failed online write takes the row back out */
+    if (to_offline)
+        rc = store_hbatch_put(st->hbatch, st->hist, v->id, ekey, elen, event_us, created_us,
+                              row, rowlen);
+    if (rc == 0 && online) {
+        rc = store_online_put(t, v, ekey, elen, event_us, created_us, row, rowlen,
+                              online_replaced);
     }
-    if (to_online && v->online) {
-        int rc = store_online_put(t, v, ekey, elen, event_us, created_us, row, rowlen,
-                                  online_replaced);
+    if (to_offline && online) {
         if (rc)
-            return rc;
+            store__hbatch_rollback(st->hbatch);
+        else
+            store__hbatch_unmark(st->hbatch);
     }
-    st->fs_stats.pushes++;
-    return 0;
+    if (rc == 0)
+        st->fs_stats.pushes++;
+    return rc;
 }

@@ -27,7 +27,9 @@ static int iter_new(store_txn *t, MDB_dbi a, MDB_dbi b, const void *prefix, size
 {
     if (flen > sizeof ((store_iter *)0)->pos || (flen && (unsigned char)from[0] > 1))
         return ERR_INVAL;
-    store_iter *it = xcalloc(1, sizeof *it);
+    store_iter *it = try_calloc(1, sizeof *it);
+    if (!it)
+        return ERR_NOMEM;
     it->t = t;
     it->dbi[0] = a;
     it->dbi[1] = b;
@@ -236,7 +238,9 @@ static int expire_one(store_txn *t, const unsigned char *ek, size_t eklen)
     char small[512];
     const char *key = ref.is_long ? r.fullkey : (const char *)ref.buf + 1;
     size_t klen = ref.is_long ? r.fklen : ref.len - 1;
-    char *copy = klen <= sizeof small ? small : xmalloc(klen);
+    char *copy = klen <= sizeof small ? small : try_malloc(klen);
+    if (!copy)
+        return ERR_NOMEM; /* the key stays, due: the next cycle retries it */
     memcpy(copy, key, klen); /* the record goes away below */
     if ((rc = store__delete_rec(t, ek[0], &ref, &r)) == 0 && st->expired_fn)
         st->expired_fn(st->expired_ctx, ek[0], copy, klen);

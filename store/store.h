@@ -27,6 +27,14 @@
  * THREADS. A store belongs to the event-loop thread: every function here except
  * store_offset() must be called from it. The everysec sync thread is internal.
  *
+ * STORAGE FULL. The map grows by doubling, up to max_map_size when one is set; an existing
+ * data file larger than the cap keeps its size. Once the map can grow no more (the cap, or
+ * a disk too full to back it), store_txn_write refuses with ERR_FULL, before anything is
+ * written, a write whose announced bytes (twice the hint, plus 1 MiB of headroom) do not
+ * fit in the map's free room (never-used pages plus LMDB's free list). A write that
+ * announces nothing (a delete, an expiry, FLUSHDB) needs only 256 KiB, so deleting still
+ * works on a full map and frees room for later writes.
+ *
  * ERRORS. ERR_NOTFOUND (no such key, or it has expired), ERR_WRONGTYPE, ERR_FULL (the map
  * could not grow), ERR_IO (fsync or write failed), ERR_CORRUPT (a record fails its checks or
  * the data directory is of another format), ERR_BACKEND (any other LMDB failure), ERR_EXISTS
@@ -93,6 +101,7 @@ typedef struct store_config {
     const char *dir;  /* created if missing */
     size_t map_size;  /* initial LMDB map size in bytes; grown by doubling as needed */
     int durability;   /* DURABILITY_* */
+    size_t max_map_size; /* the map never grows past this (0 = no cap); see STORAGE FULL */
 } store_config;
 
 /* A key's metadata and, for strings, its value (pointer valid until store_txn_end()). */
@@ -329,12 +338,12 @@ int store_parse_value(const store_ftype *t, const char *s, size_t len, store_fva
                    size_t errlen);
 
 /* Row codec (see ROW FORMAT). encode appends to out and trusts its input (values parsed by
- * store_parse_value, n <= FT_MAX_FIELDS). decode fills vals[0..n) borrowing from p (valid
- * while p is) and returns ERR_CORRUPT on any inconsistency: version, count, lengths, CRC,
- * trailing bytes, set padding bits in the bitmap, a BOOL other than 0/1, a non-finite float,
- * a non-minimal varint. It never reads out of bounds, and decode-then-encode gives back the
+ * store_parse_value, n <= FT_MAX_FIELDS); ERR_NOMEM leaves out as it was. decode fills
+ * vals[0..n) borrowing from p (valid while p is) and returns ERR_CORRUPT on any
+ * inconsistency: version, count, lengths, CRC, trailing bytes, set padding bits in the
+ * bitmap, a BOOL other than 0/1, a non-finite float, a non-minimal varint. It never reads out of bounds, and decode-then-encode gives back the
  * same bytes. A string of digits is always milliseconds ("2021" is 2021 ms, not a year). */
-void store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out);
+int store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out);
 int store_row_decode(const store_ftype *schema, int n, const char *p, size_t len, store_fvalue *vals);
 
 /* ---- offline history (RocksDB) ---------------------------------------------------- */
@@ -447,7 +456,11 @@ int store_hist_views(store_hist *h, uint32_t *ids, int max);
  * crash between the two commits leaves history rows whose online row was not updated and
  * whose push was never acknowledged (MATERIALIZE rebuilds online rows from history). A
  * read of history in the middle of a pass first writes the pass's pending batch
- * (store_history()), so a client reads its own pushes. */
+ * (store_history()), so a client reads its own pushes. A pass that fails after rows of it
+ * reached RocksDB (a mid-pass read, or an LMDB commit that failed after the history write)
+ * deletes them again, so history keeps only committed pushes (a row that had overwritten
+ * an identical history key is deleted, not restored; if RocksDB refuses the deletes too,
+ * the rows stay and a warning is logged). */
 
 #define STORE_EKEY_MAX 500
 #define STORE_NAME_MAX 255
@@ -598,6 +611,16 @@ void store_set_online_hook(store *st, store_online_fn fn, void *ctx);
  * pass's pushes). On a write failure the pass is poisoned and the error returned (*out is
  * set either way; in a pass already poisoned nothing is written). */
 int store_history(store *st, store_hist **out);
+
+/* HISTORY FAILURES. When RocksDB fails a write (an I/O error: disk full, a file past
+ * RLIMIT_FSIZE), the pass fails as any failed commit does, and RocksDB stops taking writes
+ * (its background-error mode, which only a restart clears: RocksDB 7.8's C API has no
+ * Resume). From then on store_fs_push refuses every push that writes history with that
+ * error (ERR_IO or ERR_BACKEND) before changing anything, and store_history_error gives the
+ * text for the client; pushes TO ONLINE, the keyspace and every read go on. An empty write
+ * probes RocksDB at most once a second: if it is taken, pushes are accepted again.
+ * store_history_error returns NULL while history writes work. */
+const char *store_history_error(store *st);
 
 /* Figures for INFO featurestore. */
 typedef struct store_fs_stats {

@@ -39,6 +39,7 @@ struct store {
     MDB_env *env;
     MDB_dbi meta, keys, lkeys, fields, lfields, expires, catalog, online;
     size_t map_size;
+    size_t max_map_size; /* 0 = no cap */
     int durability;
     unsigned psize;
 
@@ -84,6 +85,11 @@ struct store {
     store__ids created;     /* views created since the last commit */
     store__ids drops;       /* column families to drop after the next commit */
     store_fs_stats fs_stats;
+    pthread_mutex_t hist_mu; /* a history write and the setting of hist_err, against the
+                                sync thread's log sync */
+    int hist_err;           /* the error that stopped history writes (0: none), see env.c */
+    char hist_why[256];     /* what it said, for the client */
+    int64_t hist_probe_ms;  /* when the history was last probed while stopped */
     store_online_fn online_fn; /* the online-row hook (store.h) */
     void *online_ctx;
 };
@@ -124,9 +130,29 @@ void store__count(store *st, int db, int dkeys, int dexpires);
  * next_view_id at least where it was); free empties it. ERR_CORRUPT names the bad record. */
 int store__catalog_load(store *st, char *err, size_t errlen);
 void store__catalog_free(store__catalog *cat);
+/* Room for one more id (ERR_NOMEM), taken before the change that needs it; add then
+ * cannot fail. */
+int store__ids_reserve(store__ids *l);
 void store__ids_add(store__ids *l, uint32_t id);
+/* Pass support for the history batch (history.c). mark sets a save point before a put,
+ * rollback takes the batch back to it, unmark drops it: a push whose online write fails
+ * leaves the batch as it was. A tracked batch also keeps a delete of every row it put,
+ * across writes, until forget (after LMDB committed); unwrite empties the batch and writes
+ * those deletes (the pass failed after some of its rows reached RocksDB: they go again).
+ * A row that overwrote an identical history key is deleted, not restored. */
+void store__hbatch_mark(store_hbatch *b);
+void store__hbatch_rollback(store_hbatch *b);
+void store__hbatch_unmark(store_hbatch *b);
+int store__hbatch_track(store_hbatch *b);
+void store__hbatch_forget(store_hbatch *b);
+int store__hbatch_unwrite(store_hist *h, store_hbatch *b);
+/* Writes an empty batch: RocksDB's stored background error, or 0 once it takes writes. */
+int store__hist_ping(store_hist *h);
 /* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
 int store__hist_sync(store_hist *h);
+/* 0 when history writes work, else the error that stopped them (env.c, HISTORY FAILURES
+ * in store.h). */
+int store__hist_stopped(store *st);
 /* Deletes every online row of a view (online.c). */
 int store__online_clear(store_txn *t, uint32_t view);
 /* Tells the online-row hook, if any, that the pass committed or failed (online.c). */

@@ -402,8 +402,53 @@ static uint64_t double_bits(double f)
     return u;
 }
 
-void store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out)
+/* Width in bytes of a fixed-size value of type t (VECTOR by its dim); 0 for varint ones. */
+static size_t fixed_width(const store_ftype *t)
 {
+    switch (t->type) {
+    case FT_INT32:
+    case FT_FLOAT32:
+        return 4;
+    case FT_INT64:
+    case FT_FLOAT64:
+    case FT_TIMESTAMP:
+        return 8;
+    case FT_BOOL:
+        return 1;
+    case FT_VECTOR:
+        return (size_t)t->dim * 4;
+    default:
+        return 0;
+    }
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+/* The encoded size of a row (see ROW FORMAT). */
+static size_t row_size(const store_ftype *schema, int n, const store_fvalue *vals)
+{
+    size_t size = 3 + ((size_t)n + 7) / 8 + 4;
+    for (int i = 0; i < n; i++) {
+        if (vals[i].is_null)
+            continue;
+        if (schema[i].type == FT_STRING || schema[i].type == FT_BYTES)
+            size += varint_len(vals[i].len) + vals[i].len;
+        else
+            size += fixed_width(&schema[i]);
+    }
+    return size;
+}
+
+int store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals, buf *out)
+{
+    if (buf_try_reserve(out, row_size(schema, n, vals)))
+        return ERR_NOMEM; /* the appends below then fit */
     size_t start = out->len;
     buf_appendc(out, ROW_VERSION);
     put_le(out, (uint64_t)n, 2);
@@ -444,26 +489,7 @@ void store_row_encode(const store_ftype *schema, int n, const store_fvalue *vals
         }
     }
     put_le(out, crc32c(0, out->data + start, out->len - start), 4);
-}
-
-/* Width in bytes of a fixed-size value of type t (VECTOR by its dim); 0 for varint ones. */
-static size_t fixed_width(const store_ftype *t)
-{
-    switch (t->type) {
-    case FT_INT32:
-    case FT_FLOAT32:
-        return 4;
-    case FT_INT64:
-    case FT_FLOAT64:
-    case FT_TIMESTAMP:
-        return 8;
-    case FT_BOOL:
-        return 1;
-    case FT_VECTOR:
-        return (size_t)t->dim * 4;
-    default:
-        return 0;
-    }
+    return 0;
 }
 
 int store_row_decode(const store_ftype *schema, int n, const char *p, size_t len,

@@ -64,6 +64,7 @@ void reply_error(client *c, const char *msg)
 {
     /* Keep a known error code; otherwise say ERR. */
     int has_code = starts_with_code(msg);
+    c->errors++;
     emit(c, has_code ? "-" : "-ERR ", has_code ? 1 : 5);
     /* Newlines would break the protocol: replace them. */
     for (const char *p = msg; *p; p++)

@@ -93,6 +93,7 @@ typedef struct client {
     size_t osent, ocommitted;
     int64_t obuf_soft_since; /* ms since when over the soft limit, 0 if not */
     uint64_t wrote_pass;     /* last loop pass in which this client wrote */
+    uint64_t errors;         /* error replies sent (query/ counts failed calls with it) */
 
     /* the command being executed */
     int argc, argv_cap;

@@ -34,6 +34,7 @@ class Server:
         self.options.update(options)
         self.external = os.environ.get("TEST_SERVER")
         self.proc = None
+        self.preexec = None  # run in the child before exec (resource limits)
         self.dir = None
         if self.external:
             host, port = self.external.rsplit(":", 1)
@@ -61,7 +62,8 @@ class Server:
 
     def start(self, timeout=10):
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
-        self.proc = subprocess.Popen(self.args(), stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args(), stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=self.preexec)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -598,6 +598,38 @@ static void test_failed_pass_rolls_back(void **state)
     assert_int_equal(fs.history_rows, 1);
 }
 
+/* Rows a pass wrote to the history before it failed (a read of history mid-pass writes the
+ * pending batch) are deleted again: the history holds only pushes that were committed. */
+static void test_failed_pass_unwrites_history(void **state)
+{
+    fx *f = *state;
+    plant_broken_expiry(f);
+    std_catalog(f);
+    const store_view *dv = store_view_get(f->st, S("dv"));
+    push(f, dv, "7", 100, 1, 70, 1, 1);
+    end(f);
+    dv = store_view_get(f->st, S("dv"));
+    push(f, dv, "7", 200, 1, 71, 1, 1);
+    push(f, dv, "9", 200, 1, 90, 1, 1);
+    assert_int_equal(hist_a(f, dv->id, dv, "7", 1000), 71); /* written mid-pass */
+    push(f, dv, "8", 300, 1, 80, 1, 1);                     /* still in the batch */
+    poison(f);
+    assert_int_equal(store_txn_end(f->st), ERR_CORRUPT);
+    dv = store_view_get(f->st, S("dv"));
+    assert_int_equal(hist_a(f, dv->id, dv, "7", 1000), 70);
+    assert_int_equal(hist_a(f, dv->id, dv, "9", 1000), -1);
+    assert_int_equal(hist_a(f, dv->id, dv, "8", 1000), -1);
+    assert_int_equal(online_a(f, dv, "7", NULL, NULL), 70);
+    end(f);
+    push(f, dv, "9", 400, 1, 91, 1, 1); /* the next pass works, and is not undone later */
+    end(f);
+    poison(f); /* the broken expiry is still there: this pass fails too */
+    assert_int_equal(store_txn_end(f->st), ERR_CORRUPT);
+    dv = store_view_get(f->st, S("dv"));
+    assert_int_equal(hist_a(f, dv->id, dv, "9", 1000), 91);
+    end(f);
+}
+
 /* A history write that fails fails its pass: at the commit (LMDB does not commit after
  * it) or mid-pass in store_history (the pass is poisoned). The failure is made by dropping
  * a column family behind the store's back, so the batch names a view that is gone. */
@@ -1048,6 +1080,7 @@ int main(void)
         T(test_persistence),
         T(test_corrupt_record),
         T(test_failed_pass_rolls_back),
+        T(test_failed_pass_unwrites_history),
         T(test_history_write_failure),
         T(test_ids_never_reused),
         T(test_drop_removes_rows),

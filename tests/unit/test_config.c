@@ -19,7 +19,7 @@
 #include "core/err.h"
 #include "wire/tls.h"
 
-#define NOPTIONS 30 /* rows of the option table in core/config.c */
+#define NOPTIONS 37 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -403,6 +403,8 @@ static void test_obuf_limit(void **state)
     assert_int_equal(cfg.obuf_soft_secs, 0);
     assert_int_equal(SET(&cfg, "client-output-buffer-limit", "slave 1 2 3"), 0);
     assert_true(cfg.obuf_hard == 0);
+    assert_true(cfg.obuf_replica[0] == 1 && cfg.obuf_replica[1] == 2 && cfg.obuf_replica[2] == 3);
+    assert_true(cfg.obuf_pubsub[0] == 32 * MB && cfg.obuf_pubsub[2] == 60);
 
     /* separate arguments, as a config file line gives them */
     assert_int_equal(SET(&cfg, "client-output-buffer-limit", "normal", "3k", "4k", "5"), 0);
@@ -429,7 +431,55 @@ static void test_obuf_limit(void **state)
 
     got g;
     assert_string_equal(get1(&cfg, "client-output-buffer-limit", &g),
-                        "normal 3000 4000 5 replica 1 2 3 pubsub 33554432 8388608 60");
+                        "normal 3000 4000 5 slave 1 2 3 pubsub 33554432 8388608 60");
+    config_free(&cfg);
+}
+
+/* ---- slow log, latency tracking, maxmemory ---- */
+
+static void test_observability_options(void **state)
+{
+    (void)state;
+    config cfg;
+    char err[256];
+    got g;
+    config_init(&cfg);
+    assert_true(cfg.slowlog_slower_than == 10000);
+    assert_int_equal(cfg.slowlog_max_len, 128);
+    assert_int_equal(cfg.latency_tracking, 1);
+    assert_int_equal(cfg.npercentiles, 3);
+    assert_true(cfg.percentiles[2] == 99.9);
+    assert_true(cfg.maxmemory == 0);
+    assert_string_equal(get1(&cfg, "maxmemory-policy", &g), "noeviction");
+
+    assert_int_equal(SET(&cfg, "slowlog-log-slower-than", "-1"), 0);
+    assert_int_equal(SET(&cfg, "slowlog-log-slower-than", "99999999999"), 0); /* past int */
+    assert_true(cfg.slowlog_slower_than == 99999999999LL);
+    assert_int_equal(SET(&cfg, "slowlog-log-slower-than", "-2"), ERR_INVAL);
+    assert_int_equal(SET(&cfg, "slowlog-max-len", "-1"), ERR_INVAL);
+    assert_string_equal(get1(&cfg, "slowlog-log-slower-than", &g), "99999999999");
+
+    /* percentiles: one argument (CONFIG SET) or several (a config file line), kept in order */
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles", "99.90 50.0 1e1"), 0);
+    assert_string_equal(get1(&cfg, "latency-tracking-info-percentiles", &g), "99.9 50 10");
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles", "25", "75"), 0);
+    assert_string_equal(get1(&cfg, "latency-tracking-info-percentiles", &g), "25 75");
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles", "50 101"), ERR_INVAL);
+    assert_non_null(strstr(err, "should sit between [0.0,100.0]"));
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles", "50 abc"), ERR_INVAL);
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles", "50 nan"), ERR_INVAL);
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles",
+                         "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"), ERR_INVAL);
+    assert_string_equal(get1(&cfg, "latency-tracking-info-percentiles", &g), "25 75");
+    assert_int_equal(SET(&cfg, "latency-tracking-info-percentiles", ""), 0);
+    assert_int_equal(cfg.npercentiles, 0);
+
+    assert_int_equal(SET(&cfg, "maxmemory", "1gb"), 0);
+    assert_true(cfg.maxmemory == GB);
+    assert_int_equal(SET(&cfg, "maxmemory", "-5"), ERR_INVAL);
+    assert_int_equal(SET(&cfg, "maxmemory-policy", "allkeys-lru"), ERR_INVAL);
+    assert_non_null(strstr(err, "must be one of the following: noeviction"));
+    assert_int_equal(SET(&cfg, "maxmemory-policy", "NOEVICTION"), 0);
     config_free(&cfg);
 }
 
@@ -561,14 +611,16 @@ static void test_get(void **state)
     assert_string_equal(g.names[0], "port");
     assert_string_equal(g.values[0], "6379");
 
-    assert_int_equal(get(&cfg, "*max*", &g), 2);
+    assert_int_equal(get(&cfg, "*max*", &g), 6);
     assert_string_equal(g.names[0], "maxclients");
     assert_string_equal(g.values[0], "10000");
     assert_string_equal(g.names[1], "proto-max-bulk-len");
     assert_string_equal(g.values[1], "536870912");
-    assert_int_equal(get(&cfg, "*MAX*", &g), 2); /* patterns ignore case */
+    assert_string_equal(g.names[2], "lmdb-max-map-size");
+    assert_string_equal(g.values[2], "0");
+    assert_int_equal(get(&cfg, "*MAX*", &g), 6); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 13); /* 5, the 7 tls-* options, repl-backlog-size */
+    assert_int_equal(get(&cfg, "*-*", &g), 19); /* 11, the 7 tls-* options, repl-backlog-size */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);
@@ -584,7 +636,7 @@ static void test_get(void **state)
     assert_string_equal(get1(&cfg, "loglevel", &g), "notice");
     assert_string_equal(get1(&cfg, "lmdb-map-size", &g), "268435456");
     assert_string_equal(get1(&cfg, "client-output-buffer-limit", &g),
-                        "normal 1073741824 0 0 replica 268435456 67108864 60 pubsub 33554432 "
+                        "normal 1073741824 0 0 slave 268435456 67108864 60 pubsub 33554432 "
                         "8388608 60");
     config_free(&cfg);
 }
@@ -683,8 +735,8 @@ static void test_rewrite(void **state)
                               "durability everysec\n"
                               "# trailing comment without newline\n"
                               "requirepass \"p w\"\n"
-                              "client-output-buffer-limit normal 1048576 2097152 60 replica "
-                              "268435456 67108864 60\n"
+                              "client-output-buffer-limit normal 1048576 2097152 60 slave "
+                              "268435456 67108864 60 pubsub 33554432 8388608 60\n"
                               "loglevel warning\n");
     free(text);
 
@@ -810,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_rewrite_quoting),
         cmocka_unit_test(test_rewrite_without_file),
         cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_observability_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
