@@ -68,7 +68,7 @@ void leader_log(void *ctx, uint64_t offset, int db, int argc, const char *const 
 
 static size_t replica_limit(void)
 {
-    return (size_t)srv.cfg.repl_obuf_hard;
+    return (size_t)srv.cfg.obuf_replica[0];
 }
 
 static void replica_over_limit(replica *rp, size_t have)
