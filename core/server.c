@@ -214,6 +214,15 @@ void server_spawn(void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&j->lock);
 }
 
+int server_jobs_busy(void)
+{
+    struct server_jobs *j = srv.jobs;
+    pthread_mutex_lock(&j->lock);
+    int busy = j->jobs.head != NULL || j->idle < j->nthreads;
+    pthread_mutex_unlock(&j->lock);
+    return busy;
+}
+
 void server_post(void (*fn)(void *), void *arg)
 {
     struct server_jobs *j = srv.jobs;

@@ -70,6 +70,9 @@ void server_apply_config(void);
 /* Runs fn(arg) on a worker thread; jobs beyond SERVER_WORKERS wait in a queue (FIFO).
  * Loop thread only. Never fails (small internal allocations abort on OOM). */
 void server_spawn(void (*fn)(void *), void *arg);
+/* 1 while a job runs or waits for a worker (replication swaps the store only when none
+ * does: jobs may read it). Loop thread. */
+int server_jobs_busy(void);
 /* Runs fn(arg) on the loop thread soon after, in posting order. Any thread, any time
  * between server_start() and the end of server_run(). */
 void server_post(void (*fn)(void *), void *arg);

@@ -80,10 +80,8 @@ void repl_pass_end(int ok)
         leader_flush(); /* what no commit carried (a replica's non-writing commands) */
     else
         srv.repl->pending.len = 0;
-    if (!ok && repl_is_replica() && srv.repl->link) {
-        /* the applied stream was undone: start again from what committed */
-        srv.repl->next_connect_ms = 0;
-    }
+    if (!ok && repl_is_replica() && srv.repl->link) /* the applied stream was undone */
+        link_fail("a pass applying the stream failed to commit: resuming from the last commit");
     leader_start_snapshots();
 }
 

@@ -86,6 +86,8 @@ void leader_check_waiters(void);
 /* replica.c */
 void link_start(void);
 void link_stop(void);
+/* Drops the link (the cron reconnects a second later). why: for the log and INFO. */
+void link_fail(const char *why);
 void link_cron(void);
 /* Removes a file or a directory tree (best effort). */
 void repl_rmtree(const char *path);

@@ -32,6 +32,7 @@ typedef struct replica_link {
     buf in;
     size_t pos;
     int frames_phase;      /* reading a snapshot */
+    int swap_ready;        /* the snapshot is whole on disk: swap it in when no job runs */
     store_loader *ld;
     int file_fd;
     char file_name[256];
@@ -84,8 +85,7 @@ static void link_free(replica_link *l)
     xfree(l);
 }
 
-/* Drops the link (the cron reconnects a second later). why: for the log and INFO. */
-static void link_fail(const char *why)
+void link_fail(const char *why)
 {
     repl *r = srv.repl;
     replica_link *l = r->link;
@@ -333,10 +333,10 @@ void repl_recover_dir(const char *dir)
 
 void repl_attach_store(void);
 
-/* The snapshot is whole: swap it in for the live data. */
-static int swap_in(replica_link *l)
+/* The snapshot is whole: everything synced, then READY. */
+static int seal_snapshot(replica_link *l)
 {
-    char dir[4200], err[1024];
+    char dir[4200];
     sync_dir(dir, sizeof dir);
     if (l->file_fd >= 0) {
         int rc = fsync(l->file_fd);
@@ -347,8 +347,13 @@ static int swap_in(replica_link *l)
     }
     int rc = store_load_end(l->ld, 1);
     l->ld = NULL;
-    if (rc || mark_ready(dir) != 0)
-        return -1;
+    return rc || mark_ready(dir) != 0 ? -1 : 0;
+}
+
+/* Swaps the sealed snapshot in for the live data. */
+static void swap_in(replica_link *l)
+{
+    char err[1024];
     ft_stop();
     ft_shutdown();
     fs_vec_reset();
@@ -367,7 +372,6 @@ static int swap_in(replica_link *l)
     store_set_replid(srv.store, l->snap_replid);
     store_set_log_position(srv.store, l->snap_offset, -1);
     ft_start();
-    return 0;
 }
 
 static int frame_step(replica_link *l, int type, const char *name, size_t nlen,
@@ -395,10 +399,20 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen,
         return -1;
     memcpy(&off, p, 8);
     memcpy(&count, p + 8, 8);
-    if (off != l->snap_offset || count != l->frames - 1)
+    if (off != l->snap_offset || count != l->frames - 1 || seal_snapshot(l) != 0)
         return -1;
-    if (swap_in(l) != 0)
+    l->swap_ready = 1;
+    return 0;
+}
+
+/* Swaps the sealed snapshot in, once no worker job can be reading the store; the stream
+ * waits meanwhile. -1 when it must wait. */
+static int try_swap(replica_link *l)
+{
+    if (server_jobs_busy())
         return -1;
+    swap_in(l);
+    l->swap_ready = 0;
     repl *r = srv.repl;
     memcpy(r->replid, l->snap_replid, sizeof r->replid);
     r->second_offset = 0;
@@ -416,7 +430,7 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen,
 
 static int read_frames(replica_link *l)
 {
-    while (l->frames_phase && l->pos < l->in.len) {
+    while (l->frames_phase && !l->swap_ready && l->pos < l->in.len) {
         int type;
         const char *name, *payload;
         size_t nlen, plen, size;
@@ -437,6 +451,8 @@ static void consume(replica_link *l)
 {
     if (read_frames(l) != 0)
         return;
+    if (l->swap_ready && try_swap(l) != 0)
+        return; /* the cron tries again */
     if (!l->frames_phase && apply_stream(l) != 0)
         return;
     if (l->pos > 0) { /* the parser's positions are relative: moving bytes is fine */
@@ -618,6 +634,8 @@ void link_cron(void)
         return;
     }
     replica_link *l = r->link;
-    if (l && r->link_state == LINK_CONNECTED && now - l->last_ack_ms >= 1000)
+    if (l && l->swap_ready)
+        consume(l);
+    else if (l && r->link_state == LINK_CONNECTED && now - l->last_ack_ms >= 1000)
         send_ack(l);
 }
