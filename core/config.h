@@ -50,6 +50,7 @@ typedef struct config {
     char *replicaof;         /* "host port" of the leader to follow, "" for none */
     char *masterauth;        /* password for the leader */
     long long repl_backlog_size;
+    int min_replicas_to_write, min_replicas_max_lag; /* writes need that many good replicas */
     long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */
     int slowlog_max_len;
     int latency_tracking;

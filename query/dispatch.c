@@ -223,8 +223,9 @@ void query_dispatch(client *c)
         reject(c, cmd, denied);
         return;
     }
-    if ((cmd->flags & CMD_WRITE) && repl_refuses_writes(c)) {
-        reject(c, cmd, "READONLY You can't write against a read only replica.");
+    const char *denied_write = (cmd->flags & CMD_WRITE) ? repl_write_denied(c) : NULL;
+    if (denied_write) {
+        reject(c, cmd, denied_write);
         return;
     }
     if ((c->flags & CLIENT_MULTI) && (cmd->flags & CMD_NOTXN)) {

@@ -542,6 +542,15 @@ void cmd_wait(client *c)
     c->park_arg = w;
 }
 
+int leader_good_replicas(int max_lag)
+{
+    int n = 0;
+    int64_t now = clock_ms();
+    for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
+        n += rp->state == REPLICA_ONLINE && (now - rp->ack_ms) / 1000 <= max_lag;
+    return n;
+}
+
 void leader_cron(void)
 {
     leader_check_waiters();

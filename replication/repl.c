@@ -90,9 +90,16 @@ int repl_is_replica(void)
     return srv.repl && srv.repl->master_host != NULL;
 }
 
-int repl_refuses_writes(const client *c)
+const char *repl_write_denied(const client *c)
 {
-    return repl_is_replica() && !(c->flags & CLIENT_MASTER);
+    if (c->flags & CLIENT_MASTER)
+        return NULL;
+    if (repl_is_replica())
+        return "READONLY You can't write against a read only replica.";
+    if (srv.cfg.min_replicas_to_write > 0 &&
+        leader_good_replicas(srv.cfg.min_replicas_max_lag) < srv.cfg.min_replicas_to_write)
+        return "NOREPLICAS Not enough good replicas to write.";
+    return NULL;
 }
 
 /* ---- REPLICAOF and ROLE ------------------------------------------------------------------ */

@@ -82,8 +82,10 @@ void repl_cron(void);
 void repl_pass_end(int ok);
 /* At shutdown: drops the link. */
 void repl_stop(void);
-/* 1 when c's writes must be refused (this server is a replica and c is not its leader). */
-int repl_refuses_writes(const client *c);
+/* Why c's writes must be refused, as the error reply, or NULL: this server is a replica and
+ * c is not its leader (READONLY), or fewer than min-replicas-to-write replicas acknowledged
+ * within min-replicas-max-lag seconds (NOREPLICAS). */
+const char *repl_write_denied(const client *c);
 /* 1 when this server is a replica (no active expiry). */
 int repl_is_replica(void);
 /* A client going away that may be a replica. */

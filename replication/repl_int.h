@@ -80,6 +80,8 @@ void leader_flush(void);
 void leader_start_snapshots(void);
 void leader_drop_all(void);
 replica *leader_find(const client *c);
+/* Online replicas whose last ACK is at most max_lag seconds old. */
+int leader_good_replicas(int max_lag);
 void leader_cron(void);
 /* Answers the WAITs that enough ACKs (or their timeout) settle. */
 void leader_check_waiters(void);

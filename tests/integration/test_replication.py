@@ -176,6 +176,22 @@ class TestWaitAndDigest(Base):
         with self.assertRaises(Exception):
             replica.client().execute_command("WAIT", 1, 0)
 
+    def test_min_replicas_to_write(self):
+        leader = self.server(min_replicas_to_write=1)
+        lr = leader.client()
+        with self.assertRaises(Exception) as cm:
+            lr.set("a", "1")
+        self.assertEqual(str(cm.exception), "NOREPLICAS Not enough good replicas to write.")
+        self.assertIsNone(lr.get("a"))
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        self.assertTrue(lr.set("a", "1"))
+        replica.kill()
+        wait_for(lambda: info(lr, "replication")["connected_slaves"] == "0", "the replica gone")
+        with self.assertRaises(Exception):
+            lr.set("a", "2")
+        self.assertEqual(lr.get("a"), b"1")
+
     def test_digest_sees_every_kind_of_change(self):
         s = self.server()
         r = s.client()
