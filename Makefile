@@ -191,3 +191,10 @@ bench: bench-ann
 # TLS on client connections (wire/tls.c); the openssl CLI makes the test certificates.
 LIBS     += -lssl -lcrypto
 DEB_PACKAGES += libssl-dev openssl
+
+# ---- bench/repl_bench.py: full-sync throughput, replication lag, writes with replicas ----
+.PHONY: bench-repl
+bench-repl: deps quiver-server
+	$(Q)/usr/bin/python3 bench/repl_bench.py
+
+bench: bench-repl

@@ -84,7 +84,9 @@ void leader_flush(void)
     if (r->pending.len == 0)
         return;
     backlog_append(&r->bl, r->pending.data, r->pending.len);
-    for (replica *rp = r->replicas; rp; rp = rp->next) {
+    /* closing a replica may free it (a parked one at once): next is read first */
+    for (replica *rp = r->replicas, *next; rp; rp = next) {
+        next = rp->next;
         if (rp->c->state == CONN_CLOSED)
             continue;
         if (rp->state == REPLICA_WAIT_SNAPSHOT)
@@ -406,7 +408,8 @@ static void job_finished(void *arg)
 void leader_start_snapshots(void)
 {
     repl *r = srv.repl;
-    for (replica *rp = r->replicas; rp; rp = rp->next) {
+    for (replica *rp = r->replicas, *next; rp; rp = next) {
+        next = rp->next;
         if (rp->state != REPLICA_WAIT_SNAPSHOT || rp->c->state == CONN_CLOSED)
             continue;
         snap_job *j = xcalloc(1, sizeof *j);
@@ -448,12 +451,16 @@ void leader_start_snapshots(void)
 
 void leader_drop_all(void)
 {
-    for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
+    for (replica *rp = srv.repl->replicas, *next; rp; rp = next) {
+        next = rp->next;
         client_close(rp->c);
+    }
 }
 
 void repl_client_gone(client *c)
 {
+    if (!srv.repl)
+        return; /* shutdown */
     replica *rp = leader_find(c);
     if (!rp)
         return;
@@ -483,9 +490,11 @@ static void waiter_remove(waiter *w)
     xfree(w);
 }
 
+/* Only marked: leader_check_waiters frees it, so that unparking one waiter (which runs
+ * that client's next commands, which may close others) never frees the one it visits next. */
 static void waiter_closed(void *arg)
 {
-    waiter_remove(arg);
+    ((waiter *)arg)->c = NULL;
 }
 
 static const client_park_ops wait_park_ops = {NULL, waiter_closed};
@@ -495,10 +504,14 @@ void leader_check_waiters(void)
     int64_t now = clock_ms();
     for (waiter *w = srv.repl->waiters, *next; w; w = next) {
         next = w->next;
+        client *c = w->c;
+        if (!c) {
+            waiter_remove(w);
+            continue;
+        }
         int n = acked(w->offset);
         if (n < w->need && (!w->deadline_ms || now < w->deadline_ms))
             continue;
-        client *c = w->c;
         client scratch;
         memset(&scratch, 0, sizeof scratch);
         scratch.resp = c->resp;
@@ -554,10 +567,12 @@ int leader_good_replicas(int max_lag)
 void leader_cron(void)
 {
     leader_check_waiters();
-    for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
+    for (replica *rp = srv.repl->replicas, *next; rp; rp = next) {
+        next = rp->next;
         if (rp->state == REPLICA_ONLINE && replica_limit() &&
             client_obuf_pending(rp->c) > replica_limit())
             replica_over_limit(rp, client_obuf_pending(rp->c));
+    }
 }
 
 /* ---- commands -------------------------------------------------------------------------- */
