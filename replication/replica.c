@@ -8,12 +8,15 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -500,6 +503,13 @@ static int take_socket(replica_link *l)
     redisAsyncDisconnect(l->ac);
     l->ac = NULL;
     evutil_make_socket_nonblocking(l->fd);
+    /* A quiet leader sends nothing: keepalives tell a dead link (a leader's host gone
+     * without closing) from an idle one, within about 10 + 3 x 2 seconds. */
+    int on = 1, idle = 10, intvl = 2, cnt = 3;
+    setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
     l->ev = event_new(srv.base, l->fd, EV_READ | EV_PERSIST, on_link_read, l);
     event_add(l->ev, NULL);
     return 0;

@@ -289,6 +289,38 @@ class TestResync(Base):
                          lr.execute_command("QUIVER.DIGEST"))
 
 
+class TestInterruptedSwap(Base):
+    """What a crash leaves in <dir>/sync.tmp: with READY the swap is finished at the next
+    start; without it the partial transfer is thrown away and the old data stays."""
+
+    def test_ready_snapshot_is_swapped_in_at_start_and_partial_one_dropped(self):
+        import shutil
+        src = self.server()
+        src.client().set("from", "snapshot")
+        src.stop()
+        dst = self.server()
+        dst.client().set("old", "data")
+        dst.stop()
+        data = os.path.join(dst.dir, "data")
+        tmp = os.path.join(data, "sync.tmp")
+        os.mkdir(tmp)
+        open(os.path.join(tmp, "junk"), "w").close()  # no READY: an unfinished transfer
+        dst.start()
+        r = dst.client()
+        self.assertEqual(r.get("old"), b"data")
+        self.assertFalse(os.path.exists(tmp))
+        dst.stop()
+        os.mkdir(tmp)
+        shutil.copy(os.path.join(src.dir, "data", "data.mdb"), tmp)
+        shutil.copytree(os.path.join(src.dir, "data", "history"), os.path.join(tmp, "history"))
+        open(os.path.join(tmp, "READY"), "w").close()
+        dst.start()
+        r = dst.client()
+        self.assertEqual(r.get("from"), b"snapshot")
+        self.assertIsNone(r.get("old"))
+        self.assertFalse(os.path.exists(tmp))
+
+
 class TestBadInput(Base):
     def test_bogus_psync_gets_a_full_resync(self):
         leader = self.server()
