@@ -311,7 +311,9 @@ static void expire_generic(client *c, int64_t unit, int absolute)
         reply_int(c, 0);
         return;
     }
-    if (when <= now) {
+    /* A time already past deletes the key, except on a replica applying its leader's
+     * stream: there the leader saw the key live, and its DEL will follow (as Redis). */
+    if (when <= now && !(c->flags & CLIENT_MASTER)) {
         int deleted;
         rc = store_delete(t, c->db, c->argv[1], c->argl[1], now, &deleted);
         if (rc) {

@@ -168,7 +168,9 @@ static void apply_command(replica_link *l, const char *base)
                  (int)(m->argl[0] > 64 ? 64 : m->argl[0]), m->argv[0]);
         return;
     }
+    store_pause_expiry(srv.store, 1); /* the leader's view of what has expired */
     call(m, cmd);
+    store_pause_expiry(srv.store, 0);
     if (m->obuf.len > 4 && m->obuf.data[0] == '-')
         log_warn("replication: applying '%s' failed: %.*s", cmd->name,
                  (int)(m->obuf.len > 200 ? 200 : m->obuf.len - 2), m->obuf.data);

@@ -787,6 +787,11 @@ uint64_t store_offset(const store *st)
     return st->offset;
 }
 
+void store_pause_expiry(store *st, int paused)
+{
+    st->expiry_paused = paused;
+}
+
 void store_set_commit_hook(store *st, store_commit_fn fn, void *ctx)
 {
     st->commit_fn = fn;

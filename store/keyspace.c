@@ -163,7 +163,7 @@ static int wlookup(store_txn *t, int db, const char *key, size_t klen, int64_t n
 {
     store__key_ref(t->st, db, key, klen, ref);
     int rc = get_rec(t, ref, key, klen, r);
-    if (rc || !r->obj.expire_ms || r->obj.expire_ms > now)
+    if (rc || !r->obj.expire_ms || r->obj.expire_ms > now || t->st->expiry_paused)
         return rc;
     if ((rc = store__delete_rec(t, db, ref, r)) != 0)
         return rc;
@@ -183,7 +183,7 @@ int store_lookup(store_txn *t, int db, const char *key, size_t klen, int64_t now
         return ERR_NOTFOUND;
     if (rc)
         return rc;
-    if (r.obj.expire_ms && r.obj.expire_ms <= now_ms)
+    if (r.obj.expire_ms && r.obj.expire_ms <= now_ms && !t->st->expiry_paused)
         return ERR_NOTFOUND;
     *out = r.obj;
     return 0;

@@ -190,6 +190,11 @@ int store_load_put(store_loader *l, const char *db, const void *key, size_t klen
                    const void *val, size_t vlen);
 int store_load_end(store_loader *l, int commit);
 
+/* While paused, lookups and writes count no key as expired, whatever now_ms they are
+ * given: a replica applies its leader's writes to the keys as the leader saw them (the
+ * leader's DELs expire them), not as its own clock would. */
+void store_pause_expiry(store *st, int paused);
+
 /* Keyspace. now_ms decides expiry: a key whose expire time is <= now_ms does not exist. */
 int store_lookup(store_txn *t, int db, const char *key, size_t klen, int64_t now_ms,
                  store_obj *out);

@@ -64,6 +64,7 @@ struct store {
     store_commit_fn commit_fn;
     void *commit_ctx;
     atomic_int snaps; /* open snapshots: the map must not move under their readers */
+    int expiry_paused; /* store_pause_expiry */
     store_expired_fn expired_fn;
     void *expired_ctx;
 

@@ -162,6 +162,39 @@ class TestConvergence(Base):
         self.assertEqual(r.execute_command("PING"), True)
 
 
+class TestExpiry(Base):
+    def test_replica_applies_writes_to_keys_its_own_clock_has_expired(self):
+        """The replica is stopped while the leader writes to a key in its last moments, so
+        the replica applies those writes after the key's expiry time: it must apply them as
+        the leader did (INCR on 10, then PERSIST), not to a key it thinks is gone."""
+        import signal
+        leader = self.server()
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        replica.proc.send_signal(signal.SIGSTOP)
+        try:
+            p = lr.pipeline(transaction=False)
+            p.set("k", 10, px=300)
+            p.incr("k")
+            p.hset("h", "f", 1)
+            p.pexpire("h", 300)
+            p.hincrby("h", "f", 5)
+            p.persist("k")
+            p.persist("h")
+            p.execute()
+            time.sleep(0.5)
+        finally:
+            replica.proc.send_signal(signal.SIGCONT)
+        rr = replica.client()
+        caught_up(lr, rr)
+        self.assertEqual(lr.get("k"), b"11")
+        self.assertEqual(rr.get("k"), b"11")
+        self.assertEqual(rr.hget("h", "f"), b"6")
+        self.assertEqual(rr.ttl("k"), -1)
+        self.assertEqual(rr.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+
+
 class TestWaitAndDigest(Base):
     def test_wait_counts_replicas_that_acknowledged(self):
         leader = self.server()
