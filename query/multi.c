@@ -103,6 +103,16 @@ void cmd_discard(client *c)
     reply_ok(c);
 }
 
+/* MULTI and EXEC around a transaction's writes in the replication log. */
+static void log_marker(client *c, int wanted, const char *word)
+{
+    if (!wanted)
+        return;
+    const char *argv[1] = {word};
+    size_t lens[1] = {strlen(word)};
+    store_log(srv.store, c->db, 1, argv, lens);
+}
+
 void cmd_exec(client *c)
 {
     if (!(c->flags & CLIENT_MULTI)) {
@@ -136,10 +146,14 @@ void cmd_exec(client *c)
     /* Room for everything the transaction could write, made before it starts, so that no
      * growth commits half of it. */
     size_t hint = 0;
-    for (int i = 0; i < n; i++)
+    int writes = 0;
+    for (int i = 0; i < n; i++) {
+        writes += (qs->queue[i].cmd->flags & CMD_WRITE) != 0;
         for (int j = 0; j < qs->queue[i].argc; j++)
             hint += qs->queue[i].argl[j];
+    }
     store_txn_hold(srv.store, hint, 1);
+    log_marker(c, writes > 1, "MULTI"); /* replicas apply the writes together too */
     for (int i = 0; i < n && c->state != CONN_CLOSED; i++) {
         struct queued *q = &qs->queue[i];
         c->argc = q->argc;
@@ -151,6 +165,7 @@ void cmd_exec(client *c)
         else
             call(c, q->cmd);
     }
+    log_marker(c, writes > 1, "EXEC");
     store_txn_hold(srv.store, 0, 0);
     c->argc = argc;
     c->argv = argv;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -177,25 +178,80 @@ static void apply_command(replica_link *l, const char *base)
     m->obuf.len = 0;
 }
 
+static const resp_limits stream_limits = {RESP_DEFAULT_MAX_INLINE, RESP_DEFAULT_MAX_BULK,
+                                          RESP_DEFAULT_MAX_ARGS,
+                                          (size_t)RESP_DEFAULT_MAX_BULK * 2, 0};
+
+static int parsed_is(const replica_link *l, const char *at, const char *word)
+{
+    size_t n = strlen(word);
+    return l->parser.argc == 1 && l->parser.argv_len[0] == n &&
+           strncasecmp(at + l->parser.argv_off[0], word, n) == 0;
+}
+
+/* Parses the command at l->pos (consumed: its size). RESP_NEED_MORE, RESP_OK, or -1 after
+ * dropping the link. */
+static int parse_at(replica_link *l, size_t pos, size_t *consumed)
+{
+    resp_parser_reset(&l->parser);
+    int rc = resp_parse(&l->parser, l->in.data + pos, l->in.len - pos, &stream_limits,
+                        consumed);
+    if (rc == RESP_OK || rc == RESP_NEED_MORE)
+        return rc;
+    link_fail(l->parser.err ? l->parser.err : "protocol error in the stream");
+    return -1;
+}
+
+/* A transaction (MULTI ... EXEC) is applied only once all of it has arrived, in one pass,
+ * held together as EXEC holds it on the leader. *end: the offset in l->in after EXEC. */
+static int find_exec(replica_link *l, size_t from, size_t *end)
+{
+    size_t pos = from, consumed;
+    int rc;
+    while ((rc = parse_at(l, pos, &consumed)) == RESP_OK) {
+        int is_exec = parsed_is(l, l->in.data + pos, "exec");
+        pos += consumed;
+        if (is_exec) {
+            *end = pos;
+            return RESP_OK;
+        }
+    }
+    return rc;
+}
+
+/* Applies the commands in l->in[from, end), skipping EXEC. */
+static void apply_range(replica_link *l, size_t from, size_t end)
+{
+    size_t consumed;
+    while (from < end && parse_at(l, from, &consumed) == RESP_OK) {
+        const char *at = l->in.data + from;
+        if (l->parser.argc > 0 && !parsed_is(l, at, "exec"))
+            apply_command(l, at);
+        from += consumed;
+    }
+}
+
 static int apply_stream(replica_link *l)
 {
-    resp_limits lim = {RESP_DEFAULT_MAX_INLINE, RESP_DEFAULT_MAX_BULK, RESP_DEFAULT_MAX_ARGS,
-                       (size_t)RESP_DEFAULT_MAX_BULK * 2, 0};
     repl *r = srv.repl;
     while (l->pos < l->in.len) {
         size_t consumed;
-        char *at = l->in.data + l->pos;
-        int rc = resp_parse(&l->parser, at, l->in.len - l->pos, &lim, &consumed);
-        if (rc == RESP_NEED_MORE)
-            break;
-        if (rc != RESP_OK) {
-            link_fail(l->parser.err ? l->parser.err : "protocol error in the stream");
-            return -1;
-        }
-        uint64_t before = store_offset(srv.store); /* the command logs itself: ignored */
-        if (l->parser.argc > 0)
+        int rc = parse_at(l, l->pos, &consumed);
+        if (rc != RESP_OK)
+            return rc < 0 ? -1 : 0;
+        const char *at = l->in.data + l->pos;
+        uint64_t before = store_offset(srv.store); /* commands log themselves: ignored */
+        if (parsed_is(l, at, "multi")) {
+            size_t end;
+            if ((rc = find_exec(l, l->pos + consumed, &end)) != RESP_OK)
+                return rc < 0 ? -1 : 0; /* the rest of it has not arrived yet */
+            store_txn_hold(srv.store, end - l->pos, 1);
+            apply_range(l, l->pos + consumed, end);
+            store_txn_hold(srv.store, 0, 0);
+            consumed = end - l->pos;
+        } else if (l->parser.argc > 0) {
             apply_command(l, at);
-        resp_parser_reset(&l->parser);
+        }
         buf_append(&r->pending, at, consumed);
         l->pos += consumed;
         store_set_log_position(srv.store, before + consumed, l->master.db);

@@ -99,6 +99,17 @@ def write_load(r, rng, n, base=0):
     p.execute()
 
 
+def write_transactions(r, n):
+    """MULTI/EXEC blocks of several writes (the stream wraps them in MULTI ... EXEC)."""
+    for i in range(n):
+        p = r.pipeline(transaction=True)
+        p.incr("tx:a")
+        p.hset("tx:h", "f%d" % (i % 5), i)
+        p.execute_command("SELECT", 4)
+        p.set("tx:b%d" % i, i)
+        p.execute()
+
+
 def answers(r, rng_seed=7):
     """What FS.JOIN and FT.SEARCH answer to fixed questions."""
     rng = random.Random(rng_seed)
@@ -127,6 +138,7 @@ class TestConvergence(Base):
         late = self.server()
         self.follow(late, leader)
         write_load(lr, rng, 300, base=600)
+        write_transactions(lr, 50)
         for s in (early, late):
             caught_up(lr, s.client())
         want = dump(lr)
