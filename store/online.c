@@ -364,6 +364,8 @@ int store_fs_push(store_txn *t, const store_view *v, const char *ekey, size_t el
                                   row, rowlen);
         if (rc)
             return rc;
+        if (to_online && v->online) /* a crash before LMDB commits: replayed at start */
+            store__hbatch_journal(st->hbatch, v->id, st->journal_pass);
     }
     if (to_online && v->online) {
         int rc = store_online_put(t, v, ekey, elen, event_us, created_us, row, rowlen,
