@@ -17,7 +17,7 @@ A server that replied before its commit reached the disk loses the last acknowle
 of some writer at some kill (the commit is a few ms of fsync, the kills land anywhere), so
 the first check fails. The seed is printed; CRASHLOOP_SEED=<n> runs the same kill times and
 operation choices again (thread interleavings differ). CRASHLOOP_ROUNDS sets the number of
-restarts (default 26: 22 kills, 4 SIGTERMs).
+restarts (default 40: 34 kills, 6 SIGTERMs).
 
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_crashloop"""
 import os
@@ -31,7 +31,7 @@ import unittest
 from harness import RespError, Server
 
 WRITERS = 4
-ROUNDS = int(os.environ.get("CRASHLOOP_ROUNDS", "26"))
+ROUNDS = int(os.environ.get("CRASHLOOP_ROUNDS", "40"))
 TERM_EVERY = 6           # every 6th restart is a SIGTERM, the rest SIGKILLs
 STRINGS, HASHES, ENTITIES, DOCS = 8, 8, 6, 20
 DIM = 4
@@ -342,8 +342,10 @@ class CrashLoop(unittest.TestCase):
                     raise AssertionError("round %d (seed %d, after a %s): %s" % (
                         rnd, self.seed, "SIGKILL" if kill else "SIGTERM", e)) from None
             acked = sum(w.acked for w in writers)
-            print("crash loop: %d SIGKILLs, %d SIGTERMs, %d acknowledged writes" % (
-                kills, ROUNDS - kills, acked), file=sys.stderr)
+            with open(os.path.join(s.dir, "server.log"), "rb") as f:
+                replays = f.read().count(b"online rows replayed")
+            print("crash loop: %d SIGKILLs, %d SIGTERMs, %d acknowledged writes, %d history "
+                  "journals replayed" % (kills, ROUNDS - kills, acked, replays), file=sys.stderr)
             self.assertGreaterEqual(kills, 20)
             self.assertGreater(acked, ROUNDS * WRITERS, "the load barely ran")
 

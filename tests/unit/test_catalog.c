@@ -829,10 +829,32 @@ static void test_durable_push(void **state)
     end(f);
 }
 
+static const char *self_path; /* this program, run again as the crashing child */
+
+/* The child of test_crash_between_engines (a fresh process: TSan allows no threads after a
+ * fork of a threaded one): pushes, writes the pass's history mid-pass, and exits without
+ * the LMDB commit, as a SIGKILL would. */
+static int crash_child(const char *dir)
+{
+    fx f = {.cfg = {.dir = dir, .map_size = 16 * MIB, .durability = DURABILITY_NO}};
+    strcpy(f.dir, dir);
+    buf_init(&f.key);
+    buf_init(&f.row);
+    fx_open(&f);
+    const store_view *dv = store_view_get(f.st, S("dv"));
+    push(&f, dv, "1", 200, 1, 41, 1, 1);
+    push(&f, dv, "1", 150, 1, 40, 1, 1); /* older: online keeps 41 */
+    push(&f, dv, "2", 200, 1, 50, 0, 1);
+    push(&f, dv, "3", 200, 1, 60, 1, 1);
+    entity(&f, "zone", STORE_KEY_STRING);
+    store_hist *h;
+    _exit(store_history(f.st, &h) == 0 ? 0 : 1);
+}
+
 /* A crash after a pass wrote its history (here mid-pass, through store_history) but before
  * LMDB committed: the next open writes the journaled rows that also went online onto the
  * online rows (as the pushes would have), leaves TO OFFLINE rows to history alone, and
- * does not apply the pass's other LMDB writes. The child process is the one that crashes. */
+ * does not apply the pass's other LMDB writes. */
 static void test_crash_between_engines(void **state)
 {
     fx *f = *state;
@@ -845,15 +867,8 @@ static void test_crash_between_engines(void **state)
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        fx_open(f);
-        dv = store_view_get(f->st, S("dv"));
-        push(f, dv, "1", 200, 1, 41, 1, 1);
-        push(f, dv, "1", 150, 1, 40, 1, 1); /* older: online keeps 41 */
-        push(f, dv, "2", 200, 1, 50, 0, 1);
-        push(f, dv, "3", 200, 1, 60, 1, 1);
-        entity(f, "zone", STORE_KEY_STRING);
-        store_hist *h;
-        _exit(store_history(f->st, &h) == 0 ? 0 : 1); /* no commit: a crash */
+        execl(self_path, self_path, "--crash-child", f->dir, (char *)NULL);
+        _exit(127);
     }
     int status;
     assert_int_equal(waitpid(child, &status, 0), child);
@@ -1089,9 +1104,12 @@ static void test_cursor_on_store(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     log_set_level(LOG_WARNING + 1); /* failed passes and orphans log on purpose */
+    self_path = argv[0];
+    if (argc == 3 && strcmp(argv[1], "--crash-child") == 0)
+        return crash_child(argv[2]);
     const struct CMUnitTest tests[] = {
         T(test_entities),
         T(test_views),
