@@ -4,6 +4,8 @@
 #   make test       install what is missing, build, run every test
 #   make bench      Quiver beside redis-server under redis-benchmark
 #   make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each)
+#   make tsan       the threaded tests under ThreadSanitizer (build/thread)
+#   make valgrind   every unit test under valgrind memcheck (release build)
 # Knobs: SANITIZER=address|undefined|thread|address,undefined  WERROR=1  OPT=-O2  V=1
 
 CC       ?= cc
@@ -23,7 +25,7 @@ LIBS     := -llmdb -lrocksdb -levent -lm
 # Debian packages the build, tests and benchmarks need (make deps installs what is missing).
 DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \
                 redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev \
-                python3-pandas python3-numpy
+                python3-pandas python3-numpy valgrind
 
 SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c index/*.c)
 LIB_SRC  := $(filter-out core/main.c,$(SRC))
@@ -43,7 +45,7 @@ TOOL_LIBS := -lhiredis -lm
 
 Q := $(if $(V),,@)
 
-.PHONY: all deps run test unit fuzz-replay integration bench fuzz clean format
+.PHONY: all deps run test unit fuzz-replay integration bench fuzz clean format tsan valgrind
 all: quiver-server $(TOOLS)
 
 quiver-server: $(BUILD)/quiver-server
@@ -184,3 +186,35 @@ bench-ann: deps
 	$(Q)$(ANN_BENCH)
 
 bench: bench-ann
+
+# ThreadSanitizer over what runs threads: the unit tests (of test_hnsw only its concurrent
+# test: the rest is single-threaded and takes minutes under TSan) and the integration suites
+# whose commands hand work to threads and back (FS.JOIN's worker pool, FT's background
+# builds and snapshots, server_post). tests/tsan.supp names the races inside the
+# uninstrumented libraries (RocksDB, FAISS, LMDB); any other report fails the run. A
+# kernel whose ASLR leaves TSan no room ("unexpected memory mapping") gets setarch -R.
+TSAN_TESTS ?= test_hnsw:test_concurrent_readers unit hiredis test_fs_join test_ft
+TSAN_LOGS := build/thread/tsan-logs
+tsan: deps
+	$(Q)$(MAKE) --no-print-directory SANITIZER=thread build/thread/tests/test_config
+	$(Q)rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	$(Q)wrap=; build/thread/tests/test_config 2>&1 | grep -q 'unexpected memory mapping' && \
+	  wrap="setarch $$(uname -m) -R"; \
+	rc=0; TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp log_path=$(CURDIR)/$(TSAN_LOGS)/race" \
+	  $$wrap $(MAKE) --no-print-directory test SANITIZER=thread TESTS="$(TSAN_TESTS)" || rc=1; \
+	if ls $(TSAN_LOGS)/race.* > /dev/null 2>&1; then \
+	  cat $(TSAN_LOGS)/race.*; echo "make tsan: ThreadSanitizer reports above"; rc=1; \
+	fi; exit $$rc
+
+# valgrind memcheck over every unit test of the release build: any error, or a leak of
+# memory nothing points to any more, fails. tests/valgrind.supp holds library internals
+# only. VALGRIND_SKIP (a cmocka glob, for the suites that read TEST_SKIP) leaves out tests
+# that are long loops over paths the others take: minutes each under valgrind.
+VALGRIND_SKIP ?=
+VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+            --suppressions=tests/valgrind.supp
+valgrind: deps
+	$(Q)$(MAKE) --no-print-directory SANITIZER= $(UNIT_SRC:tests/unit/%.c=build/release/tests/%)
+	$(Q)rc=0; for t in $(UNIT_SRC:tests/unit/%.c=build/release/tests/%); do \
+	  echo "== valgrind $$t"; TEST_SKIP='$(VALGRIND_SKIP)' $(VALGRIND) $$t || rc=1; \
+	done; exit $$rc
