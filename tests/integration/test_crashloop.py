@@ -186,10 +186,13 @@ class CrashLoop(unittest.TestCase):
         for t in threads:
             t.start()
         time.sleep(self.rng.uniform(0.15, 1.2))
+        proc = s.proc
+        self.assertIsNone(proc.poll(), "the server died under the load: " + s.read_log())
         if kill:
             s.kill()
         else:
             s.stop()
+            self.assertEqual(proc.returncode, 0, "SIGTERM: " + s.read_log())
         for t in threads:
             t.join(10)
             self.assertFalse(t.is_alive(), "a writer hung after the server went away")
@@ -350,7 +353,6 @@ class CrashLoop(unittest.TestCase):
                 replays = f.read().count(b"online rows replayed")
             print("crash loop: %d SIGKILLs, %d SIGTERMs, %d acknowledged writes, %d history "
                   "journals replayed" % (kills, ROUNDS - kills, acked, replays), file=sys.stderr)
-            self.assertGreaterEqual(kills, 20)
             self.assertGreater(acked, ROUNDS * WRITERS, "the load barely ran")
 
 
