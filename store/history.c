@@ -635,11 +635,11 @@ int store__hist_journal(store_hist *h, uint64_t after, store__journal_fn fn, voi
     if (rc == 0 && rec)
         *pass = get_be64(rec + 5);
     for (size_t off = JOURNAL_HEAD; rc == 0 && rec && *pass > after && off < n - 4;) {
-        uint32_t view = get_be32(rec + off), klen = get_be32(rec + off + 4);
-        if (klen > n - 4 - off - 8) {
+        if (n - 4 - off < 8 || get_be32(rec + off + 4) > n - 4 - off - 8) {
             rc = ERR_CORRUPT;
             break;
         }
+        uint32_t view = get_be32(rec + off), klen = get_be32(rec + off + 4);
         rc = journal_entry(h, ro, view, rec + off + 8, klen, fn, ctx);
         off += 8 + klen;
     }
