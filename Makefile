@@ -4,6 +4,8 @@
 #   make test       install what is missing, build, run every test
 #   make bench      Quiver beside redis-server under redis-benchmark
 #   make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each)
+#   make tsan       the threaded tests under ThreadSanitizer (build/thread)
+#   make valgrind   every unit test under valgrind memcheck (release build)
 # Knobs: SANITIZER=address|undefined|thread|address,undefined  WERROR=1  OPT=-O2  V=1
 
 CC       ?= cc
@@ -25,7 +27,7 @@ LIBS     += -lhiredis # replication/replica.c: the link to the leader
 # Debian packages the build, tests and benchmarks need (make deps installs what is missing).
 DEB_PACKAGES := gcc make liblmdb-dev librocksdb-dev libevent-dev libhiredis-dev libcmocka-dev \
                 redis-tools redis-server python3 python3-redis clang libclang-rt-14-dev \
-                python3-pandas python3-numpy
+                python3-pandas python3-numpy valgrind
 DEB_PACKAGES += libssl-dev
 
 SRC      := $(wildcard core/*.c wire/*.c query/*.c store/*.c index/*.c replication/*.c)
@@ -46,7 +48,7 @@ TOOL_LIBS := -lhiredis -lm
 
 Q := $(if $(V),,@)
 
-.PHONY: all deps run test unit fuzz-replay integration bench fuzz clean format
+.PHONY: all deps run test unit fuzz-replay integration bench fuzz clean format tsan valgrind
 all: quiver-server $(TOOLS)
 
 quiver-server: $(BUILD)/quiver-server
@@ -191,6 +193,44 @@ bench: bench-ann
 # TLS on client connections (wire/tls.c); the openssl CLI makes the test certificates.
 LIBS     += -lssl -lcrypto
 DEB_PACKAGES += libssl-dev openssl
+
+# ThreadSanitizer over what runs threads: the unit tests (of test_hnsw only its concurrent
+# test: the rest is single-threaded and takes minutes under TSan) and the integration suites
+# whose commands hand work to threads and back (FS.JOIN's worker pool, FT's background
+# builds and snapshots, server_post). tests/tsan.supp names the races inside the
+# uninstrumented libraries (RocksDB, FAISS, LMDB); any other report fails the run. A
+# kernel whose ASLR leaves TSan no room ("unexpected memory mapping") gets setarch -R.
+TSAN_TESTS ?= test_hnsw:test_concurrent_readers unit hiredis test_fs_join test_ft
+TSAN_LOGS := build/thread/tsan-logs
+tsan: deps
+	$(Q)$(MAKE) --no-print-directory SANITIZER=thread build/thread/tests/test_config
+	$(Q)rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	$(Q)wrap=; build/thread/tests/test_config 2>&1 | grep -q 'unexpected memory mapping' && \
+	  wrap="setarch $$(uname -m) -R"; \
+	rc=0; TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp log_path=$(CURDIR)/$(TSAN_LOGS)/race" \
+	  $$wrap $(MAKE) --no-print-directory test SANITIZER=thread TESTS="$(TSAN_TESTS)" || rc=1; \
+	if ls $(TSAN_LOGS)/race.* > /dev/null 2>&1; then \
+	  cat $(TSAN_LOGS)/race.*; echo "make tsan: ThreadSanitizer reports above"; rc=1; \
+	fi; exit $$rc
+
+# valgrind memcheck over every unit test of the release build, two at a time: any error,
+# or a leak of memory nothing points to any more, fails. tests/valgrind.supp holds library
+# internals only. VALGRIND_SKIP (TEST_SKIP of the suites that include tests/unit/skip.h)
+# leaves out long loops over paths that shorter tests take too: each is minutes under
+# valgrind. FAISS runs one OpenMP thread (valgrind runs threads one at a time anyway).
+VALGRIND_SKIP ?= test_recall_bigann10k test_delete_reinsert test_filter_bigann test_range \
+                 test_ivf_pq test_ivf_flat_recall
+VALGRIND_JOBS ?= 2
+VALGRIND_BIN := $(UNIT_SRC:tests/unit/%.c=build/release/tests/%)
+VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+            --suppressions=tests/valgrind.supp
+valgrind: deps
+	$(Q)$(MAKE) --no-print-directory SANITIZER= $(VALGRIND_BIN)
+	$(Q)rm -rf build/release/valgrind && mkdir -p build/release/valgrind
+	$(Q)printf '%s\n' $(VALGRIND_BIN) | OMP_NUM_THREADS=1 TEST_SKIP='$(VALGRIND_SKIP)' \
+	  xargs -P $(VALGRIND_JOBS) -I{} sh -c 'log=build/release/valgrind/$$(basename {}); \
+	    if $(VALGRIND) --log-file=$$log.vg {} > $$log.out 2>&1; then echo "valgrind ok: {}"; \
+	    else cat $$log.out $$log.vg; echo "valgrind FAILED: {}"; exit 1; fi'
 
 # ---- bench/repl_bench.py: full-sync throughput, replication lag, writes with replicas ----
 .PHONY: bench-repl

@@ -238,6 +238,60 @@ static int reconcile_history(store *st, char *err, size_t errlen)
     return rc;
 }
 
+/* One journaled row: written onto its online row as the push did (if its view is still
+ * online; a row older than the online one changes nothing). */
+static void replay_row(void *ctx, uint32_t view, const char *ekey, size_t elen, int64_t event_us,
+                       int64_t created_us, const char *row, size_t rowlen)
+{
+    store_txn *t = ctx;
+    for (int i = 0; i < t->st->cat.nviews; i++) {
+        const store_view *v = &t->st->cat.views[i];
+        if (v->id == view && v->online)
+            store_online_put(t, v, ekey, elen, event_us, created_us, row, rowlen, NULL);
+    }
+}
+
+/* A crash after a pass wrote its history rows but before LMDB committed leaves rows whose
+ * online rows were not written (their pushes were never acknowledged). The journal names
+ * the pass's rows that went online too, and meta "hpass" the last pass LMDB committed: a
+ * newer journal is replayed onto the online rows, so such a push is applied whole. */
+static int replay_journal(store *st, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_val k = {5, "hpass"}, v;
+    uint64_t done = 0, pass;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc) {
+        snprintf(err, errlen, "LMDB: %s", mdb_strerror(rc));
+        return store__map_rc(rc);
+    }
+    if (mdb_get(txn, st->meta, &k, &v) == 0 && v.mv_size == 8)
+        done = store__get_be64(v.mv_data);
+    store_txn t = {.st = st, .txn = txn, .write = 1};
+    rc = store__hist_journal(st->hist, done, replay_row, &t, &pass);
+    if (rc == 0 && pass > done) {
+        unsigned char b[8];
+        store__put_be64(b, pass);
+        v = (MDB_val){8, b};
+        log_warn("store: pass %llu wrote history but did not commit: its online rows replayed",
+                 (unsigned long long)pass);
+        rc = st->pass_err ? st->pass_err : store__map_rc(mdb_put(txn, st->meta, &k, &v, 0));
+        if (rc == 0) {
+            rc = store__map_rc(mdb_txn_commit(txn));
+            txn = NULL;
+        }
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc) {
+        snprintf(err, errlen, "history: cannot replay the journal of online writes: %s",
+                 err_str(rc));
+        return rc;
+    }
+    st->journal_pass = (pass > done ? pass : done) + 1;
+    return 0;
+}
+
 /* Opens the history in <dir>/history and loads the catalog. */
 static int open_fs(store *st, const char *dir, char *err, size_t errlen)
 {
@@ -251,6 +305,8 @@ static int open_fs(store *st, const char *dir, char *err, size_t errlen)
         rc = store__catalog_load(st, err, errlen);
     if (rc == 0)
         rc = reconcile_history(st, err, errlen);
+    if (rc == 0)
+        rc = replay_journal(st, err, errlen);
     if (rc == 0 && (!(st->hbatch = store_hbatch_new()) || store__hbatch_track(st->hbatch))) {
         snprintf(err, errlen, "history: out of memory");
         rc = ERR_NOMEM;
@@ -312,6 +368,8 @@ static void fs_committed(store *st)
     }
     st->drops.n = 0;
     st->created.n = 0;
+    store__hbatch_journal_reset(st->hbatch);
+    st->journal_pass++;
     store__online_notify(st, STORE_ONLINE_COMMIT);
 }
 
@@ -338,6 +396,8 @@ static void fs_failed(store *st)
     for (int i = 0; i < st->created.n; i++)
         store_hist_drop_view(st->hist, st->created.ids[i]);
     st->created.n = 0;
+    store__hbatch_journal_reset(st->hbatch);
+    st->journal_pass++;
     store__online_notify(st, STORE_ONLINE_ABORT);
 }
 
@@ -600,6 +660,12 @@ static int commit(store *st)
     }
     if (st->counts_dirty) {
         MDB_val k = {6, "counts"}, v = {sizeof st->counts, st->counts};
+        rc = mdb_put(st->wr.txn, st->meta, &k, &v, 0);
+    }
+    if (!rc && store__hbatch_journaled(st->hbatch)) { /* its journal is now obsolete */
+        unsigned char b[8];
+        store__put_be64(b, st->journal_pass);
+        MDB_val k = {5, "hpass"}, v = {8, b};
         rc = mdb_put(st->wr.txn, st->meta, &k, &v, 0);
     }
     if (!rc)

@@ -159,6 +159,8 @@ struct store_hbatch {
     buf key;
     hview **views; /* the views the batch writes to, each once (they outlive the batch) */
     size_t nviews, cap;
+    buf journal;   /* the journal record so far (store.h, HISTORY JOURNAL), without CRC */
+    int journal_dirty, journal_written; /* entries not yet in a write; a write carried it */
 };
 
 struct store_hiter {
@@ -533,6 +535,7 @@ store_hbatch *store_hbatch_new(void)
         return NULL;
     b->wb = rocksdb_writebatch_create();
     buf_init(&b->key);
+    buf_init(&b->journal);
     return b;
 }
 
@@ -544,6 +547,7 @@ void store_hbatch_free(store_hbatch *b)
     if (b->undo)
         rocksdb_writebatch_destroy(b->undo);
     buf_free(&b->key);
+    buf_free(&b->journal);
     xfree(b->views);
     xfree(b);
 }
@@ -631,6 +635,8 @@ void store__hbatch_forget(store_hbatch *b)
     b->written = 0;
 }
 
+#define JOURNAL_KEY "journal" /* store.h, HISTORY JOURNAL */
+
 int store__hbatch_unwrite(store_hist *h, store_hbatch *b)
 {
     rocksdb_writebatch_clear(b->wb);
@@ -641,6 +647,8 @@ int store__hbatch_unwrite(store_hist *h, store_hbatch *b)
         /* the rows put after the last write never reached RocksDB: their deletes go */
         rocksdb_writebatch_rollback_to_save_point(b->undo, &msg);
         rdb_error(msg, "undoing a batch's unwritten rows", NULL, 0);
+        if (b->journal_written) /* it names the pass's rows: none of them stays */
+            rocksdb_writebatch_delete(b->undo, JOURNAL_KEY, strlen(JOURNAL_KEY));
         rocksdb_write(h->db, h->wsync, b->undo, &msg);
         rc = rdb_error(msg, "undoing a failed pass's rows", NULL, 0);
     }
@@ -655,6 +663,118 @@ int store__hist_ping(store_hist *h)
     rocksdb_write(h->db, h->wnosync, wb, &msg);
     rocksdb_writebatch_destroy(wb);
     return rdb_error(msg, "probe", NULL, 0);
+}
+
+/* ---- the journal of online writes (store.h, HISTORY JOURNAL) --------------------------- */
+
+#define JOURNAL_MAGIC "QVHJ"
+#define JOURNAL_VERSION 1
+#define JOURNAL_HEAD 13 /* magic, version, pass */
+
+static void put_be32(char *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+static uint32_t get_be32(const char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
+}
+
+void store__hbatch_journal(store_hbatch *b, uint32_t view, uint64_t pass)
+{
+    char n[8];
+    if (b->journal.len == 0) {
+        buf_append(&b->journal, JOURNAL_MAGIC, 4);
+        buf_appendc(&b->journal, JOURNAL_VERSION);
+        put_be64(n, pass);
+        buf_append(&b->journal, n, 8);
+    }
+    put_be32(n, view);
+    put_be32(n + 4, (uint32_t)b->key.len);
+    buf_append(&b->journal, n, 8);
+    buf_append(&b->journal, b->key.data, b->key.len);
+    b->journal_dirty = 1;
+}
+
+int store__hbatch_journaled(const store_hbatch *b)
+{
+    return b->journal_written;
+}
+
+void store__hbatch_journal_reset(store_hbatch *b)
+{
+    b->journal.len = 0;
+    b->journal_dirty = b->journal_written = 0;
+}
+
+/* Adds the whole record so far to the batch (the default column family): each write of a
+ * pass replaces it with a longer one. */
+static void journal_put(store_hbatch *b)
+{
+    char crc[4];
+    put_be32(crc, crc32c(0, b->journal.data, b->journal.len));
+    buf_append(&b->journal, crc, 4);
+    rocksdb_writebatch_put(b->wb, JOURNAL_KEY, strlen(JOURNAL_KEY), b->journal.data,
+                           b->journal.len);
+    b->journal.len -= 4;
+}
+
+/* Hands fn one journal entry's row; an entry whose view or row is gone is skipped. */
+static int journal_entry(store_hist *h, rocksdb_readoptions_t *ro, uint32_t view,
+                         const char *key, size_t klen, store__journal_fn fn, void *ctx)
+{
+    const char *entity;
+    size_t elen, rowlen;
+    int64_t event_us, created_us;
+    if (key_decode(key, klen, &entity, &elen, &event_us, &created_us) != 0)
+        return ERR_CORRUPT;
+    hview *v = view_get(h, view);
+    if (!v)
+        return 0;
+    char *msg = NULL;
+    char *row = rocksdb_get_cf(h->db, ro, v->cf, key, klen, &rowlen, &msg);
+    view_put(v);
+    int rc = rdb_error(msg, "reading a journaled row", NULL, 0);
+    if (rc == 0 && row)
+        fn(ctx, view, entity, elen, event_us, created_us, row, rowlen);
+    rocksdb_free(row);
+    return rc;
+}
+
+int store__hist_journal(store_hist *h, uint64_t after, store__journal_fn fn, void *ctx,
+                        uint64_t *pass)
+{
+    char *msg = NULL;
+    size_t n;
+    *pass = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *rec = rocksdb_get(h->db, ro, JOURNAL_KEY, strlen(JOURNAL_KEY), &n, &msg);
+    int rc = rdb_error(msg, "reading the journal", NULL, 0);
+    if (rc == 0 && rec &&
+        (n < JOURNAL_HEAD + 4 || memcmp(rec, JOURNAL_MAGIC, 4) != 0 ||
+         rec[4] != JOURNAL_VERSION || crc32c(0, rec, n - 4) != get_be32(rec + n - 4)))
+        rc = ERR_CORRUPT;
+    if (rc == 0 && rec)
+        *pass = get_be64(rec + 5);
+    for (size_t off = JOURNAL_HEAD; rc == 0 && rec && *pass > after && off < n - 4;) {
+        if (n - 4 - off < 8 || get_be32(rec + off + 4) > n - 4 - off - 8) {
+            rc = ERR_CORRUPT;
+            break;
+        }
+        uint32_t view = get_be32(rec + off), klen = get_be32(rec + off + 4);
+        rc = journal_entry(h, ro, view, rec + off + 8, klen, fn, ctx);
+        off += 8 + klen;
+    }
+    if (rc == ERR_CORRUPT)
+        log_warn("history: the journal record is damaged");
+    rocksdb_free(rec);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
 }
 
 /* RocksDB 7.8 is not atomic about a batch that names a dropped column family: it applies
@@ -675,6 +795,8 @@ int store_hist_write(store_hist *h, store_hbatch *b, int sync, char *err, size_t
             break;
         }
     }
+    if (rc == 0 && b->journal_dirty)
+        journal_put(b);
     if (rc == 0) {
         rocksdb_write(h->db, sync ? h->wsync : h->wnosync, b->wb, &msg);
         rc = rdb_error(msg, "write", err, errlen);
@@ -687,6 +809,8 @@ int store_hist_write(store_hist *h, store_hbatch *b, int sync, char *err, size_t
             rocksdb_writebatch_set_save_point(b->undo);
             b->written++;
         }
+        b->journal_written |= b->journal_dirty;
+        b->journal_dirty = 0;
     }
     return rc;
 }

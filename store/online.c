@@ -386,10 +386,13 @@ int store_fs_push(store_txn *t, const store_view *v, const char *ekey, size_t el
                               online_replaced);
     }
     if (to_offline && online) {
-        if (rc)
+        if (rc) {
             store__hbatch_rollback(st->hbatch);
-        else
+        } else {
             store__hbatch_unmark(st->hbatch);
+            /* a crash before LMDB commits: the journal has it replayed at start */
+            store__hbatch_journal(st->hbatch, v->id, st->journal_pass);
+        }
     }
     if (rc == 0)
         st->fs_stats.pushes++;

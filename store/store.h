@@ -458,14 +458,25 @@ int store_hist_views(store_hist *h, uint32_t *ids, int max);
  * THE WRITE PATH. store_fs_push() appends to the pass's history batch and writes the online
  * row in the pass's LMDB transaction. At commit the history batch is written first (synced
  * under `durability always`), then LMDB commits, then dropped views' column families go. A
- * crash between the two commits leaves history rows whose online row was not updated and
- * whose push was never acknowledged (MATERIALIZE rebuilds online rows from history). A
- * read of history in the middle of a pass first writes the pass's pending batch
- * (store_history()), so a client reads its own pushes. A pass that fails after rows of it
- * reached RocksDB (a mid-pass read, or an LMDB commit that failed after the history write)
- * deletes them again, so history keeps only committed pushes (a row that had overwritten
- * an identical history key is deleted, not restored; if RocksDB refuses the deletes too,
- * the rows stay and a warning is logged). */
+ * crash between the two commits would leave history rows whose online row was not updated
+ * (their pushes were never acknowledged): each history write carries the HISTORY JOURNAL of
+ * its pass, and store_open() writes the rows of a journal newer than LMDB's last committed
+ * pass onto their online rows, so such a push is applied to both (its pass's other LMDB
+ * writes are not). A read of history in the middle of a pass first writes the pass's
+ * pending batch (store_history()), so a client reads its own pushes. A pass that fails
+ * (rather than crashes) after rows of it reached RocksDB (a mid-pass read, or an LMDB
+ * commit that failed after the history write) deletes them again, with its journal, so
+ * history keeps only committed pushes (a row that had overwritten an identical history key
+ * is deleted, not restored; if RocksDB refuses the deletes too, the rows stay and a warning
+ * is logged).
+ *
+ * HISTORY JOURNAL (RocksDB default column family, key "journal"; replaced by every history
+ * write of a pass that pushed a row to both history and online):
+ *    0   4   magic "QVHJ"          4   u8   version (1)        5   u64 be pass number
+ *    13  ... per such row: u32 be view id, u32 be history key length, the history key
+ *    end-4   u32 be CRC32C of every byte before it
+ * LMDB meta key "hpass" holds the u64 be pass number of the last journal whose LMDB commit
+ * happened (written by that commit). Pass numbers only grow (the next one is past both). */
 
 #define STORE_EKEY_MAX 500
 #define STORE_NAME_MAX 255

@@ -82,6 +82,7 @@ struct store {
     /* the feature store */
     store_hist *hist;
     store_hbatch *hbatch;   /* the pass's history rows, written at commit */
+    uint64_t journal_pass;  /* the pass number the journal of online writes is at */
     store__catalog cat;
     store__ids created;     /* views created since the last commit */
     store__ids drops;       /* column families to drop after the next commit */
@@ -149,6 +150,20 @@ void store__hbatch_forget(store_hbatch *b);
 int store__hbatch_unwrite(store_hist *h, store_hbatch *b);
 /* Writes an empty batch: RocksDB's stored background error, or 0 once it takes writes. */
 int store__hist_ping(store_hist *h);
+/* The journal of online writes (history.c; store.h, HISTORY JOURNAL). store__hbatch_journal
+ * notes that the row last put in b also went online in pass `pass`; each history write of
+ * the pass then carries the journal record so far. journaled: a write carried it since the
+ * last reset (the LMDB commit records the pass). store__hist_journal calls fn for every
+ * row of the stored record when its pass is after `after`, and sets *pass to the record's
+ * pass (0: none); ERR_CORRUPT for a damaged record, or a RocksDB error. */
+typedef void (*store__journal_fn)(void *ctx, uint32_t view, const char *ekey, size_t elen,
+                                  int64_t event_us, int64_t created_us, const char *row,
+                                  size_t rowlen);
+void store__hbatch_journal(store_hbatch *b, uint32_t view, uint64_t pass);
+int store__hbatch_journaled(const store_hbatch *b);
+void store__hbatch_journal_reset(store_hbatch *b);
+int store__hist_journal(store_hist *h, uint64_t after, store__journal_fn fn, void *ctx,
+                        uint64_t *pass);
 /* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
 int store__hist_sync(store_hist *h);
 /* 0 when history writes work, else the error that stopped them (env.c, HISTORY FAILURES

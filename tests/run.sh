@@ -2,6 +2,10 @@
 # Runs every test suite: cmocka unit tests, fuzz-corpus replays, and the integration tests
 # that drive a real quiver-server over 127.0.0.1 (Python with redis-py, and a hiredis client).
 # Prints one closing line: "tests: N passed, M failed" (suites, not cases).
+# TESTS (optional) runs a subset: words naming a kind (unit, fuzz, integration) or a suite
+# (test_store, test_ft, resp, hiredis), shell globs allowed (TESTS="unit test_fs_*"); a
+# word "suite:pattern" runs that cmocka suite with TEST_FILTER=pattern (for the suites
+# that read it). The first word that matches a suite decides.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
@@ -9,6 +13,23 @@ PY=/usr/bin/python3
 passed=0
 failed=0
 failures=()
+
+pick() { # kind, name: whether TESTS selects the suite; sets FILTER
+  FILTER=
+  [ -n "${TESTS:-}" ] || return 0
+  local w found=1
+  set -f # the words are patterns, not file names
+  for w in $TESTS; do
+    if [[ $w == *:* ]]; then
+      [[ $2 == ${w%%:*} ]] && { FILTER=${w#*:}; found=0; break; }
+    elif [[ $1 == $w || $2 == $w ]]; then
+      found=0
+      break
+    fi
+  done
+  set +f
+  return $found
+}
 
 run() { # name, command...
   local name=$1
@@ -23,18 +44,20 @@ run() { # name, command...
 }
 
 for t in "$BUILD"/tests/test_*; do
-  [ -x "$t" ] && [ "${t%.d}" = "$t" ] && [ "$(basename "$t")" != test_client ] && run "unit $(basename "$t")" "$t"
+  [ -x "$t" ] && [ "${t%.d}" = "$t" ] && [ "$(basename "$t")" != test_client ] &&
+    pick unit "$(basename "$t")" && run "unit $(basename "$t")" env ${FILTER:+TEST_FILTER="$FILTER"} "$t"
 done
 for r in "$BUILD"/tests/replay_*; do
   [ "${r%.d}" = "$r" ] || continue
   name=$(basename "$r" | sed 's/^replay_//')
-  run "fuzz corpus $name" "$r" "tests/fuzz/corpus/$name"
+  pick fuzz "$name" && run "fuzz corpus $name" "$r" "tests/fuzz/corpus/$name"
 done
 export QUIVER_BIN=${QUIVER_BIN:-$PWD/quiver-server}
-[ -x "$BUILD/tests/test_client" ] && run "integration hiredis client" \
+[ -x "$BUILD/tests/test_client" ] && pick integration hiredis && run "integration hiredis client" \
   env PYTHONPATH=tests/integration $PY tests/integration/run_c_client.py "$BUILD/tests/test_client"
 for t in tests/integration/test_*.py; do
-  [ -f "$t" ] && run "integration $(basename "$t" .py)" env PYTHONPATH=tests/integration $PY -m unittest -v "$(basename "$t" .py)" 2>&1
+  [ -f "$t" ] && pick integration "$(basename "$t" .py)" &&
+    run "integration $(basename "$t" .py)" env PYTHONPATH=tests/integration $PY -m unittest -v "$(basename "$t" .py)" 2>&1
 done
 
 echo
