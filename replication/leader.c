@@ -160,6 +160,7 @@ typedef struct snap_job {
     char ckpt[4096];
     char replid[41];
     uint64_t offset;
+    int32_t db;             /* the stream's database at offset, -1: it SELECTs next */
     replica *rp;            /* loop thread only; NULL once the replica is gone */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -348,13 +349,14 @@ static void job_finished(void *arg);
 static void job_main(void *arg)
 {
     snap_job *j = arg;
-    unsigned char head[4 + 8 + 8 + 40];
+    unsigned char head[4 + 8 + 8 + 40 + 4];
     uint32_t ver = FRAME_VERSION;
     uint64_t used = store_snap_used_bytes(j->snap);
     memcpy(head, &ver, 4);
     memcpy(head + 4, &j->offset, 8);
     memcpy(head + 12, &used, 8);
     memcpy(head + 20, j->replid, 40);
+    memcpy(head + 60, &j->db, 4);
     job_frame(j, FRAME_HEADER, FRAME_MAGIC, 4, head, sizeof head);
     int rc = send_records(j);
     if (rc == 0)
@@ -412,6 +414,10 @@ void leader_start_snapshots(void)
         next = rp->next;
         if (rp->state != REPLICA_WAIT_SNAPSHOT || rp->c->state == CONN_CLOSED)
             continue;
+        if (repl_is_replica() && link_stream_db() < 0) {
+            client_close(rp->c); /* our own link broke: where the stream stands is unknown */
+            continue;
+        }
         snap_job *j = xcalloc(1, sizeof *j);
         snprintf(j->ckpt, sizeof j->ckpt, "%s/repl-snapshot-%llu", srv.cfg.dir,
                  (unsigned long long)rp->c->id);
@@ -426,9 +432,11 @@ void leader_start_snapshots(void)
             client_close(rp->c);
             continue;
         }
-        /* The stream after the snapshot starts with a SELECT: the replica cannot know
-         * which database the log was on. */
-        store_set_log_position(srv.store, store_offset(srv.store), -1);
+        /* A leader's stream after the snapshot starts with a SELECT; a replica passes on
+         * its leader's bytes, so it says which database they are on instead. */
+        j->db = repl_is_replica() ? link_stream_db() : -1;
+        if (!repl_is_replica())
+            store_set_log_position(srv.store, store_offset(srv.store), -1);
         j->snap = snap;
         j->offset = store_offset(srv.store);
         memcpy(j->replid, r->replid, sizeof j->replid);
@@ -623,8 +631,8 @@ static int can_continue(const repl *r, const char *id, size_t idlen, uint64_t fr
 void cmd_psync(client *c)
 {
     repl *r = srv.repl;
-    if (repl_is_replica()) {
-        reply_error(c, "ERR this server is a replica: chained replication is not supported");
+    if (repl_is_replica() && link_stream_db() < 0) {
+        reply_error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
         return;
     }
     if (leader_find(c) || (c->flags & CLIENT_MULTI)) {

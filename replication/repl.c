@@ -141,7 +141,7 @@ void cmd_replicaof(client *c)
         reply_simple(c, "OK Already connected to specified master");
         return;
     }
-    leader_drop_all(); /* no chained replication: our replicas go */
+    leader_drop_all(); /* our replicas follow another history now: they start over */
     link_stop();
     set_master(c->argv[1], c->argl[1], c->argv[2], c->argl[2]);
     log_info("replication: following %s:%d", r->master_host, r->master_port);

@@ -34,7 +34,8 @@
  *   .   m    payload
  *   .   u32  CRC32C of every byte of the frame before it
  * HEADER   name "QVSN"; payload u32 version (1), u64 offset, u64 LMDB bytes in use, replid
- *          (40 chars). Always the first frame.
+ *          (40 chars), i32 the stream's database at offset (-1: the stream SELECTs before
+ *          its first command). Always the first frame.
  * RECORDS  name: an LMDB named database (store.h ON-DISK FORMAT); payload: records, each
  *          u32 key length, key, u32 value length, value, in key order.
  * FILE     name: a file of the RocksDB history checkpoint (a plain file name); payload: the
@@ -57,6 +58,9 @@
  * master client (no replies, no ACL) through the normal command path, so the replica's
  * writes commit like any and its offset (set to the leader's after each command) persists.
  * Replicas never expire keys actively; the leader's DELs do that.
+ *
+ * CHAINS. A replica serves replicas of its own (PSYNC, once its link is up): it passes on
+ * its leader's bytes as they are, so offsets and ids are the same along the chain.
  *
  * THREADS. Loop thread only, except the snapshot encoder (a worker, see leader.c). */
 #ifndef QUIVER_REPL_H

@@ -90,6 +90,8 @@ void link_start(void);
 void link_stop(void);
 /* Drops the link (the cron reconnects a second later). why: for the log and INFO. */
 void link_fail(const char *why);
+/* The database the applied stream is on; -1 while the link is not up. */
+int link_stream_db(void);
 void link_cron(void);
 /* Removes a file or a directory tree (best effort). */
 void repl_rmtree(const char *path);

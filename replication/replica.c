@@ -41,6 +41,7 @@ typedef struct replica_link {
     int file_fd;
     char file_name[256];
     uint64_t snap_offset, frames;
+    int32_t snap_db;
     char snap_replid[41];
     resp_parser parser;
     client master;         /* runs the stream's commands */
@@ -114,6 +115,12 @@ void link_fail(const char *why)
     r->link_state = LINK_NONE;
     r->link_down_since_ms = clock_ms();
     r->next_connect_ms = clock_ms() + 1000;
+}
+
+int link_stream_db(void)
+{
+    repl *r = srv.repl;
+    return r->link && r->link_state == LINK_CONNECTED ? r->link->master.db : -1;
 }
 
 void link_stop(void)
@@ -310,14 +317,15 @@ static int begin_load(replica_link *l, const char *p, size_t n)
 {
     uint32_t ver;
     uint64_t used;
-    if (n != 60)
+    if (n != 64)
         return -1;
     memcpy(&ver, p, 4);
     memcpy(&l->snap_offset, p + 4, 8);
     memcpy(&used, p + 12, 8);
     memcpy(l->snap_replid, p + 20, 40);
     l->snap_replid[40] = '\0';
-    if (ver != FRAME_VERSION)
+    memcpy(&l->snap_db, p + 60, 4);
+    if (ver != FRAME_VERSION || l->snap_db < -1 || l->snap_db >= STORE_DBS)
         return -1;
     char dir[4200], hist[4300], err[512];
     sync_dir(dir, sizeof dir);
@@ -430,8 +438,9 @@ static void swap_in(replica_link *l)
     }
     query_attach_store();
     repl_attach_store();
+    leader_drop_all(); /* replicas of ours hold the data just replaced: they start over */
     store_set_replid(srv.store, l->snap_replid);
-    store_set_log_position(srv.store, l->snap_offset, -1);
+    store_set_log_position(srv.store, l->snap_offset, l->snap_db);
     ft_start();
 }
 
@@ -481,7 +490,7 @@ static int try_swap(replica_link *l)
     backlog_init(&r->bl, (size_t)srv.cfg.repl_backlog_size, l->snap_offset);
     r->pending.len = 0;
     r->log_end = l->snap_offset;
-    l->master.db = 0;
+    l->master.db = l->snap_db >= 0 ? l->snap_db : 0;
     l->frames_phase = 0;
     r->link_state = LINK_CONNECTED;
     log_info("replication: full sync done at offset %llu (%llu frames)",

@@ -174,6 +174,36 @@ class TestConvergence(Base):
         self.assertEqual(r.execute_command("PING"), True)
 
 
+class TestChain(Base):
+    def test_replica_of_a_replica_converges(self):
+        leader = self.server()
+        lr = leader.client()
+        setup_schema(lr)
+        rng = random.Random(5)
+        write_load(lr, rng, 100)
+        middle = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, middle.client())
+        lr.execute_command("SELECT", 5)
+        lr.set("in-db-5", "x")  # the chain's stream is on db 5 when the last one syncs
+        lr.execute_command("SELECT", 0)
+        caught_up(lr, middle.client())
+        last = self.server(replicaof="127.0.0.1 %d" % middle.port)
+        mr, tr = middle.client(), last.client()
+        caught_up(mr, tr)
+        lr.execute_command("SELECT", 5)
+        lr.set("in-db-5-later", "y")  # no SELECT in the stream: still on db 5
+        lr.execute_command("SELECT", 0)
+        write_load(lr, rng, 100, base=100)
+        caught_up(lr, mr)
+        caught_up(mr, tr)
+        self.assertEqual(info(tr, "replication")["master_repl_offset"],
+                         info(lr, "replication")["master_repl_offset"])
+        self.assertEqual(tr.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+        tr.execute_command("SELECT", 5)
+        self.assertEqual(tr.get("in-db-5-later"), b"y")
+        self.assertEqual(info(mr, "replication")["connected_slaves"], "1")
+
+
 class TestExpiry(Base):
     def test_replica_applies_writes_to_keys_its_own_clock_has_expired(self):
         """The replica is stopped while the leader writes to a key in its last moments, so
