@@ -160,12 +160,12 @@ typedef struct snap_job {
     char ckpt[4096];
     char replid[41];
     uint64_t offset;
-    int32_t db;             /* the stream's database at offset, -1: it SELECTs next */
-    replica *rp;            /* loop thread only; NULL once the replica is gone */
+    int32_t db;  /* the stream's database at offset, -1: it SELECTs next */
+    replica *rp; /* loop thread only; NULL once the replica is gone */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    size_t queued, unsent;  /* posted but not delivered; delivered but not sent (mu) */
-    int cancelled;          /* (mu) */
+    size_t queued, unsent; /* posted but not delivered; delivered but not sent (mu) */
+    int cancelled;         /* (mu) */
     int failed;
     uint64_t frames;
     buf out;
@@ -242,8 +242,7 @@ static int job_emit(snap_job *j, int last)
     return cancelled ? -1 : 0;
 }
 
-static void job_frame(snap_job *j, int type, const char *name, size_t nlen, const void *p,
-                      size_t n)
+static void job_frame(snap_job *j, int type, const char *name, size_t nlen, const void *p, size_t n)
 {
     frame_put(&j->out, type, name, nlen, p, n);
     j->frames++;
@@ -609,8 +608,7 @@ void cmd_replconf(client *c)
             c->repl_port = (int)v;
         } else if (!arg_is(c, i, "capa") && !arg_is(c, i, "ip-address") &&
                    !arg_is(c, i, "getack")) {
-            reply_errorf(c, "Unrecognized REPLCONF option: %.*s", (int)c->argl[i],
-                         c->argv[i]);
+            reply_errorf(c, "Unrecognized REPLCONF option: %.*s", (int)c->argl[i], c->argv[i]);
             return;
         }
     }

@@ -151,11 +151,16 @@ void cmd_replicaof(client *c)
 static const char *link_state_name(int s)
 {
     switch (s) {
-    case LINK_CONNECTING: return "connecting";
-    case LINK_HANDSHAKE: return "handshake";
-    case LINK_TRANSFER: return "sync";
-    case LINK_CONNECTED: return "connected";
-    default: return "connect";
+    case LINK_CONNECTING:
+        return "connecting";
+    case LINK_HANDSHAKE:
+        return "handshake";
+    case LINK_TRANSFER:
+        return "sync";
+    case LINK_CONNECTED:
+        return "connected";
+    default:
+        return "connect";
     }
 }
 

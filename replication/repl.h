@@ -6,9 +6,10 @@
  * THE STREAM is the store's replication log (store.h): every logged command in RESP, a
  * SELECT before a command whose database differs from the one before, MULTI and EXEC
  * around the writes of a transaction that has more than one (a replica applies those only
- * once EXEC has arrived, in one pass, so they commit together as on the leader). Its offsets are the
- * store's: the byte count of the stream since the data set began, persisted with each commit
- * (store.h REPLICATION STATE), so a restarted server keeps its replication id and offset.
+ * once EXEC has arrived, in one pass, so they commit together as on the leader). Its
+ * offsets are the store's: the byte count of the stream since the data set began,
+ * persisted with each commit (store.h REPLICATION STATE), so a restarted server keeps its
+ * replication id and offset.
  * The leader keeps the last repl-backlog-size bytes in a ring (the backlog). Only committed
  * writes enter the stream: a pass's log waits in a pending buffer until the store commits
  * it, and is dropped if the pass fails (the store rewinds its offset too).

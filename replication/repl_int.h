@@ -34,11 +34,11 @@ enum { REPLICA_WAIT_SNAPSHOT, REPLICA_SENDING, REPLICA_ONLINE };
 typedef struct replica {
     client *c;
     int state;
-    int port;              /* REPLCONF listening-port */
-    uint64_t ack;          /* REPLCONF ACK */
+    int port;     /* REPLCONF listening-port */
+    uint64_t ack; /* REPLCONF ACK */
     int64_t ack_ms;
-    buf held;              /* the stream while the snapshot is sent */
-    struct snap_job *job;  /* while SENDING */
+    buf held;             /* the stream while the snapshot is sent */
+    struct snap_job *job; /* while SENDING */
     struct replica *next;
 } replica;
 
@@ -58,8 +58,8 @@ typedef struct repl {
     char replid[41], replid2[41];
     uint64_t second_offset; /* replid2 is valid up to here; 0 = none */
     backlog bl;
-    buf pending;            /* the stream of the pass, not yet committed */
-    uint64_t log_end;       /* offset after the last byte put in pending */
+    buf pending;      /* the stream of the pass, not yet committed */
+    uint64_t log_end; /* offset after the last byte put in pending */
     replica *replicas;
     waiter *waiters;
     uint64_t sync_full, sync_partial_ok, sync_partial_err;

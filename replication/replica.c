@@ -8,11 +8,11 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +35,8 @@ typedef struct replica_link {
     struct event *ev;
     buf in;
     size_t pos;
-    int frames_phase;      /* reading a snapshot */
-    int swap_ready;        /* the snapshot is whole on disk: swap it in when no job runs */
+    int frames_phase; /* reading a snapshot */
+    int swap_ready;   /* the snapshot is whole on disk: swap it in when no job runs */
     store_loader *ld;
     int file_fd;
     char file_name[256];
@@ -44,7 +44,7 @@ typedef struct replica_link {
     int32_t snap_db;
     char snap_replid[41];
     resp_parser parser;
-    client master;         /* runs the stream's commands */
+    client master; /* runs the stream's commands */
     int64_t last_ack_ms;
 } replica_link;
 
@@ -148,8 +148,8 @@ static void send_ack(replica_link *l)
     char msg[128];
     char num[24];
     size_t n = i64_to_str(num, (long long)store_offset(srv.store));
-    int len = snprintf(msg, sizeof msg, "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$%zu\r\n%s\r\n", n,
-                       num);
+    int len =
+        snprintf(msg, sizeof msg, "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$%zu\r\n%s\r\n", n, num);
     send_raw(l, msg, (size_t)len);
     l->last_ack_ms = clock_ms();
 }
@@ -186,8 +186,8 @@ static void apply_command(replica_link *l, const char *base)
 }
 
 static const resp_limits stream_limits = {RESP_DEFAULT_MAX_INLINE, RESP_DEFAULT_MAX_BULK,
-                                          RESP_DEFAULT_MAX_ARGS,
-                                          (size_t)RESP_DEFAULT_MAX_BULK * 2, 0};
+                                          RESP_DEFAULT_MAX_ARGS, (size_t)RESP_DEFAULT_MAX_BULK * 2,
+                                          0};
 
 static int parsed_is(const replica_link *l, const char *at, const char *word)
 {
@@ -201,8 +201,7 @@ static int parsed_is(const replica_link *l, const char *at, const char *word)
 static int parse_at(replica_link *l, size_t pos, size_t *consumed)
 {
     resp_parser_reset(&l->parser);
-    int rc = resp_parse(&l->parser, l->in.data + pos, l->in.len - pos, &stream_limits,
-                        consumed);
+    int rc = resp_parse(&l->parser, l->in.data + pos, l->in.len - pos, &stream_limits, consumed);
     if (rc == RESP_OK || rc == RESP_NEED_MORE)
         return rc;
     link_fail(l->parser.err ? l->parser.err : "protocol error in the stream");
@@ -393,8 +392,7 @@ void repl_recover_dir(const char *dir)
     if (access(ready, F_OK) == 0) {
         log_info("replication: finishing the full sync a restart interrupted");
         if (finish_swap(dir) != 0)
-            log_warn("replication: cannot finish the interrupted full sync: %s",
-                     strerror(errno));
+            log_warn("replication: cannot finish the interrupted full sync: %s", strerror(errno));
     } else if (access(tmp, F_OK) == 0) {
         repl_rmtree(tmp); /* an unfinished transfer */
     }
@@ -430,7 +428,8 @@ static void swap_in(replica_link *l)
     srv.store = NULL;
     if (finish_swap(srv.cfg.dir) != 0)
         log_warn("replication: moving the new data in: %s", strerror(errno));
-    store_config sc = {.dir = srv.cfg.dir, .map_size = (size_t)srv.cfg.lmdb_map_size,
+    store_config sc = {.dir = srv.cfg.dir,
+                       .map_size = (size_t)srv.cfg.lmdb_map_size,
                        .durability = srv.cfg.durability};
     if (store_open(&sc, &srv.store, err, sizeof err) != 0) {
         log_warn("replication: cannot open the data of the full sync: %s", err);
@@ -444,8 +443,8 @@ static void swap_in(replica_link *l)
     ft_start();
 }
 
-static int frame_step(replica_link *l, int type, const char *name, size_t nlen,
-                      const char *p, size_t n)
+static int frame_step(replica_link *l, int type, const char *name, size_t nlen, const char *p,
+                      size_t n)
 {
     if ((type == FRAME_HEADER) != (l->ld == NULL && l->frames == 0))
         return -1; /* HEADER first, and once */
@@ -461,8 +460,10 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen,
         db[nlen] = '\0';
         return load_records(l, db, p, n);
     }
-    case FRAME_FILE: return file_chunk(l, name, nlen, p, n);
-    default: break;
+    case FRAME_FILE:
+        return file_chunk(l, name, nlen, p, n);
+    default:
+        break;
     }
     uint64_t off, count;
     if (n != 16)
@@ -504,8 +505,8 @@ static int read_frames(replica_link *l)
         int type;
         const char *name, *payload;
         size_t nlen, plen, size;
-        int rc = frame_get(l->in.data + l->pos, l->in.len - l->pos, &type, &name, &nlen,
-                           &payload, &plen, &size);
+        int rc = frame_get(l->in.data + l->pos, l->in.len - l->pos, &type, &name, &nlen, &payload,
+                           &plen, &size);
         if (rc == 1)
             return 0;
         if (rc < 0 || frame_step(l, type, name, nlen, payload, plen) != 0) {

@@ -14,7 +14,7 @@
 #include "core/err.h"
 
 /* Every LMDB named database, in the order snapshots carry them. */
-static const char *const snap_dbs[] = {"meta",    "keys",   "lkeys",  "fields",
+static const char *const snap_dbs[] = {"meta",    "keys",    "lkeys",   "fields",
                                        "lfields", "expires", "catalog", "online"};
 #define NSNAP_DBS (int)(sizeof snap_dbs / sizeof snap_dbs[0])
 #define LOAD_COMMIT_BYTES ((size_t)64 << 20) /* the loader commits every 64 MiB */
@@ -23,8 +23,8 @@ struct store_snap {
     store *st;
     MDB_txn *txn;
     MDB_cursor *cur;
-    int db;       /* index into snap_dbs of the cursor */
-    int started;  /* the cursor has returned its first record */
+    int db;      /* index into snap_dbs of the cursor */
+    int started; /* the cursor has returned its first record */
     size_t used;
 };
 
@@ -35,8 +35,7 @@ static MDB_dbi dbi_of(store *st, int i)
     return all[i];
 }
 
-int store_snap_begin(store *st, const char *ckpt_dir, store_snap **out, char *err,
-                     size_t errlen)
+int store_snap_begin(store *st, const char *ckpt_dir, store_snap **out, char *err, size_t errlen)
 {
     if (st->wr_open) {
         snprintf(err, errlen, "a pass is open");
@@ -117,8 +116,7 @@ struct store_loader {
     size_t pending; /* bytes put since the last commit */
 };
 
-int store_load_begin(const char *dir, size_t map_size, store_loader **out, char *err,
-                     size_t errlen)
+int store_load_begin(const char *dir, size_t map_size, store_loader **out, char *err, size_t errlen)
 {
     store_loader *l = xcalloc(1, sizeof *l);
     int rc = mdb_env_create(&l->env);
@@ -142,8 +140,8 @@ int store_load_begin(const char *dir, size_t map_size, store_loader **out, char 
     return 0;
 }
 
-int store_load_put(store_loader *l, const char *db, const void *key, size_t klen,
-                   const void *val, size_t vlen)
+int store_load_put(store_loader *l, const char *db, const void *key, size_t klen, const void *val,
+                   size_t vlen)
 {
     int i = 0;
     while (i < NSNAP_DBS && strcmp(snap_dbs[i], db) != 0)

@@ -62,12 +62,11 @@ static void test_frames_round_trip_and_damage(void **state)
     assert_int_equal(plen, 13);
     assert_memory_equal(payload, "payload bytes", 13);
     for (size_t n = 0; n < f.len; n++) /* every prefix: wait for more, never a frame */
-        assert_int_not_equal(frame_get(f.data, n, &type, &name, &nlen, &payload, &plen, &size),
-                             0);
+        assert_int_not_equal(frame_get(f.data, n, &type, &name, &nlen, &payload, &plen, &size), 0);
     for (size_t i = 0; i < f.len; i++) { /* every flipped byte is refused or incomplete */
         f.data[i] ^= 0x40;
-        assert_int_not_equal(frame_get(f.data, f.len, &type, &name, &nlen, &payload, &plen,
-                                       &size), 0);
+        assert_int_not_equal(frame_get(f.data, f.len, &type, &name, &nlen, &payload, &plen, &size),
+                             0);
         f.data[i] ^= 0x40;
     }
     buf_free(&f);
