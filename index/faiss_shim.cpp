@@ -337,6 +337,14 @@ int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t 
     });
 }
 
+void faiss_shim_each_label(const faiss_shim *s, void (*visit)(void *ctx, int64_t label), void *ctx)
+{
+    const auto *al = static_cast<const faiss::ArrayInvertedLists *>(s->ivf->invlists);
+    for (size_t i = 0; i < al->nlist; i++)
+        for (faiss::Index::idx_t label : al->ids[i])
+            visit(ctx, int64_t(label));
+}
+
 int faiss_shim_search(const faiss_shim *s, const float *q, size_t k, size_t nprobe,
                       faiss_shim_keep_fn keep, void *ctx, float *dist, int64_t *labels, char *err,
                       size_t errlen)

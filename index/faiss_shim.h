@@ -66,6 +66,8 @@ int faiss_shim_add(faiss_shim *s, size_t n, const float *x, const int64_t *label
  * lists; lists left much larger than their contents give their memory back. */
 int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t *removed, char *err,
                       size_t errlen);
+/* Calls visit(ctx, label) for every entry of every list, in list order. */
+void faiss_shim_each_label(const faiss_shim *s, void (*visit)(void *ctx, int64_t label), void *ctx);
 
 /* The k nearest of one query q, probing nprobe lists (clamped to 1..nlist), scanning only
  * entries keep() accepts (keep NULL: all). dist and labels have room for k; slots past the
