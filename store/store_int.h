@@ -118,6 +118,12 @@ void store__count(store *st, int db, int dkeys, int dexpires);
  * next_view_id at least where it was); free empties it. ERR_CORRUPT names the bad record. */
 int store__catalog_load(store *st, char *err, size_t errlen);
 void store__catalog_free(store__catalog *cat);
+/* Decodes one catalog record (LMDB key and value) into c, after the ones it holds (records
+ * come in key order, so the arrays stay sorted); ERR_CORRUPT, c unchanged, if it fails any
+ * check. encode appends the record of c's i-th entry of kind 'e', 'v' or 's' to out: a
+ * decoded record encodes back to the very bytes it came from (the fuzz test checks it). */
+int store__catalog_decode(store__catalog *c, const MDB_val *k, const MDB_val *v);
+void store__catalog_encode(const store__catalog *c, char kind, int i, buf *out);
 void store__ids_add(store__ids *l, uint32_t id);
 /* Syncs the history's write-ahead log (history.c; the everysec thread calls it). */
 int store__hist_sync(store_hist *h);
