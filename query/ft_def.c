@@ -545,12 +545,13 @@ int ft_def_decode(const char *name, size_t nlen, const char *p, size_t len, ft_d
     r.len -= 4;
     def->name = xmemdup(name, nlen);
     def->db = (int)get_u8(&r);
-    def->nprefixes = (int)get_u16(&r);
-    if (def->nprefixes > FT_MAX_PREFIXES)
-        goto fail;
-    def->prefixes = xcalloc((size_t)def->nprefixes + 1, sizeof(char *));
-    def->prefix_lens = xcalloc((size_t)def->nprefixes + 1, sizeof(size_t));
-    for (int i = 0; i < def->nprefixes; i++)
+    int np = (int)get_u16(&r);
+    if (np > FT_MAX_PREFIXES)
+        goto fail; /* checked before def counts them: ft_def_free walks what it counts */
+    def->prefixes = xcalloc((size_t)np + 1, sizeof(char *));
+    def->prefix_lens = xcalloc((size_t)np + 1, sizeof(size_t));
+    def->nprefixes = np;
+    for (int i = 0; i < np; i++)
         if (!(def->prefixes[i] = get_str(&r, &def->prefix_lens[i])))
             goto fail;
     int n = (int)get_u16(&r);

@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "query/ft.h"
+#include "tests/fuzz/faiss_leaks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

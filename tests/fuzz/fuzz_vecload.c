@@ -17,18 +17,9 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "index/index.h"
+#include "tests/fuzz/faiss_leaks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-const char *__lsan_default_suppressions(void);
-
-/* FAISS's read_index leaks the index it was reading when it throws halfway (its own code
- * keeps it in a raw pointer): not ours to fix, and once per refused snapshot. The only C++
- * allocations are FAISS's and the shim's, so the suppression names the shim's operator new
- * (index/faiss_shim.cpp), which is all a fast unwind sees above them. */
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:alloc_or_throw\n";
-}
 
 #define MAX_CHECKED 4096 /* kNN checks over at most this many vectors */
 
