@@ -304,6 +304,28 @@ size_t transform_bytes(const faiss::Index *index)
     return n;
 }
 
+/* FAISS's factory takes its numbers as given: PQ0 divides by zero (SIGFPE, no exception),
+ * IVF<huge> or PQ<m>x<huge> allocate without bound. Every number must be 1 to
+ * MAX_FACTORY_NUMBER, a PQ's bits per code (after 'x') at most 16. */
+constexpr unsigned long MAX_FACTORY_NUMBER = 1ul << 20;
+
+bool factory_numbers_ok(const char *f)
+{
+    for (const char *p = f; *p;) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        bool bits = p > f && p[-1] == 'x';
+        unsigned long v = 0;
+        for (; *p >= '0' && *p <= '9'; p++)
+            v = v > MAX_FACTORY_NUMBER ? v : v * 10 + unsigned(*p - '0');
+        if (v < 1 || v > (bits ? 16 : MAX_FACTORY_NUMBER))
+            return false;
+    }
+    return true;
+}
+
 } // namespace
 
 extern "C" {
@@ -315,6 +337,10 @@ int faiss_shim_create(const char *factory, uint32_t dim, int ip, faiss_shim **ou
     std::string what = std::string("factory string '") + factory + "'";
     return guard(ERR_INVAL, err, errlen, [&] {
         faiss::MetricType m = ip ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+        if (!factory_numbers_ok(factory))
+            throw shim_error{ERR_INVAL, what + ": its numbers must be 1 to " +
+                                            std::to_string(MAX_FACTORY_NUMBER) +
+                                            " (PQ bits, after 'x', at most 16)"};
         faiss::Index *index;
         try {
             index = faiss::index_factory(int(dim), factory, m);

@@ -491,6 +491,14 @@ static char *get_str(rd *r, size_t *len)
     return p ? xmemdup(p, n) : NULL;
 }
 
+static int printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 static int decode_field(rd *r, ft_def *def, ft_field *f)
 {
     f->name = get_str(r, NULL);
@@ -519,10 +527,13 @@ static int decode_field(rd *r, ft_def *def, ft_field *f)
         f->block_size = get_u32(r);
         size_t flen;
         char *fac = get_str(r, &flen);
-        if (fac && (flen == 0 || strlen(fac) != flen))
+        /* IVF has FAISS's factory string (printable ASCII: FT.CREATE stores only what
+         * FAISS took), the other kinds an empty one */
+        int fac_ok = fac && (f->vp.kind == VEC_IVF ? flen > 0 && printable(fac, flen) : flen == 0);
+        if (fac && flen == 0)
             xfree(fac), fac = NULL;
         f->vp.factory = fac;
-        if ((f->vp.kind == VEC_IVF) != (fac != NULL))
+        if (!fac_ok)
             return -1;
         if (f->vp.kind < VEC_FLAT || f->vp.kind > VEC_IVF || f->vp.metric < VEC_L2 ||
             f->vp.metric > VEC_COSINE || f->vp.dim == 0 || f->vp.dim > VEC_MAX_DIM)
