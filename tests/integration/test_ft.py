@@ -593,6 +593,9 @@ class TestBadInput(FtCase):
             (["FT.CREATE", "bad", "ON", "JSON", "SCHEMA", "a", "TAG"], "JSON"),
             (["FT.CREATE", "bad", "PREFIX", 0, "SCHEMA", "a", "TAG"], "PREFIX"),
             (["FT.CREATE", "bad", "PREFIX", 9, "a", "SCHEMA", "a", "TAG"], "PREFIX"),
+            # a record of more could not be read back at the next start
+            (["FT.CREATE", "bad", "PREFIX", 64, *["p%d:" % i for i in range(64)], "PREFIX", 1, "x:",
+              "SCHEMA", "a", "TAG"], "more than 64 prefixes"),
             (["FT.CREATE", "bad", "SCHEMA"], "SCHEMA"),
         ]
         for args, word in cases:
