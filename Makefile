@@ -210,11 +210,12 @@ LIBS     += -lssl -lcrypto
 DEB_PACKAGES += libssl-dev openssl
 
 # ThreadSanitizer over what runs threads: the unit tests (of test_hnsw only its concurrent
-# test: the rest is single-threaded and takes minutes under TSan) and the integration suites
-# whose commands hand work to threads and back (FS.JOIN's worker pool, FT's background
-# builds and snapshots, server_post). tests/tsan.supp names the races inside the
-# uninstrumented libraries (RocksDB, FAISS, LMDB); any other report fails the run. A
-# kernel whose ASLR leaves TSan no room ("unexpected memory mapping") gets setarch -R.
+# test: the rest is single-threaded and takes minutes under TSan; not test_history's
+# test_threads: see tests/tsan.supp) and the integration suites whose commands hand work to
+# threads and back (FS.JOIN's worker pool, FT's background builds and snapshots,
+# server_post). tests/tsan.supp names the races inside the uninstrumented libraries
+# (RocksDB, FAISS, LMDB); any other report fails the run. A kernel whose ASLR leaves TSan
+# no room ("unexpected memory mapping") gets setarch -R.
 TSAN_TESTS ?= test_hnsw:test_concurrent_readers unit hiredis test_fs_join test_ft
 TSAN_LOGS := build/thread/tsan-logs
 tsan: deps
@@ -223,7 +224,7 @@ tsan: deps
 	$(Q)wrap=; build/thread/tests/test_config 2>&1 | grep -q 'unexpected memory mapping' && \
 	  wrap="setarch $$(uname -m) -R"; \
 	rc=0; TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp log_path=$(CURDIR)/$(TSAN_LOGS)/race" \
-	  $$wrap $(MAKE) --no-print-directory test SANITIZER=thread TESTS="$(TSAN_TESTS)" || rc=1; \
+	  TEST_SKIP=test_threads $$wrap $(MAKE) --no-print-directory test SANITIZER=thread TESTS="$(TSAN_TESTS)" || rc=1; \
 	if ls $(TSAN_LOGS)/race.* > /dev/null 2>&1; then \
 	  cat $(TSAN_LOGS)/race.*; echo "make tsan: ThreadSanitizer reports above"; rc=1; \
 	fi; exit $$rc
