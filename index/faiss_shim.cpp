@@ -34,6 +34,71 @@ extern "C" {
 #include "core/err.h"
 }
 
+/* ---- a cap on C++ allocations while a snapshot is read -----------------------------------
+ * FAISS sizes each vector from a length field before reading its elements (io_macros.h lets
+ * a length reach 2^40), so a forged snapshot would allocate, and zero, terabytes before the
+ * short read is noticed. While faiss_shim_deserialize reads, every C++ allocation of its
+ * thread is capped (a larger one throws std::bad_alloc, which FAISS lets through). To see
+ * them, the program's allocation functions are replaced by these, which are what the C++
+ * runtime's own do (malloc and free); the aligned ones stay the runtime's. */
+static thread_local size_t alloc_cap; /* 0: none */
+
+static void *alloc_or_null(std::size_t n)
+{
+    if (alloc_cap && n > alloc_cap)
+        return nullptr;
+    return malloc(n ? n : 1);
+}
+
+static void *alloc_or_throw(std::size_t n)
+{
+    void *p = alloc_or_null(n);
+    if (!p)
+        throw std::bad_alloc();
+    return p;
+}
+
+void *operator new(std::size_t n)
+{
+    return alloc_or_throw(n);
+}
+void *operator new[](std::size_t n)
+{
+    return alloc_or_throw(n);
+}
+void *operator new(std::size_t n, const std::nothrow_t &) noexcept
+{
+    return alloc_or_null(n);
+}
+void *operator new[](std::size_t n, const std::nothrow_t &) noexcept
+{
+    return alloc_or_null(n);
+}
+void operator delete(void *p) noexcept
+{
+    free(p);
+}
+void operator delete[](void *p) noexcept
+{
+    free(p);
+}
+void operator delete(void *p, std::size_t) noexcept
+{
+    free(p);
+}
+void operator delete[](void *p, std::size_t) noexcept
+{
+    free(p);
+}
+void operator delete(void *p, const std::nothrow_t &) noexcept
+{
+    free(p);
+}
+void operator delete[](void *p, const std::nothrow_t &) noexcept
+{
+    free(p);
+}
+
 struct faiss_shim {
     faiss::Index *index; /* what the factory built: the IVF, or transforms over it */
     faiss::IndexIVF *ivf;
@@ -239,6 +304,28 @@ size_t transform_bytes(const faiss::Index *index)
     return n;
 }
 
+/* FAISS's factory takes its numbers as given: PQ0 divides by zero (SIGFPE, no exception),
+ * IVF<huge> or PQ<m>x<huge> allocate without bound. Every number must be 1 to
+ * MAX_FACTORY_NUMBER, a PQ's bits per code (after 'x') at most 16. */
+constexpr unsigned long MAX_FACTORY_NUMBER = 1ul << 20;
+
+bool factory_numbers_ok(const char *f)
+{
+    for (const char *p = f; *p;) {
+        if (*p < '0' || *p > '9') {
+            p++;
+            continue;
+        }
+        bool bits = p > f && p[-1] == 'x';
+        unsigned long v = 0;
+        for (; *p >= '0' && *p <= '9'; p++)
+            v = v > MAX_FACTORY_NUMBER ? v : v * 10 + unsigned(*p - '0');
+        if (v < 1 || v > (bits ? 16 : MAX_FACTORY_NUMBER))
+            return false;
+    }
+    return true;
+}
+
 } // namespace
 
 extern "C" {
@@ -250,6 +337,10 @@ int faiss_shim_create(const char *factory, uint32_t dim, int ip, faiss_shim **ou
     std::string what = std::string("factory string '") + factory + "'";
     return guard(ERR_INVAL, err, errlen, [&] {
         faiss::MetricType m = ip ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+        if (!factory_numbers_ok(factory))
+            throw shim_error{ERR_INVAL, what + ": its numbers must be 1 to " +
+                                            std::to_string(MAX_FACTORY_NUMBER) +
+                                            " (PQ bits, after 'x', at most 16)"};
         faiss::Index *index;
         try {
             index = faiss::index_factory(int(dim), factory, m);
@@ -337,6 +428,14 @@ int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t 
     });
 }
 
+void faiss_shim_each_label(const faiss_shim *s, void (*visit)(void *ctx, int64_t label), void *ctx)
+{
+    const auto *al = static_cast<const faiss::ArrayInvertedLists *>(s->ivf->invlists);
+    for (size_t i = 0; i < al->nlist; i++)
+        for (faiss::Index::idx_t label : al->ids[i])
+            visit(ctx, int64_t(label));
+}
+
 int faiss_shim_search(const faiss_shim *s, const float *q, size_t k, size_t nprobe,
                       faiss_shim_keep_fn keep, void *ctx, float *dist, int64_t *labels, char *err,
                       size_t errlen)
@@ -396,7 +495,22 @@ int faiss_shim_deserialize(const void *p, size_t len, uint32_t dim, int ip, fais
     *out = nullptr;
     return guard(ERR_CORRUPT, err, errlen, [&] {
         span_reader r(p, len);
-        faiss::Index *index = faiss::read_index(&r);
+        /* What FAISS builds from the bytes is their size again at most, plus the per-list
+         * vectors' headers (48 bytes for each list's 8-byte size); the cap leaves room. The
+         * IVFPQ table that read_index would compute is not in the bytes: it is computed
+         * below, after the checks and outside the cap. */
+        alloc_cap = 16 * len + (1 << 20);
+        faiss::Index *index;
+        try {
+            index = faiss::read_index(&r, faiss::IO_FLAG_SKIP_PRECOMPUTE_TABLE);
+        } catch (const std::bad_alloc &) {
+            alloc_cap = 0;
+            throw shim_error{ERR_CORRUPT, "FAISS index claims more memory than its bytes"};
+        } catch (...) {
+            alloc_cap = 0;
+            throw;
+        }
+        alloc_cap = 0;
         faiss::MetricType m = ip ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
         if (index->d != int(dim) || index->metric_type != m || r.pos != len) {
             delete index;
@@ -407,6 +521,9 @@ int faiss_shim_deserialize(const void *p, size_t len, uint32_t dim, int ip, fais
             faiss_shim_free(s);
             throw shim_error{ERR_CORRUPT, "FAISS index in snapshot is not trained"};
         }
+        auto *pq = dynamic_cast<faiss::IndexIVFPQ *>(s->ivf);
+        if (pq && pq->by_residual) /* as read_index does when not told to skip it */
+            pq->precompute_table();
         *out = s;
     });
 }

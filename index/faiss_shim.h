@@ -40,7 +40,8 @@ typedef struct faiss_shim faiss_shim;
 typedef int (*faiss_shim_keep_fn)(void *ctx, int64_t label);
 
 /* Builds an untrained index of dimension dim from factory, for inner product (ip nonzero)
- * or squared L2. */
+ * or squared L2. The factory's numbers must be 1 to 2^20 (PQ bits, after 'x', at most 16):
+ * FAISS would divide by a zero or allocate without bound. */
 int faiss_shim_create(const char *factory, uint32_t dim, int ip, faiss_shim **out, char *err,
                       size_t errlen);
 void faiss_shim_free(faiss_shim *s);
@@ -66,6 +67,8 @@ int faiss_shim_add(faiss_shim *s, size_t n, const float *x, const int64_t *label
  * lists; lists left much larger than their contents give their memory back. */
 int faiss_shim_remove(faiss_shim *s, faiss_shim_keep_fn keep, void *ctx, size_t *removed, char *err,
                       size_t errlen);
+/* Calls visit(ctx, label) for every entry of every list, in list order. */
+void faiss_shim_each_label(const faiss_shim *s, void (*visit)(void *ctx, int64_t label), void *ctx);
 
 /* The k nearest of one query q, probing nprobe lists (clamped to 1..nlist), scanning only
  * entries keep() accepts (keep NULL: all). dist and labels have room for k; slots past the
@@ -85,7 +88,8 @@ int faiss_shim_range(const faiss_shim *s, const float *q, float radius, size_t n
 int faiss_shim_serialize(const faiss_shim *s, int (*write)(void *ctx, const void *p, size_t n),
                          void *ctx, char *err, size_t errlen);
 /* Reads len bytes written by faiss_shim_serialize (read_index on them, never past len) and
- * checks the result is a kind listed above, of dimension dim and metric ip. */
+ * checks the result is a kind listed above, of dimension dim and metric ip. What it
+ * allocates while reading is capped by len (ERR_CORRUPT past it). */
 int faiss_shim_deserialize(const void *p, size_t len, uint32_t dim, int ip, faiss_shim **out,
                            char *err, size_t errlen);
 

@@ -43,9 +43,10 @@
  *   16   8     random generator state
  *   24   ...   count nodes, each: u32 id, u32 level, dim x f32 vector, then for each level
  *              0..level: u32 n (<= 2M at level 0, <= M above), n x u32 neighbour ids.
- * Load checks every field: ids unique and below HNSW_MAX_SLOTS, levels <= HNSW_MAX_LEVEL,
- * vectors finite, every link to a present node of that level, not itself, not repeated,
- * the entry point present at the max level, and no trailing bytes. Back lists are rebuilt. */
+ * Load checks every field: ids unique and below HNSW_MAX_SLOTS and 64 x (count + 1024),
+ * levels <= HNSW_MAX_LEVEL, vectors finite, every link to a present node of that level, not
+ * itself, not repeated, the entry point present at the max level, and no trailing bytes.
+ * Back lists are rebuilt. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1278,14 +1279,15 @@ static int load_fail(char *err, size_t errlen, const char *what)
     return ERR_CORRUPT;
 }
 
-/* Reads one node; its links stay as ids until every node is in. */
-static int load_node(hnsw *h, vec_reader *r, char *err, size_t errlen)
+/* Reads one node; its links stay as ids until every node is in. Ids must be below
+ * id_bound, so that a forged id cannot size the id map far past the snapshot. */
+static int load_node(hnsw *h, vec_reader *r, uint64_t id_bound, char *err, size_t errlen)
 {
     uint32_t id = vec__get_u32(r), level = vec__get_u32(r);
     const char *vb = vec__get_bytes(r, h->dim * sizeof(float));
     if (r->bad)
         return load_fail(err, errlen, "truncated node");
-    if (id >= HNSW_MAX_SLOTS || slot_of(h, id) != NONE)
+    if (id >= HNSW_MAX_SLOTS || id >= id_bound || slot_of(h, id) != NONE)
         return load_fail(err, errlen, "node id out of range or repeated");
     if (level > HNSW_MAX_LEVEL)
         return load_fail(err, errlen, "node level out of range");
@@ -1357,8 +1359,12 @@ static int hnsw_load(vec_index *ix, const char *p, size_t len, char *err, size_t
         return load_fail(err, errlen, "unknown version");
     if (count > HNSW_MAX_SLOTS || count > r.left / (8 + h->dim * sizeof(float) + 4))
         return load_fail(err, errlen, "node count out of range");
+    /* The id map takes 4 bytes per id below the largest: ids are a caller's dense slots
+     * (FT's document ids, whose table takes the same bound), so one past 64 per node is
+     * refused rather than believed (the caller rebuilds). */
+    uint64_t id_bound = 64 * ((uint64_t)count + 1024);
     for (uint32_t i = 0; i < count; i++) {
-        int rc = load_node(h, &r, err, errlen);
+        int rc = load_node(h, &r, id_bound, err, errlen);
         if (rc)
             return rc;
     }

@@ -415,11 +415,12 @@ static int read_envelope(const char *data, size_t len, vec_params *p, char *fbuf
     uint64_t plen = vec__get_u64(&r);
     if (r.bad || plen != r.left)
         return fail(ERR_CORRUPT, err, errlen, "index snapshot lengths disagree");
+    for (uint32_t i = 0; i < flen; i++) /* FAISS's factory strings are printable ASCII */
+        if ((unsigned char)f[i] < 0x20 || (unsigned char)f[i] > 0x7e)
+            return fail(ERR_CORRUPT, err, errlen, "index snapshot factory string not printable");
     if (flen) {
         memcpy(fbuf, f, flen);
         fbuf[flen] = '\0';
-        if (strlen(fbuf) != flen)
-            return fail(ERR_CORRUPT, err, errlen, "index snapshot factory string has a NUL");
         p->factory = fbuf;
     }
     *payload = r;

@@ -30,8 +30,8 @@
  *   16      4 G   gens[0..G): bits 0..30 the id's generation (0: never added), bit 31 LIVE
  *   16+4G   8     L, then L bytes: the FAISS index as faiss::write_index writes it
  * Nothing may follow. Load checks the table (a live id has a generation), that FAISS holds
- * at least the live count, and that the FAISS index is a supported kind of this dim and
- * metric; COSINE vectors are stored normalised. */
+ * exactly one entry of each live id's generation, and that the FAISS index is a supported
+ * kind of this dim and metric; COSINE vectors are stored normalised. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +452,35 @@ static int corrupt(char *err, size_t errlen, const char *what)
     return ERR_CORRUPT;
 }
 
+/* Counts FAISS's current entries, each id once: a second entry for a live id of its
+ * generation would be returned twice by a search. */
+typedef struct entry_count {
+    const ivf *x;
+    uint64_t *seen; /* bitmap over the generation table */
+    size_t current, repeated;
+} entry_count;
+
+static void count_entry(void *ctx, int64_t label)
+{
+    entry_count *c = ctx;
+    if (!current(c->x, label))
+        return;
+    uint32_t id = id_of(label);
+    uint64_t bit = UINT64_C(1) << (id % 64);
+    c->repeated += (c->seen[id / 64] & bit) != 0;
+    c->seen[id / 64] |= bit;
+    c->current++;
+}
+
+/* The number of current entries in fs, or SIZE_MAX if an id has two. */
+static size_t current_entries(const ivf *x, const faiss_shim *fs)
+{
+    entry_count c = {x, xcalloc(x->gens_cap / 64 + 1, sizeof(uint64_t)), 0, 0};
+    faiss_shim_each_label(fs, count_entry, &c);
+    xfree(c.seen);
+    return c.repeated ? SIZE_MAX : c.current;
+}
+
 static int load_trained(ivf *x, vec_reader *r, char *err, size_t errlen)
 {
     uint64_t g = vec__get_u64(r);
@@ -477,9 +506,9 @@ static int load_trained(ivf *x, vec_reader *r, char *err, size_t errlen)
     int rc = faiss_shim_deserialize(p, len, x->dim, x->ip, &fs, why, sizeof why);
     if (rc)
         return rc == ERR_NOMEM ? rc : corrupt(err, errlen, why);
-    if (faiss_shim_ntotal(fs) < live) {
+    if (current_entries(x, fs) != live) {
         faiss_shim_free(fs);
-        return corrupt(err, errlen, "FAISS holds fewer vectors than the live ids");
+        return corrupt(err, errlen, "FAISS's entries disagree with the live ids");
     }
     faiss_shim_free(x->fs);
     x->fs = fs;

@@ -4,8 +4,10 @@
  * "Feature store"; storage is store.h's feature store. Every handler checks all of its
  * arguments before it writes anything, and catalog pointers are looked up again after the
  * write transaction is opened rather than kept across it. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -25,61 +27,113 @@ static const store_view *view_arg(client *c, int i)
     return v;
 }
 
-static int bad_arg(client *c, int i)
+/* A command's arguments and the buffer a parse writes its error into. The parsers below
+ * are pure (FS.VIEW.CREATE's and FS.PUSH's are fuzzed): the handlers reply the error. */
+typedef struct fs_args {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+    char *err;
+    size_t errlen;
+} fs_args;
+
+#define AARG(a, i) (int)((a)->lens[i] > SHOWN ? SHOWN : (a)->lens[i]), (a)->argv[i]
+
+static int args_fail(fs_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int args_fail(fs_args *a, const char *fmt, ...)
 {
-    reply_errorf(c, "unknown or misplaced argument '%.*s'", ARG(c, i));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->err, a->errlen, fmt, ap);
+    va_end(ap);
     return -1;
+}
+
+static int args_is(const fs_args *a, int i, const char *word)
+{
+    size_t n = strlen(word);
+    return a->lens[i] == n && strncasecmp(a->argv[i], word, n) == 0;
+}
+
+static int args_bad(fs_args *a, int i)
+{
+    return args_fail(a, "unknown or misplaced argument '%.*s'", AARG(a, i));
 }
 
 /* The value after the option word at argv[i] must exist. */
-static int has_value(client *c, int i)
+static int args_has_value(fs_args *a, int i)
 {
-    if (i + 1 < c->argc)
+    if (i + 1 < a->argc)
         return 0;
-    reply_errorf(c, "%.*s needs a value", ARG(c, i));
-    return -1;
+    return args_fail(a, "%.*s needs a value", AARG(a, i));
 }
 
 /* An integer count after the word at argv[i], with min <= n <= max. */
-static int count_arg(client *c, int i, int64_t min, int64_t max, int64_t *n)
+static int args_count(fs_args *a, int i, int64_t min, int64_t max, int64_t *n)
 {
-    if (has_value(c, i))
+    if (args_has_value(a, i))
         return -1;
-    if (str_to_i64(c->argv[i + 1], c->argl[i + 1], n) != 0 || *n < min) {
-        reply_errorf(c, "%.*s count '%.*s' is not an integer >= %lld", ARG(c, i), ARG(c, i + 1),
-                     (long long)min);
-        return -1;
-    }
-    if (*n > max) {
-        reply_errorf(c, "%.*s count %lld but only %lld arguments follow", ARG(c, i),
-                     (long long)*n, (long long)max);
-        return -1;
-    }
+    if (str_to_i64(a->argv[i + 1], a->lens[i + 1], n) != 0 || *n < min)
+        return args_fail(a, "%.*s count '%.*s' is not an integer >= %lld", AARG(a, i),
+                         AARG(a, i + 1), (long long)min);
+    if (*n > max)
+        return args_fail(a, "%.*s count %lld but only %lld arguments follow", AARG(a, i),
+                         (long long)*n, (long long)max);
     return 0;
 }
 
 /* Seconds after the option word at argv[i] (TTL, RETENTION), >= 0, into microseconds. */
-static int seconds_arg(client *c, int i, int64_t *us)
+static int args_seconds(fs_args *a, int i, int64_t *us)
 {
     int64_t s;
-    if (has_value(c, i))
+    if (args_has_value(a, i))
         return -1;
-    if (str_to_i64(c->argv[i + 1], c->argl[i + 1], &s) != 0 || s < 0 || s > INT64_MAX / US_PER_S) {
-        reply_errorf(c, "%.*s '%.*s' is not a number of seconds >= 0", ARG(c, i), ARG(c, i + 1));
-        return -1;
-    }
+    if (str_to_i64(a->argv[i + 1], a->lens[i + 1], &s) != 0 || s < 0 || s > INT64_MAX / US_PER_S)
+        return args_fail(a, "%.*s '%.*s' is not a number of seconds >= 0", AARG(a, i),
+                         AARG(a, i + 1));
     *us = s * US_PER_S;
     return 0;
 }
 
 /* A name argument as a C string; a NUL inside it is refused (the catalog checks the rest). */
-static char *name_arg(client *c, int i, const char *what)
+static char *args_name(fs_args *a, int i, const char *what)
 {
-    if (memchr(c->argv[i], '\0', c->argl[i])) {
-        reply_errorf(c, "%s name '%.*s' contains a NUL byte", what, ARG(c, i));
+    if (memchr(a->argv[i], '\0', a->lens[i])) {
+        args_fail(a, "%s name '%.*s' contains a NUL byte", what, AARG(a, i));
         return NULL;
     }
-    return xmemdup(c->argv[i], c->argl[i]);
+    return xmemdup(a->argv[i], a->lens[i]);
+}
+
+/* The client's arguments, for a helper that replies what the pure one wrote. */
+#define CLIENT_ARGS(c, err) {(c)->argc, (c)->argv, (c)->argl, (err), sizeof(err)}
+
+static int replied(client *c, int rc, const char *err)
+{
+    if (rc)
+        reply_error(c, err);
+    return rc;
+}
+
+static int bad_arg(client *c, int i)
+{
+    char err[512];
+    fs_args a = CLIENT_ARGS(c, err);
+    return replied(c, args_bad(&a, i), err);
+}
+
+static int has_value(client *c, int i)
+{
+    char err[512];
+    fs_args a = CLIENT_ARGS(c, err);
+    return replied(c, args_has_value(&a, i), err);
+}
+
+static int count_arg(client *c, int i, int64_t min, int64_t max, int64_t *n)
+{
+    char err[512];
+    fs_args a = CLIENT_ARGS(c, err);
+    return replied(c, args_count(&a, i, min, max, n), err);
 }
 
 /* The catalog's detail for client errors, the generic text for storage failures. */
@@ -183,7 +237,7 @@ void cmd_fs_entity_drop(client *c)
 
 /* ---- views ----------------------------------------------------------------------------- */
 
-static void view_spec_free(store_view *spec)
+void fs_view_spec_free(store_view *spec)
 {
     xfree(spec->name);
     for (int i = 0; i < spec->nentities; i++)
@@ -194,18 +248,16 @@ static void view_spec_free(store_view *spec)
     xfree(spec->fields);
 }
 
-static int parse_entities(client *c, int i, store_view *spec)
+static int parse_entities(fs_args *a, int i, store_view *spec)
 {
     int64_t n;
-    if (spec->entities) {
-        reply_error(c, "ENTITIES given twice");
-        return -1;
-    }
-    if (count_arg(c, i, 1, c->argc - i - 2, &n))
+    if (spec->entities)
+        return args_fail(a, "ENTITIES given twice");
+    if (args_count(a, i, 1, a->argc - i - 2, &n))
         return -1;
     spec->entities = xcalloc((size_t)n, sizeof *spec->entities);
     for (int k = 0; k < n; k++) {
-        if (!(spec->entities[k] = name_arg(c, i + 2 + k, "entity")))
+        if (!(spec->entities[k] = args_name(a, i + 2 + k, "entity")))
             return -1;
         spec->nentities++;
     }
@@ -213,13 +265,13 @@ static int parse_entities(client *c, int i, store_view *spec)
 }
 
 /* One of nwords words after the option word at argv[i]; *out gets its value. */
-static int parse_word(client *c, int i, const char *const *words, int nwords, const int *vals,
+static int parse_word(fs_args *a, int i, const char *const *words, int nwords, const int *vals,
                       int *out)
 {
-    if (has_value(c, i))
+    if (args_has_value(a, i))
         return -1;
     for (int k = 0; k < nwords; k++)
-        if (arg_is(c, i + 1, words[k])) {
+        if (args_is(a, i + 1, words[k])) {
             *out = vals[k];
             return 0;
         }
@@ -227,49 +279,47 @@ static int parse_word(client *c, int i, const char *const *words, int nwords, co
     buf_init(&b);
     for (int k = 0; k < nwords; k++)
         buf_printf(&b, "%s%s", k ? "|" : "", words[k]);
-    reply_errorf(c, "%.*s '%.*s' is not one of %.*s", ARG(c, i), ARG(c, i + 1), (int)b.len,
-                 b.data);
+    args_fail(a, "%.*s '%.*s' is not one of %.*s", AARG(a, i), AARG(a, i + 1), (int)b.len,
+              b.data);
     buf_free(&b);
     return -1;
 }
 
-static int uint_option(client *c, int i, int64_t min, int64_t max, uint32_t *out)
+static int uint_option(fs_args *a, int i, int64_t min, int64_t max, uint32_t *out)
 {
     int64_t n;
-    if (has_value(c, i))
+    if (args_has_value(a, i))
         return -1;
-    if (str_to_i64(c->argv[i + 1], c->argl[i + 1], &n) != 0 || n < min || n > max) {
-        reply_errorf(c, "%.*s '%.*s' is not an integer from %lld to %lld", ARG(c, i),
-                     ARG(c, i + 1), (long long)min, (long long)max);
-        return -1;
-    }
+    if (str_to_i64(a->argv[i + 1], a->lens[i + 1], &n) != 0 || n < min || n > max)
+        return args_fail(a, "%.*s '%.*s' is not an integer from %lld to %lld", AARG(a, i),
+                         AARG(a, i + 1), (long long)min, (long long)max);
     *out = (uint32_t)n;
     return 0;
 }
 
 /* VECTOR <dim> [METRIC L2|IP|COSINE] [INDEX HNSW|FLAT|NONE] [M m] [EF_CONSTRUCTION n]
  * with argv[i] the word VECTOR; returns the index past it, or -1. */
-static int parse_vector(client *c, int i, store_field *f)
+static int parse_vector(fs_args *a, int i, store_field *f)
 {
     static const char *metrics[] = {"L2", "IP", "COSINE"}, *indexes[] = {"HNSW", "FLAT", "NONE"};
     static const int metric_vals[] = {STORE_METRIC_L2, STORE_METRIC_IP, STORE_METRIC_COSINE};
     static const int index_vals[] = {STORE_VINDEX_HNSW, STORE_VINDEX_FLAT, STORE_VINDEX_NONE};
-    if (uint_option(c, i, 1, FT_MAX_VECTOR_DIM, &f->type.dim))
+    if (uint_option(a, i, 1, FT_MAX_VECTOR_DIM, &f->type.dim))
         return -1;
     f->metric = STORE_METRIC_L2;
     f->vindex = STORE_VINDEX_HNSW;
     f->m = 16;
     f->ef_construction = 200;
-    for (i += 2; i < c->argc; i += 2) {
+    for (i += 2; i < a->argc; i += 2) {
         int rc;
-        if (arg_is(c, i, "METRIC"))
-            rc = parse_word(c, i, metrics, 3, metric_vals, &f->metric);
-        else if (arg_is(c, i, "INDEX"))
-            rc = parse_word(c, i, indexes, 3, index_vals, &f->vindex);
-        else if (arg_is(c, i, "M"))
-            rc = uint_option(c, i, 2, 512, &f->m);
-        else if (arg_is(c, i, "EF_CONSTRUCTION"))
-            rc = uint_option(c, i, 1, 4096, &f->ef_construction);
+        if (args_is(a, i, "METRIC"))
+            rc = parse_word(a, i, metrics, 3, metric_vals, &f->metric);
+        else if (args_is(a, i, "INDEX"))
+            rc = parse_word(a, i, indexes, 3, index_vals, &f->vindex);
+        else if (args_is(a, i, "M"))
+            rc = uint_option(a, i, 2, 512, &f->m);
+        else if (args_is(a, i, "EF_CONSTRUCTION"))
+            rc = uint_option(a, i, 1, 4096, &f->ef_construction);
         else
             break;
         if (rc)
@@ -279,83 +329,74 @@ static int parse_vector(client *c, int i, store_field *f)
 }
 
 /* SCHEMA's "<field> <type> ..." from argv[i] to the end. */
-static int parse_schema(client *c, int i, store_view *spec)
+static int parse_schema(fs_args *a, int i, store_view *spec)
 {
-    if (i >= c->argc) {
-        reply_error(c, "SCHEMA needs at least one field and its type");
-        return -1;
-    }
-    spec->fields = xcalloc((size_t)(c->argc - i + 1) / 2, sizeof *spec->fields);
-    while (i < c->argc) {
+    if (i >= a->argc)
+        return args_fail(a, "SCHEMA needs at least one field and its type");
+    spec->fields = xcalloc((size_t)(a->argc - i + 1) / 2, sizeof *spec->fields);
+    while (i < a->argc) {
         store_field *f = &spec->fields[spec->nfields];
-        if (!(f->name = name_arg(c, i, "field")))
+        if (!(f->name = args_name(a, i, "field")))
             return -1;
         spec->nfields++;
-        if (i + 1 >= c->argc) {
-            reply_errorf(c, "field '%.*s' needs a type", ARG(c, i));
-            return -1;
-        }
-        f->type.type = store_ftype_parse(c->argv[i + 1], c->argl[i + 1]);
-        if (!f->type.type) {
-            reply_errorf(c, "unknown type '%.*s' for field '%.*s'", ARG(c, i + 1), ARG(c, i));
-            return -1;
-        }
+        if (i + 1 >= a->argc)
+            return args_fail(a, "field '%.*s' needs a type", AARG(a, i));
+        f->type.type = store_ftype_parse(a->argv[i + 1], a->lens[i + 1]);
+        if (!f->type.type)
+            return args_fail(a, "unknown type '%.*s' for field '%.*s'", AARG(a, i + 1),
+                             AARG(a, i));
         if (f->type.type != FT_VECTOR)
             i += 2;
-        else if ((i = parse_vector(c, i + 1, f)) < 0)
+        else if ((i = parse_vector(a, i + 1, f)) < 0)
             return -1;
     }
     return 0;
 }
 
-/* FS.VIEW.CREATE <view> ENTITIES <n> <entity>... [TTL <s>] [RETENTION <s>] [ONLINE YES|NO]
- *                SCHEMA <field> <type> ... */
-static int parse_view_spec(client *c, store_view *spec)
+int fs_view_spec_parse(int argc, const char **argv, const size_t *lens, store_view *spec,
+                       char *err, size_t errlen)
 {
     static const char *yesno[] = {"YES", "NO"};
     static const int yesno_vals[] = {1, 0};
-    if (!(spec->name = name_arg(c, 1, "view")))
+    fs_args args = {argc, argv, lens, err, errlen}, *a = &args;
+    memset(spec, 0, sizeof *spec);
+    if (!(spec->name = args_name(a, 1, "view")))
         return -1;
     spec->online = 1;
     int i = 2;
-    while (i < c->argc && !arg_is(c, i, "SCHEMA")) {
+    while (i < a->argc && !args_is(a, i, "SCHEMA")) {
         int rc;
-        if (arg_is(c, i, "ENTITIES")) {
-            if (parse_entities(c, i, spec))
+        if (args_is(a, i, "ENTITIES")) {
+            if (parse_entities(a, i, spec))
                 return -1;
             i += 2 + spec->nentities;
             continue;
         }
-        if (arg_is(c, i, "TTL"))
-            rc = seconds_arg(c, i, &spec->ttl_us);
-        else if (arg_is(c, i, "RETENTION"))
-            rc = seconds_arg(c, i, &spec->retention_us);
-        else if (arg_is(c, i, "ONLINE"))
-            rc = parse_word(c, i, yesno, 2, yesno_vals, &spec->online);
+        if (args_is(a, i, "TTL"))
+            rc = args_seconds(a, i, &spec->ttl_us);
+        else if (args_is(a, i, "RETENTION"))
+            rc = args_seconds(a, i, &spec->retention_us);
+        else if (args_is(a, i, "ONLINE"))
+            rc = parse_word(a, i, yesno, 2, yesno_vals, &spec->online);
         else
-            rc = bad_arg(c, i);
+            rc = args_bad(a, i);
         if (rc)
             return -1;
         i += 2;
     }
-    if (!spec->entities) {
-        reply_error(c, "missing ENTITIES <n> <entity> ...");
-        return -1;
-    }
-    if (i >= c->argc) {
-        reply_error(c, "missing SCHEMA <field> <type> ...");
-        return -1;
-    }
-    return parse_schema(c, i + 1, spec);
+    if (!spec->entities)
+        return args_fail(a, "missing ENTITIES <n> <entity> ...");
+    if (i >= a->argc)
+        return args_fail(a, "missing SCHEMA <field> <type> ...");
+    return parse_schema(a, i + 1, spec);
 }
 
 void cmd_fs_view_create(client *c)
 {
     store_view spec;
-    memset(&spec, 0, sizeof spec);
-    if (parse_view_spec(c, &spec) == 0) {
+    char err[512] = "";
+    if (fs_view_spec_parse(c->argc, c->argv, c->argl, &spec, err, sizeof err) == 0) {
         store_txn *t;
-        char err[256] = "";
         if (write_txn(c, 0, &t) == 0) {
             int rc = store_view_create(t, &spec, err, sizeof err);
             if (rc) {
@@ -365,8 +406,10 @@ void cmd_fs_view_create(client *c)
                 reply_ok(c);
             }
         }
+    } else {
+        reply_error(c, err);
     }
-    view_spec_free(&spec);
+    fs_view_spec_free(&spec);
 }
 
 void cmd_fs_view_list(client *c)
@@ -586,34 +629,35 @@ static int parse_push_options(client *c, const store_view *v, push_args *a)
     return 0;
 }
 
-/* The pushed values in schema order (missing fields NULL), checked, encoded into row. */
-static int encode_push_row(client *c, const store_view *v, int first, buf *row)
+int fs_push_row(const store_view *v, int n, const char **argv, const size_t *lens, buf *row,
+                char *err, size_t errlen)
 {
     store_fvalue *vals = xcalloc((size_t)v->nfields, sizeof *vals);
     char *seen = xcalloc((size_t)v->nfields, 1);
+    fs_args a = {n, argv, lens, err, errlen};
     int rc = -1;
     for (int k = 0; k < v->nfields; k++)
         vals[k].is_null = 1;
-    for (int i = first; i < c->argc; i += 2) {
-        int k = store_view_field(v, c->argv[i], c->argl[i]);
-        char err[256];
+    for (int i = 0; i + 1 < n; i += 2) {
+        int k = store_view_field(v, argv[i], lens[i]);
+        char why[256];
         if (k < 0) {
-            reply_errorf(c, "unknown field '%.*s' of feature view '%s'", ARG(c, i), v->name);
+            args_fail(&a, "unknown field '%.*s' of feature view '%s'", AARG(&a, i), v->name);
             goto done;
         }
         if (seen[k]) {
-            reply_errorf(c, "duplicate field '%.*s' in FIELDS", ARG(c, i));
+            args_fail(&a, "duplicate field '%.*s' in FIELDS", AARG(&a, i));
             goto done;
         }
         seen[k] = 1;
-        if (store_parse_value(&v->schema[k], c->argv[i + 1], c->argl[i + 1], &vals[k], err,
-                              sizeof err)) {
-            reply_errorf(c, "field '%s': %s", v->fields[k].name, err);
+        if (store_parse_value(&v->schema[k], argv[i + 1], lens[i + 1], &vals[k], why,
+                              sizeof why)) {
+            args_fail(&a, "field '%s': %s", v->fields[k].name, why);
             goto done;
         }
     }
     if (store_row_encode(v->schema, v->nfields, vals, row)) {
-        reply_store_error(c, ERR_NOMEM);
+        args_fail(&a, "out of memory");
         goto done;
     }
     rc = 0;
@@ -657,8 +701,14 @@ void cmd_fs_push(client *c)
     buf_init(&row);
     const store_view *v = view_arg(c, 1);
     if (!v || fs_arg_key(c, v, 2, &key) || fs_arg_ts(c, 3, "event_ts", &a.event_us) ||
-        parse_push_options(c, v, &a) || encode_push_row(c, v, a.fields, &row))
+        parse_push_options(c, v, &a))
         goto done;
+    char err[512];
+    if (fs_push_row(v, c->argc - a.fields, c->argv + a.fields, c->argl + a.fields, &row, err,
+                    sizeof err)) {
+        reply_error(c, err);
+        goto done;
+    }
     if (!a.created_given)
         a.created_us = clock_us();
     store_txn *t;
@@ -825,7 +875,7 @@ void cmd_fs_mget(client *c)
     fs_request rq;
     buf key;
     buf_init(&key);
-    int next, withmeta;
+    int next, withmeta = 0;
     int64_t n;
     store_txn *t;
     if (fs_parse_features(c, 1, &rq, &next))

@@ -3,6 +3,7 @@
  * FT._LIST. Replies have the shapes RediSearch 2.8 gives: flat arrays in RESP2, maps in
  * RESP3 (the reply builders degrade maps to flat arrays for RESP2). */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,30 +315,31 @@ void cmd_ft_info(client *c)
 
 /* ---- FT.SEARCH: options -------------------------------------------------------------------- */
 
-typedef struct ret_field {
-    const char *name, *as; /* requested identifier, and its reply name */
-    size_t nlen, aslen;
-} ret_field;
+/* FT.SEARCH's arguments and the buffer a parse writes its error into: the option parsers
+ * are pure (ft_search_opts_parse is fuzzed), and the handler replies the error. */
+typedef struct opt_args {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+    char *err;
+    size_t errlen;
+} opt_args;
 
-typedef struct num_filter {
-    const ft_field *f;
-    double lo, hi;
-    int lo_excl, hi_excl;
-} num_filter;
+static int opt_fail(opt_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int opt_fail(opt_args *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->err, a->errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
 
-typedef struct search_opts {
-    int nocontent, withscores;
-    int nreturn; /* -1: every field */
-    ret_field *ret;
-    const char *sortby;
-    size_t sortlen;
-    int desc;
-    int64_t offset, num;
-    ft_params params;
-    int nfilters;
-    num_filter filters[8];
-    int inkeys_at, ninkeys;
-} search_opts;
+static int opt_is(const opt_args *a, int i, const char *word)
+{
+    size_t n = strlen(word);
+    return a->lens[i] == n && strncasecmp(a->argv[i], word, n) == 0;
+}
 
 /* FILTER field min max (the old numeric filter): bounds as in @f:[min max]. */
 static int filter_bound(const char *s, size_t n, double *v, int *excl)
@@ -356,27 +358,20 @@ static int filter_bound(const char *s, size_t n, double *v, int *excl)
     return 0;
 }
 
-static int opt_filter(client *c, ft_index *ix, int *i, search_opts *o)
+static int opt_filter(opt_args *a, const ft_index *ix, int *i, ft_search_opts *o)
 {
-    if (*i + 3 >= c->argc) {
-        reply_error(c, "FILTER needs a field, a minimum and a maximum");
-        return -1;
-    }
-    const ft_field *f = ft_def_field(ft_index_def(ix), c->argv[*i + 1], c->argl[*i + 1]);
-    if (!f || f->type != FTF_NUMERIC) {
-        reply_errorf(c, "FILTER: '%.*s' is not a NUMERIC field", SHOW(c->argv[*i + 1], c->argl[*i + 1]));
-        return -1;
-    }
-    if (o->nfilters == 8) {
-        reply_error(c, "at most 8 FILTER clauses");
-        return -1;
-    }
-    num_filter *fl = &o->filters[o->nfilters];
-    if (filter_bound(c->argv[*i + 2], c->argl[*i + 2], &fl->lo, &fl->lo_excl) ||
-        filter_bound(c->argv[*i + 3], c->argl[*i + 3], &fl->hi, &fl->hi_excl)) {
-        reply_error(c, "FILTER bounds must be numbers, inf or -inf (optionally after '(')");
-        return -1;
-    }
+    if (*i + 3 >= a->argc)
+        return opt_fail(a, "FILTER needs a field, a minimum and a maximum");
+    const ft_field *f = ft_def_field(ft_index_def(ix), a->argv[*i + 1], a->lens[*i + 1]);
+    if (!f || f->type != FTF_NUMERIC)
+        return opt_fail(a, "FILTER: '%.*s' is not a NUMERIC field",
+                        SHOW(a->argv[*i + 1], a->lens[*i + 1]));
+    if (o->nfilters == 8)
+        return opt_fail(a, "at most 8 FILTER clauses");
+    ft_num_filter *fl = &o->filters[o->nfilters];
+    if (filter_bound(a->argv[*i + 2], a->lens[*i + 2], &fl->lo, &fl->lo_excl) ||
+        filter_bound(a->argv[*i + 3], a->lens[*i + 3], &fl->hi, &fl->hi_excl))
+        return opt_fail(a, "FILTER bounds must be numbers, inf or -inf (optionally after '(')");
     fl->f = f;
     o->nfilters++;
     *i += 4;
@@ -384,66 +379,60 @@ static int opt_filter(client *c, ft_index *ix, int *i, search_opts *o)
 }
 
 /* "count" then count items, at i: sets *n and steps over them. */
-static int counted(client *c, int *i, const char *what, int64_t max, int64_t *n)
+static int counted(opt_args *a, int *i, const char *what, int64_t max, int64_t *n)
 {
-    if (*i + 1 >= c->argc || str_to_i64(c->argv[*i + 1], c->argl[*i + 1], n) != 0 || *n < 0 ||
-        *n > max || *n > c->argc - (*i + 2)) {
-        reply_errorf(c, "%s needs a count and that many arguments", what);
-        return -1;
-    }
+    if (*i + 1 >= a->argc || str_to_i64(a->argv[*i + 1], a->lens[*i + 1], n) != 0 || *n < 0 ||
+        *n > max || *n > a->argc - (*i + 2))
+        return opt_fail(a, "%s needs a count and that many arguments", what);
     *i += 2;
     return 0;
 }
 
 /* RETURN n field [AS name] ...: n counts every argument, AS and names included. */
-static int opt_return(client *c, int *i, search_opts *o)
+static int opt_return(opt_args *a, int *i, ft_search_opts *o)
 {
     int64_t n;
-    if (counted(c, i, "RETURN", 1024, &n))
+    if (counted(a, i, "RETURN", 1024, &n))
         return -1;
     int end = *i + (int)n;
     xfree(o->ret);
     o->ret = xcalloc((size_t)n + 1, sizeof *o->ret);
     o->nreturn = 0;
     while (*i < end) {
-        ret_field *r = &o->ret[o->nreturn++];
-        r->name = r->as = c->argv[*i];
-        r->nlen = r->aslen = c->argl[*i];
+        ft_ret_field *r = &o->ret[o->nreturn++];
+        r->name = r->as = a->argv[*i];
+        r->nlen = r->aslen = a->lens[*i];
         (*i)++;
-        if (*i < end && arg_is(c, *i, "AS")) {
-            if (*i + 1 >= end) {
-                reply_error(c, "RETURN: AS needs a name, counted in the RETURN count");
-                return -1;
-            }
-            r->as = c->argv[*i + 1];
-            r->aslen = c->argl[*i + 1];
+        if (*i < end && opt_is(a, *i, "AS")) {
+            if (*i + 1 >= end)
+                return opt_fail(a, "RETURN: AS needs a name, counted in the RETURN count");
+            r->as = a->argv[*i + 1];
+            r->aslen = a->lens[*i + 1];
             *i += 2;
         }
     }
     return 0;
 }
 
-static int opt_params(client *c, int *i, search_opts *o)
+static int opt_params(opt_args *a, int *i, ft_search_opts *o)
 {
     int64_t n;
-    if (counted(c, i, "PARAMS", 2048, &n))
+    if (counted(a, i, "PARAMS", 2048, &n))
         return -1;
-    if (n % 2) {
-        reply_error(c, "PARAMS count must be even (name value pairs)");
-        return -1;
-    }
+    if (n % 2)
+        return opt_fail(a, "PARAMS count must be even (name value pairs)");
     int np = (int)n / 2;
     const char **names = xcalloc((size_t)np + 1, sizeof *names);
     const char **vals = xcalloc((size_t)np + 1, sizeof *vals);
     size_t *nl = xcalloc((size_t)np + 1, sizeof *nl), *vl = xcalloc((size_t)np + 1, sizeof *vl);
     for (int k = 0; k < np; k++) {
-        names[k] = c->argv[*i + 2 * k];
-        nl[k] = c->argl[*i + 2 * k];
-        vals[k] = c->argv[*i + 2 * k + 1];
-        vl[k] = c->argl[*i + 2 * k + 1];
+        names[k] = a->argv[*i + 2 * k];
+        nl[k] = a->lens[*i + 2 * k];
+        vals[k] = a->argv[*i + 2 * k + 1];
+        vl[k] = a->lens[*i + 2 * k + 1];
         for (int j = 0; j < k; j++)
             if (nl[j] == nl[k] && memcmp(names[j], names[k], nl[k]) == 0) {
-                reply_errorf(c, "Duplicate parameter `%.*s`", SHOW(names[k], nl[k]));
+                opt_fail(a, "Duplicate parameter `%.*s`", SHOW(names[k], nl[k]));
                 xfree(names), xfree(vals), xfree(nl), xfree(vl);
                 return -1;
             }
@@ -455,99 +444,99 @@ static int opt_params(client *c, int *i, search_opts *o)
     return 0;
 }
 
-static int opt_limit(client *c, int *i, search_opts *o)
+static int opt_limit(opt_args *a, int *i, ft_search_opts *o)
 {
-    if (*i + 2 >= c->argc || str_to_i64(c->argv[*i + 1], c->argl[*i + 1], &o->offset) != 0 ||
-        str_to_i64(c->argv[*i + 2], c->argl[*i + 2], &o->num) != 0 || o->offset < 0 ||
-        o->num < 0) {
-        reply_error(c, "LIMIT needs a non-negative offset and count");
-        return -1;
-    }
-    if (o->offset > LIMIT_MAX || o->num > LIMIT_MAX) {
-        reply_errorf(c, "LIMIT exceeds the maximum of %d", LIMIT_MAX);
-        return -1;
-    }
+    if (*i + 2 >= a->argc || str_to_i64(a->argv[*i + 1], a->lens[*i + 1], &o->offset) != 0 ||
+        str_to_i64(a->argv[*i + 2], a->lens[*i + 2], &o->num) != 0 || o->offset < 0 ||
+        o->num < 0)
+        return opt_fail(a, "LIMIT needs a non-negative offset and count");
+    if (o->offset > LIMIT_MAX || o->num > LIMIT_MAX)
+        return opt_fail(a, "LIMIT exceeds the maximum of %d", LIMIT_MAX);
     *i += 3;
     return 0;
 }
 
 /* Options that take one value and have no effect here. */
-static int ignored_with_value(client *c, int i)
+static int ignored_with_value(const opt_args *a, int i)
 {
-    return arg_is(c, i, "SCORER") || arg_is(c, i, "LANGUAGE") || arg_is(c, i, "EXPANDER") ||
-           arg_is(c, i, "SLOP") || arg_is(c, i, "TIMEOUT") || arg_is(c, i, "PAYLOAD");
+    return opt_is(a, i, "SCORER") || opt_is(a, i, "LANGUAGE") || opt_is(a, i, "EXPANDER") ||
+           opt_is(a, i, "SLOP") || opt_is(a, i, "TIMEOUT") || opt_is(a, i, "PAYLOAD");
 }
 
-static int parse_opts(client *c, ft_index *ix, search_opts *o)
+/* SORTBY field [ASC|DESC] at i. */
+static int opt_sortby(opt_args *a, int *i, ft_search_opts *o)
 {
+    if (*i + 1 >= a->argc)
+        return opt_fail(a, "SORTBY needs a field");
+    o->sortby = a->argv[*i + 1];
+    o->sortlen = a->lens[*i + 1];
+    if (o->sortlen && o->sortby[0] == '@')
+        o->sortby++, o->sortlen--;
+    *i += 2;
+    if (*i < a->argc && (opt_is(a, *i, "ASC") || opt_is(a, *i, "DESC")))
+        o->desc = opt_is(a, (*i)++, "DESC");
+    return 0;
+}
+
+int ft_search_opts_parse(const ft_index *ix, int argc, const char **argv, const size_t *lens,
+                         ft_search_opts *o, char *err, size_t errlen)
+{
+    opt_args args = {argc, argv, lens, err, errlen}, *a = &args;
+    memset(o, 0, sizeof *o);
     o->nreturn = -1;
     o->num = 10;
-    for (int i = 3; i < c->argc;) {
+    for (int i = 3; i < a->argc;) {
         int64_t n;
-        if (arg_is(c, i, "NOCONTENT")) {
+        if (opt_is(a, i, "NOCONTENT")) {
             o->nocontent = 1, i++;
-        } else if (arg_is(c, i, "WITHSCORES")) {
+        } else if (opt_is(a, i, "WITHSCORES")) {
             o->withscores = 1, i++;
-        } else if (arg_is(c, i, "VERBATIM") || arg_is(c, i, "NOSTOPWORDS") ||
-                   arg_is(c, i, "INORDER")) {
+        } else if (opt_is(a, i, "VERBATIM") || opt_is(a, i, "NOSTOPWORDS") ||
+                   opt_is(a, i, "INORDER")) {
             i++;
-        } else if (arg_is(c, i, "RETURN")) {
-            if (opt_return(c, &i, o))
+        } else if (opt_is(a, i, "RETURN")) {
+            if (opt_return(a, &i, o))
                 return -1;
-        } else if (arg_is(c, i, "SORTBY")) {
-            if (i + 1 >= c->argc) {
-                reply_error(c, "SORTBY needs a field");
+        } else if (opt_is(a, i, "SORTBY")) {
+            if (opt_sortby(a, &i, o))
                 return -1;
-            }
-            o->sortby = c->argv[i + 1];
-            o->sortlen = c->argl[i + 1];
-            if (o->sortlen && o->sortby[0] == '@')
-                o->sortby++, o->sortlen--;
+        } else if (opt_is(a, i, "LIMIT")) {
+            if (opt_limit(a, &i, o))
+                return -1;
+        } else if (opt_is(a, i, "PARAMS")) {
+            if (opt_params(a, &i, o))
+                return -1;
+        } else if (opt_is(a, i, "DIALECT")) {
+            if (i + 1 >= a->argc || str_to_i64(a->argv[i + 1], a->lens[i + 1], &n) != 0 ||
+                n < 1 || n > 4)
+                return opt_fail(a, "DIALECT must be 1, 2, 3 or 4");
             i += 2;
-            if (i < c->argc && (arg_is(c, i, "ASC") || arg_is(c, i, "DESC")))
-                o->desc = arg_is(c, i++, "DESC");
-        } else if (arg_is(c, i, "LIMIT")) {
-            if (opt_limit(c, &i, o))
-                return -1;
-        } else if (arg_is(c, i, "PARAMS")) {
-            if (opt_params(c, &i, o))
-                return -1;
-        } else if (arg_is(c, i, "DIALECT")) {
-            if (i + 1 >= c->argc || str_to_i64(c->argv[i + 1], c->argl[i + 1], &n) != 0 ||
-                n < 1 || n > 4) {
-                reply_error(c, "DIALECT must be 1, 2, 3 or 4");
-                return -1;
-            }
+        } else if (opt_is(a, i, "FORMAT")) {
+            if (i + 1 >= a->argc || !opt_is(a, i + 1, "STRING"))
+                return opt_fail(a, "FORMAT: only STRING is supported for hashes");
             i += 2;
-        } else if (arg_is(c, i, "FORMAT")) {
-            if (i + 1 >= c->argc || !arg_is(c, i + 1, "STRING")) {
-                reply_error(c, "FORMAT: only STRING is supported for hashes");
+        } else if (opt_is(a, i, "FILTER")) {
+            if (opt_filter(a, ix, &i, o))
                 return -1;
-            }
-            i += 2;
-        } else if (arg_is(c, i, "FILTER")) {
-            if (opt_filter(c, ix, &i, o))
-                return -1;
-        } else if (arg_is(c, i, "INKEYS")) {
-            if (counted(c, &i, "INKEYS", 1000000, &n))
+        } else if (opt_is(a, i, "INKEYS")) {
+            if (counted(a, &i, "INKEYS", 1000000, &n))
                 return -1;
             o->inkeys_at = i, o->ninkeys = (int)n, i += (int)n;
-        } else if (arg_is(c, i, "INFIELDS")) {
-            if (counted(c, &i, "INFIELDS", 1024, &n))
+        } else if (opt_is(a, i, "INFIELDS")) {
+            if (counted(a, &i, "INFIELDS", 1024, &n))
                 return -1;
             i += (int)n;
-        } else if (ignored_with_value(c, i) && i + 1 < c->argc) {
+        } else if (ignored_with_value(a, i) && i + 1 < a->argc) {
             i += 2;
         } else {
-            reply_errorf(c, "unsupported or unknown FT.SEARCH argument '%.*s'",
-                         SHOW(c->argv[i], c->argl[i]));
-            return -1;
+            return opt_fail(a, "unsupported or unknown FT.SEARCH argument '%.*s'",
+                            SHOW(a->argv[i], a->lens[i]));
         }
     }
     return 0;
 }
 
-static void opts_free(search_opts *o)
+void ft_search_opts_free(ft_search_opts *o)
 {
     xfree(o->ret);
     xfree((void *)o->params.names);
@@ -571,7 +560,7 @@ typedef struct search {
     client *c;
     ft_index *ix;
     ft_query q;
-    search_opts o;
+    ft_search_opts o;
     uint64_t *bits;
     result *res;
     size_t nres, total; /* results held; results in all */
@@ -810,7 +799,7 @@ static void reply_fields(search *s, const result *r)
         }
     }
     for (int i = 0; i < s->o.nreturn; i++) {
-        const ret_field *rf = &s->o.ret[i];
+        const ft_ret_field *rf = &s->o.ret[i];
         if (name_is(rf->name, rf->nlen, dn)) {
             if (!r->has_dist)
                 continue;
@@ -891,9 +880,13 @@ void cmd_ft_search(client *c)
     search s;
     memset(&s, 0, sizeof s);
     s.c = c;
-    if (!(s.ix = index_or_reply(c, 1)) || parse_opts(c, s.ix, &s.o))
+    char err[512];
+    if (!(s.ix = index_or_reply(c, 1)))
         goto done;
-    char err[256];
+    if (ft_search_opts_parse(s.ix, c->argc, c->argv, c->argl, &s.o, err, sizeof err)) {
+        reply_error(c, err);
+        goto done;
+    }
     if (ft_query_parse(s.ix, c->argv[2], c->argl[2], &s.o.params, &s.q, err, sizeof err)) {
         reply_error(c, err);
         goto done;
@@ -925,5 +918,5 @@ done:
     xfree(s.res);
     xfree(s.bits);
     ft_query_free(&s.q);
-    opts_free(&s.o);
+    ft_search_opts_free(&s.o);
 }

@@ -62,4 +62,14 @@ void fs_reply_value(client *c, const store_field *f, const store_fvalue *v);
 void fs_reply_meta(client *c, const store_field *f, const store_fvalue *v, int64_t event_us,
                    int status);
 
+/* FS.VIEW.CREATE's arguments (argv[0] the command, argv[1] the view) into spec, whose
+ * strings it allocates; -1 with err (what the command replies). Free spec either way. */
+int fs_view_spec_parse(int argc, const char **argv, const size_t *lens, store_view *spec,
+                       char *err, size_t errlen);
+void fs_view_spec_free(store_view *spec);
+/* FS.PUSH's FIELDS: n arguments, <field> <value> pairs of view v, parsed as the schema's
+ * types and encoded as a row (missing fields NULL) appended to row; -1 with err. */
+int fs_push_row(const store_view *v, int n, const char **argv, const size_t *lens, buf *row,
+                char *err, size_t errlen);
+
 #endif

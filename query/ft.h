@@ -355,6 +355,39 @@ typedef struct ft_query {
 int ft_query_parse(ft_index *ix, const char *s, size_t len, const ft_params *params,
                    ft_query *q, char *err, size_t errlen);
 void ft_query_free(ft_query *q);
+/* FT.SEARCH's options (ft_search_opts_parse; the handler in cmd_ft.c runs the search). */
+typedef struct ft_ret_field {
+    const char *name, *as; /* requested identifier, and its reply name */
+    size_t nlen, aslen;
+} ft_ret_field;
+
+typedef struct ft_num_filter {
+    const ft_field *f;
+    double lo, hi;
+    int lo_excl, hi_excl;
+} ft_num_filter;
+
+typedef struct ft_search_opts {
+    int nocontent, withscores;
+    int nreturn; /* -1: every field */
+    ft_ret_field *ret;
+    const char *sortby;
+    size_t sortlen;
+    int desc;
+    int64_t offset, num;
+    ft_params params;
+    int nfilters;
+    ft_num_filter filters[8];
+    int inkeys_at, ninkeys; /* INKEYS: argv[inkeys_at ..] */
+} ft_search_opts;
+
+/* Parses FT.SEARCH's options, argv[3] on (argv is the whole command), against ix's schema
+ * into o, which borrows argv's strings; -1 with err (what the command replies). Free o
+ * either way. */
+int ft_search_opts_parse(const ft_index *ix, int argc, const char **argv, const size_t *lens,
+                         ft_search_opts *o, char *err, size_t errlen);
+void ft_search_opts_free(ft_search_opts *o);
+
 /* Evaluates q's filter into bits (ft_bitmap_words(ix) words, zeroed by the caller).
  * ERR_INVAL / ERR_NOMEM with err (a VECTOR_RANGE that fails). */
 int ft_query_eval(ft_index *ix, ft_query *q, uint64_t *bits, char *err, size_t errlen);

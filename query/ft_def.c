@@ -47,6 +47,15 @@ static int need(args *a, int n)
     return fail(a, "missing value after '%.*s'", a->argv[a->i], a->lens[a->i]);
 }
 
+/* FAISS factory strings are printable ASCII. */
+static int printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 static int parse_u32(args *a, int i, uint32_t lo, uint32_t hi, const char *what, uint32_t *out)
 {
     int64_t v;
@@ -105,7 +114,7 @@ static int vector_attr(args *a, ft_field *f, int *have)
     if (is(a, a->i, "EF_RUNTIME") && (hnsw || p->kind == VEC_IVF)) /* IVF: nprobe */
         return parse_u32(a, i, 1, VEC_MAX_K, "EF_RUNTIME", &p->ef_runtime);
     if (is(a, a->i, "FACTORY") && p->kind == VEC_IVF) {
-        if (a->lens[i] == 0 || a->lens[i] > 255 || memchr(a->argv[i], '\0', a->lens[i]))
+        if (a->lens[i] == 0 || a->lens[i] > 255 || !printable(a->argv[i], a->lens[i]))
             return fail(a, "FACTORY must be a FAISS factory string such as IVF1024,PQ32, got "
                            "'%.*s'", a->argv[i], a->lens[i]);
         xfree((char *)p->factory);
@@ -280,6 +289,10 @@ static int parse_prefixes(args *a, ft_def *def)
     if (a->i + (int)n > a->argc)
         return fail(a, "PREFIX count %.*s is more than the prefixes given", a->argv[a->i - 1],
                     a->lens[a->i - 1]);
+    if (def->nprefixes + (int)n > FT_MAX_PREFIXES) { /* PREFIX given again adds to them */
+        snprintf(a->err, a->errlen, "more than %d prefixes in all", FT_MAX_PREFIXES);
+        return ERR_INVAL;
+    }
     for (uint32_t j = 0; j < n; j++, a->i++) {
         if (a->lens[a->i] > 400)
             return fail(a, "prefix '%.*s...' is longer than 400 bytes", a->argv[a->i], 32);
@@ -491,10 +504,20 @@ static char *get_str(rd *r, size_t *len)
     return p ? xmemdup(p, n) : NULL;
 }
 
+/* A field or attribute name as FT.CREATE takes them: 1 to 255 bytes, no NUL. */
+static char *get_name(rd *r)
+{
+    size_t n;
+    char *s = get_str(r, &n);
+    if (s && (n == 0 || n > 255 || memchr(s, '\0', n)))
+        xfree(s), s = NULL;
+    return s;
+}
+
 static int decode_field(rd *r, ft_def *def, ft_field *f)
 {
-    f->name = get_str(r, NULL);
-    f->alias = get_str(r, NULL);
+    f->name = get_name(r);
+    f->alias = get_name(r);
     f->type = (int)get_u8(r);
     f->flags = (int)get_u8(r);
     f->sep = ',';
@@ -519,10 +542,13 @@ static int decode_field(rd *r, ft_def *def, ft_field *f)
         f->block_size = get_u32(r);
         size_t flen;
         char *fac = get_str(r, &flen);
-        if (fac && (flen == 0 || strlen(fac) != flen))
+        /* IVF has FAISS's factory string (printable ASCII, as FT.CREATE takes it), the
+         * other kinds an empty one */
+        int fac_ok = fac && (f->vp.kind == VEC_IVF ? flen > 0 && printable(fac, flen) : flen == 0);
+        if (fac && flen == 0)
             xfree(fac), fac = NULL;
         f->vp.factory = fac;
-        if ((f->vp.kind == VEC_IVF) != (fac != NULL))
+        if (!fac_ok)
             return -1;
         if (f->vp.kind < VEC_FLAT || f->vp.kind > VEC_IVF || f->vp.metric < VEC_L2 ||
             f->vp.metric > VEC_COSINE || f->vp.dim == 0 || f->vp.dim > VEC_MAX_DIM)
@@ -545,12 +571,13 @@ int ft_def_decode(const char *name, size_t nlen, const char *p, size_t len, ft_d
     r.len -= 4;
     def->name = xmemdup(name, nlen);
     def->db = (int)get_u8(&r);
-    def->nprefixes = (int)get_u16(&r);
-    if (def->nprefixes > FT_MAX_PREFIXES)
-        goto fail;
-    def->prefixes = xcalloc((size_t)def->nprefixes + 1, sizeof(char *));
-    def->prefix_lens = xcalloc((size_t)def->nprefixes + 1, sizeof(size_t));
-    for (int i = 0; i < def->nprefixes; i++)
+    int np = (int)get_u16(&r);
+    if (np > FT_MAX_PREFIXES)
+        goto fail; /* checked before def counts them: ft_def_free walks what it counts */
+    def->prefixes = xcalloc((size_t)np + 1, sizeof(char *));
+    def->prefix_lens = xcalloc((size_t)np + 1, sizeof(size_t));
+    def->nprefixes = np;
+    for (int i = 0; i < np; i++)
         if (!(def->prefixes[i] = get_str(&r, &def->prefix_lens[i])))
             goto fail;
     int n = (int)get_u16(&r);

@@ -992,9 +992,11 @@ int ft__snapshot_load(ft_index *ix, const char *p, size_t len, char *err, size_t
         snprintf(err, errlen, "of another version or definition");
         return ERR_CORRUPT;
     }
-    /* bound is bounded by the document count so that a forged file cannot make the
-     * columns huge (an index that lost more than 63 of every 64 documents rebuilds). */
-    if (n > bound || (uint64_t)bound > 64 * ((uint64_t)n + 1024) || load_docs(ix, &r, bound, n))
+    /* bound is bounded by the document count, and the count by the bytes (a document
+     * takes at least 8 + 5 v), so that a forged file cannot make the columns huge (an
+     * index that lost more than 63 of every 64 documents rebuilds). */
+    if (n > (r.len - r.pos) / (8 + 5 * (uint64_t)nv) || n > bound ||
+        (uint64_t)bound > 64 * ((uint64_t)n + 1024) || load_docs(ix, &r, bound, n))
         return ERR_CORRUPT;
     for (int s = 0; s < ix->def.nvecs; s++)
         if (load_vectors(ix, &r, s, err, errlen))

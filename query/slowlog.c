@@ -172,10 +172,7 @@ static void slowlog_help(client *c)
         "HELP",
         "    Prints this help.",
     };
-    size_t n = sizeof lines / sizeof lines[0];
-    reply_array(c, (long)n);
-    for (size_t i = 0; i < n; i++)
-        reply_simple(c, lines[i]);
+    reply_help(c, lines, sizeof lines / sizeof lines[0]);
 }
 
 void cmd_slowlog(client *c)

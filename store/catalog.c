@@ -170,6 +170,7 @@ static int entity_decode(const char *name, size_t len, const MDB_val *v, store_e
     out->name = try_memdup(name, len);
     out->key_type = key_type;
     out->description = try_memdup(desc, dlen);
+    out->description_len = dlen;
     if (!out->name || !out->description) {
         entity_free(out);
         return ERR_NOMEM;
@@ -455,8 +456,7 @@ static int counter_decode(const MDB_val *v, uint32_t *next)
     return 0;
 }
 
-/* Decodes one record into c (records come in key order, so arrays stay sorted). */
-static int load_one(store__catalog *c, const MDB_val *k, const MDB_val *v)
+int store__catalog_decode(store__catalog *c, const MDB_val *k, const MDB_val *v)
 {
     const char *key = k->mv_data;
     if (k->mv_size == sizeof COUNTER_KEY - 1 && memcmp(key, COUNTER_KEY, k->mv_size) == 0)
@@ -488,6 +488,28 @@ static int load_one(store__catalog *c, const MDB_val *k, const MDB_val *v)
     return rc;
 }
 
+void store__catalog_encode(const store__catalog *c, char kind, int i, buf *out)
+{
+    enc e = {0};
+    for (int pass = 0; pass < 2; pass++) { /* count, then write */
+        if (kind == 'e') {
+            const store_entity *en = &c->entities[i];
+            entity_encode(&e, en->key_type, en->description, en->description_len);
+        } else if (kind == 'v') {
+            const store_view *v = &c->views[i];
+            view_encode(&e, v, v->id, v->key_types, v->created_ms);
+        } else {
+            service_encode(&e, c->services[i].n, c->services[i].features);
+        }
+        if (pass == 0) {
+            e.p = xmalloc(e.n ? e.n : 1);
+            e.n = 0;
+        }
+    }
+    buf_append(out, e.p, e.n);
+    xfree(e.p);
+}
+
 int store__catalog_load(store *st, char *err, size_t errlen)
 {
     store__catalog c = {.next_view_id = 1};
@@ -507,7 +529,7 @@ int store__catalog_load(store *st, char *err, size_t errlen)
     int op = MDB_FIRST;
     while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
         op = MDB_NEXT;
-        if ((rc = load_one(&c, &k, &v)) != 0) {
+        if ((rc = store__catalog_decode(&c, &k, &v)) != 0) {
             snprintf(err, errlen, "catalog: record '%.*s' %s", SHOW((char *)k.mv_data,
                      k.mv_size), rc == ERR_NOMEM ? "does not fit in memory" : "is corrupt");
             break;

@@ -34,19 +34,25 @@
 
 /* ---- key encoding (store.h, HISTORY KEYS) ------------------------------------------- */
 
-static void put_be64(char *p, uint64_t v)
+/* Big-endian integers of n bytes: keys sort as their numbers do. */
+static void put_be(char *p, uint64_t v, int n)
 {
-    for (int i = 7; i >= 0; i--, v >>= 8)
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
         p[i] = (char)(v & 0xff);
 }
 
-static uint64_t get_be64(const char *p)
+static uint64_t get_be(const char *p, int n)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < n; i++)
         v = (v << 8) | (unsigned char)p[i];
     return v;
 }
+
+#define put_be64(p, v) put_be(p, v, 8)
+#define get_be64(p) get_be(p, 8)
+#define put_be32(p, v) put_be(p, v, 4)
+#define get_be32(p) ((uint32_t)get_be(p, 4))
 
 /* ~(t ^ 2^63): signed order becomes unsigned order, then reversed (newest first). */
 static uint64_t time_enc(int64_t t)
@@ -670,20 +676,6 @@ int store__hist_ping(store_hist *h)
 #define JOURNAL_MAGIC "QVHJ"
 #define JOURNAL_VERSION 1
 #define JOURNAL_HEAD 13 /* magic, version, pass */
-
-static void put_be32(char *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (char)(v & 0xff);
-}
-
-static uint32_t get_be32(const char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = (v << 8) | (unsigned char)p[i];
-    return v;
-}
 
 void store__hbatch_journal(store_hbatch *b, uint32_t view, uint64_t pass)
 {

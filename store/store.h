@@ -489,6 +489,7 @@ typedef struct store_entity {
     char *name;
     int key_type; /* STORE_KEY_* */
     char *description; /* "" when none */
+    size_t description_len; /* it may hold NUL bytes */
 } store_entity;
 
 typedef struct store_field {

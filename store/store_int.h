@@ -135,6 +135,12 @@ void store__catalog_free(store__catalog *cat);
 /* Room for one more id (ERR_NOMEM), taken before the change that needs it; add then
  * cannot fail. */
 int store__ids_reserve(store__ids *l);
+/* Decodes one catalog record (LMDB key and value) into c, after the ones it holds (records
+ * come in key order, so the arrays stay sorted); ERR_CORRUPT, c unchanged, if it fails any
+ * check. encode appends the record of c's i-th entry of kind 'e', 'v' or 's' to out: a
+ * decoded record encodes back to the very bytes it came from (the fuzz test checks it). */
+int store__catalog_decode(store__catalog *c, const MDB_val *k, const MDB_val *v);
+void store__catalog_encode(const store__catalog *c, char kind, int i, buf *out);
 void store__ids_add(store__ids *l, uint32_t id);
 /* Pass support for the history batch (history.c). mark sets a save point before a put,
  * rollback takes the batch back to it, unmark drops it: a push whose online write fails

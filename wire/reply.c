@@ -33,6 +33,13 @@ void reply_simple(client *c, const char *s)
     emit(c, "\r\n", 2);
 }
 
+void reply_help(client *c, const char *const *lines, size_t n)
+{
+    reply_array(c, (long)n);
+    for (size_t i = 0; i < n; i++)
+        reply_simple(c, lines[i]);
+}
+
 void reply_ok(client *c)
 {
     emit(c, "+OK\r\n", 5);

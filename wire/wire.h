@@ -172,6 +172,8 @@ void net_cron(int64_t now_ms);
 
 /* Reply builders. RESP3 types degrade to their RESP2 forms when c->resp == 2. */
 void reply_simple(client *c, const char *s);       /* +s */
+/* A HELP subcommand's answer: an array of n status lines. */
+void reply_help(client *c, const char *const *lines, size_t n);
 void reply_ok(client *c);
 void reply_error(client *c, const char *msg);      /* "-ERR msg" unless msg starts with a code */
 void reply_errorf(client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -582,12 +582,20 @@ class TestBadInput(FtCase):
             (["FT.CREATE", "bad", "SCHEMA", "v", "VECTOR", "ANNOY", 2, "DIM", 4], "algorithm"),
             (["FT.CREATE", "bad", "SCHEMA", "v", "VECTOR", "IVF", 6, "TYPE", "FLOAT32", "DIM", 4,
               "DISTANCE_METRIC", "L2"], "FACTORY"),
+        ] + [  # FAISS would divide by PQ0's zero (SIGFPE) or allocate without bound
+            (["FT.CREATE", "bad", "SCHEMA", "v", "VECTOR", "IVF", 8, "TYPE", "FLOAT32", "DIM", 16,
+              "DISTANCE_METRIC", "L2", "FACTORY", factory], "numbers must be 1 to")
+            for factory in ("IVF4,PQ0", "IVF0,Flat", "IVF99999999,Flat", "IVF4,PQ4x40")
+        ] + [
             (base + [8, "TYPE", "FLOAT32", "DIM", 4, "DISTANCE_METRIC", "L2", "M", 16], "FLAT vector attribute"),
             (["FT.CREATE", "bad", "SCHEMA", "g", "GEO"], "GEO"),
             (["FT.CREATE", "bad", "SCHEMA", "a", "TAG", "a", "NUMERIC"], "duplicate"),
             (["FT.CREATE", "bad", "ON", "JSON", "SCHEMA", "a", "TAG"], "JSON"),
             (["FT.CREATE", "bad", "PREFIX", 0, "SCHEMA", "a", "TAG"], "PREFIX"),
             (["FT.CREATE", "bad", "PREFIX", 9, "a", "SCHEMA", "a", "TAG"], "PREFIX"),
+            # a record of more could not be read back at the next start
+            (["FT.CREATE", "bad", "PREFIX", 64, *["p%d:" % i for i in range(64)], "PREFIX", 1, "x:",
+              "SCHEMA", "a", "TAG"], "more than 64 prefixes"),
             (["FT.CREATE", "bad", "SCHEMA"], "SCHEMA"),
         ]
         for args, word in cases:

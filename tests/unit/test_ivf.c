@@ -477,7 +477,10 @@ static void test_bad_factories(void **state)
         {"IVF16,RQ2x8", "not a supported IVF index"},
         {"IVF16,PQ7", "multiple of the number of subquantizers"},
         {"IVF16_HNSW8,PQ7", "multiple of the number of subquantizers"},
-        {"IVF0,Flat", "not a supported IVF index"},
+        {"IVF0,Flat", "numbers must be 1 to"},
+        {"IVF16,PQ0", "numbers must be 1 to"}, /* FAISS would divide by zero: SIGFPE */
+        {"IVF16,PQ8x17", "numbers must be 1 to"},
+        {"IVF2000000,Flat", "numbers must be 1 to"},
         {"", "factory string"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
