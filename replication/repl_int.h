@@ -104,5 +104,9 @@ void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p,
  * (bad CRC, too long), 0 with the parts and the frame's size. */
 int frame_get(const char *p, size_t len, int *type, const char **name, size_t *nlen,
               const char **payload, size_t *plen, size_t *size);
+/* Takes the next record of a RECORDS payload (*p, *n advance past it): 0, 1 at the end,
+ * -1 when the lengths run past the payload. */
+int frame_record(const char **p, size_t *n, const char **key, size_t *klen, const char **val,
+                 size_t *vlen);
 
 #endif

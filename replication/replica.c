@@ -297,19 +297,13 @@ static int file_chunk(replica_link *l, const char *name, size_t nlen, const char
 
 static int load_records(replica_link *l, const char *db, const char *p, size_t n)
 {
-    while (n > 0) {
-        uint32_t kl, vl;
-        if (n < 4 || (memcpy(&kl, p, 4), n - 4 < kl) || n - 4 - kl < 4)
+    const char *k, *v;
+    size_t kl, vl;
+    int rc;
+    while ((rc = frame_record(&p, &n, &k, &kl, &v, &vl)) == 0)
+        if (store_load_put(l->ld, db, k, kl, v, vl) != 0)
             return -1;
-        memcpy(&vl, p + 4 + kl, 4);
-        if (n - 8 - kl < vl)
-            return -1;
-        if (store_load_put(l->ld, db, p + 4, kl, p + 8 + kl, vl) != 0)
-            return -1;
-        p += 8 + (size_t)kl + vl;
-        n -= 8 + (size_t)kl + vl;
-    }
-    return 0;
+    return rc == 1 ? 0 : -1;
 }
 
 static int begin_load(replica_link *l, const char *p, size_t n)

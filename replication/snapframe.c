@@ -46,3 +46,26 @@ int frame_get(const char *p, size_t len, int *type, const char **name, size_t *n
     *size = total;
     return 0;
 }
+
+int frame_record(const char **p, size_t *n, const char **key, size_t *klen, const char **val,
+                 size_t *vlen)
+{
+    if (*n == 0)
+        return 1;
+    uint32_t kl, vl;
+    if (*n < 4)
+        return -1;
+    memcpy(&kl, *p, 4);
+    if (*n - 4 < kl || *n - 4 - kl < 4)
+        return -1;
+    memcpy(&vl, *p + 4 + kl, 4);
+    if (*n - 8 - kl < vl)
+        return -1;
+    *key = *p + 4;
+    *klen = kl;
+    *val = *p + 8 + kl;
+    *vlen = vl;
+    *p += 8 + (size_t)kl + vl;
+    *n -= 8 + (size_t)kl + vl;
+    return 0;
+}
