@@ -70,6 +70,7 @@ static const option options[] = {
     {"tls-protocols", T_STR, O(tls_protocols), 0, 0, NULL, IMMUTABLE, ""},
     {"replicaof", T_STR, O(replicaof), 0, 0, NULL, IMMUTABLE, ""},
     {"masterauth", T_STR, O(masterauth), 0, 0, NULL, 0, ""},
+    {"masteruser", T_STR, O(masteruser), 0, 0, NULL, 0, ""},
     {"min-replicas-to-write", T_INT, O(min_replicas_to_write), 0, INT_MAX, NULL, 0, "0"},
     {"min-replicas-max-lag", T_INT, O(min_replicas_max_lag), 0, INT_MAX, NULL, 0, "10"},
     {"repl-backlog-size", T_SIZE, O(repl_backlog_size), 16 * 1024, LLONG_MAX, NULL, IMMUTABLE, "1mb"},

@@ -49,6 +49,7 @@ typedef struct config {
     char *config_file;       /* absolute path of the file read at start, or NULL */
     char *replicaof;         /* "host port" of the leader to follow, "" for none */
     char *masterauth;        /* password for the leader */
+    char *masteruser;        /* ACL user for the leader, "" for the default user */
     long long repl_backlog_size;
     int min_replicas_to_write, min_replicas_max_lag; /* writes need that many good replicas */
     long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */

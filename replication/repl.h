@@ -15,7 +15,7 @@
  * it, and is dropped if the pass fails (the store rewinds its offset too).
  *
  * THE HANDSHAKE (replica -> leader, over a hiredis async link on the loop's libevent):
- *   AUTH <masterauth>                (when masterauth is set; masteruser not supported)
+ *   AUTH [<masteruser>] <masterauth> (when masterauth is set; the user when masteruser is)
  *   REPLCONF listening-port <port>   -> +OK
  *   REPLCONF capa psync2             -> +OK
  *   PSYNC <replid> <offset + 1>      (first time: PSYNC ? -1)

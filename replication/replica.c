@@ -684,7 +684,10 @@ void link_start(void)
     redisLibeventAttach(l->ac, srv.base);
     redisAsyncSetConnectCallback(l->ac, on_connect);
     redisAsyncSetDisconnectCallback(l->ac, on_disconnect);
-    if (srv.cfg.masterauth && *srv.cfg.masterauth)
+    if (srv.cfg.masterauth && *srv.cfg.masterauth && srv.cfg.masteruser && *srv.cfg.masteruser)
+        redisAsyncCommand(l->ac, on_handshake_reply, "AUTH", "AUTH %s %s", srv.cfg.masteruser,
+                          srv.cfg.masterauth);
+    else if (srv.cfg.masterauth && *srv.cfg.masterauth)
         redisAsyncCommand(l->ac, on_handshake_reply, "AUTH", "AUTH %s", srv.cfg.masterauth);
     redisAsyncCommand(l->ac, on_handshake_reply, "REPLCONF listening-port",
                       "REPLCONF listening-port %d", srv.cfg.port);

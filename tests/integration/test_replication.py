@@ -440,6 +440,39 @@ class TestBadInput(Base):
         r.config_set("masterauth", "secret")
         caught_up(lr, r)
 
+    def test_masteruser_with_minimal_acl_user(self):
+        leader = self.server(requirepass="secret")
+        lr = leader.client(password="secret")
+        # The commands a replica sends: AUTH (always allowed), REPLCONF listening-port,
+        # REPLCONF capa, PSYNC, then REPLCONF ACK every second.
+        lr.execute_command("ACL", "SETUSER", "repl", "on", ">pw", "+psync", "+replconf",
+                           "+ping")
+        setup_schema(lr)
+        write_load(lr, random.Random(5), 100)
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port, masteruser="repl",
+                              masterauth="pw")
+        r = replica.client()
+        caught_up(lr, r)
+        write_load(lr, random.Random(6), 100, base=100)
+        caught_up(lr, r)
+        self.assertEqual(r.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+        # The default user's password is no longer enough once masteruser names another user.
+        bad = self.server(replicaof="127.0.0.1 %d" % leader.port, masteruser="repl",
+                          masterauth="secret")
+        br = bad.client()
+        wait_for(lambda: "master_link_error" in info(br, "replication"), "the link error")
+        bi = info(br, "replication")
+        self.assertEqual(bi["master_link_status"], "down")
+        self.assertIn("AUTH", bi["master_link_error"])
+        self.assertEqual(lr.ping(), True)
+        self.assertEqual(info(lr, "replication")["connected_slaves"], "1")
+        lr.set("after", "1")
+        caught_up(lr, r)
+        self.assertEqual(r.get("after"), b"1")
+        br.config_set("masterauth", "pw")
+        caught_up(lr, br)
+        self.assertEqual(br.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+
 
 if __name__ == "__main__":
     unittest.main()
