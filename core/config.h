@@ -46,6 +46,8 @@ typedef struct config {
     char *tls_cert_file, *tls_key_file, *tls_ca_cert_file, *tls_ca_cert_dir;
     int tls_auth_clients;    /* TLS_AUTH_* of wire/tls.h */
     char *tls_protocols;
+    int tls_replication;     /* a replica reaches its leader's TLS port */
+    char *tls_client_cert_file, *tls_client_key_file; /* outgoing; "" = tls-cert/key-file */
     char *config_file;       /* absolute path of the file read at start, or NULL */
     char *replicaof;         /* "host port" of the leader to follow, "" for none */
     char *masterauth;        /* password for the leader */
