@@ -2,7 +2,9 @@
 (strings, hashes with expiry, FS.PUSH, vectors in FT-indexed hashes) checked key by key and
 through FS.JOIN and FT.SEARCH; READONLY replicas; a SIGKILLed replica resuming by partial
 resync, or by full sync when the backlog is too small; bad input (garbage from a fake
-replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed. Every wait is
+replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed; masteruser with a
+minimal ACL user; tls-replication to a TLS-only leader (full sync, stream, partial resync
+after SIGKILL; a foreign, missing or distrusting certificate refused). Every wait is
 bounded."""
 import os
 import random
@@ -494,10 +496,12 @@ class TestTLS(Base):
         return s, self.certs.client(s)
 
     def replica_of(self, leader, **files):
+        """A replica over TLS with the client certificate; files override (None: unset)."""
         p = self.certs.path
         opts = {"tls_cert_file": p("client.crt"), "tls_key_file": p("client.key"),
                 "tls_ca_cert_file": p("ca.crt")}
         opts.update(files)
+        opts = {k: v for k, v in opts.items() if v is not None}
         return self.server(replicaof="127.0.0.1 %d" % leader.port, tls_replication="yes", **opts)
 
     def test_full_sync_stream_and_partial_resync_over_tls(self):
@@ -533,8 +537,9 @@ class TestTLS(Base):
         p = self.certs.path
         foreign = self.replica_of(leader, tls_cert_file=p("foreign.crt"),
                                   tls_key_file=p("foreign.key"))
+        nocert = self.replica_of(leader, tls_cert_file=None, tls_key_file=None)
         distrust = self.replica_of(leader, tls_ca_cert_file=p("other-ca.crt"))
-        for s in (foreign, distrust):
+        for s in (foreign, nocert, distrust):
             c = s.client()
             wait_for(lambda: "master_link_error" in info(c, "replication"), "the link error")
             self.assertEqual(info(c, "replication")["master_link_status"], "down")
