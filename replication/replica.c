@@ -186,7 +186,11 @@ static int link_recv(replica_link *l)
             if (rc == ERR_AGAIN)
                 break;
             if (rc != 0) {
-                link_fail("the leader closed the TLS connection");
+                char why[300];
+                const char *reason = tls_read_error(l->tls);
+                snprintf(why, sizeof why, "the leader closed the TLS connection%s%s",
+                         *reason ? ": " : "", reason);
+                link_fail(why);
                 return -1;
             }
         } else {

@@ -22,6 +22,7 @@ struct tls_conn {
     SSL *ssl;
     int ready;  /* handshake complete */
     int failed; /* a fatal error happened: OpenSSL forbids SSL_shutdown() then */
+    char why[256]; /* OpenSSL's reason for a failed read, "" otherwise */
 };
 
 /* Formats "what: reason" with the oldest queued OpenSSL error, and empties the queue. */
@@ -312,6 +313,8 @@ int tls_read(tls_conn *t, void *p, size_t n, size_t *got, int *wants)
     if (ret == 1)
         return 0;
     int rc = result(t, ret, wants);
+    if (t->failed)
+        ssl_reason(t->why, sizeof t->why, "TLS");
     ERR_clear_error();
     return rc;
 }
@@ -324,6 +327,11 @@ int tls_write(tls_conn *t, const void *p, size_t n, size_t *put, int *wants)
     int rc = result(t, ret, wants);
     ERR_clear_error();
     return rc;
+}
+
+const char *tls_read_error(const tls_conn *t)
+{
+    return t->why;
 }
 
 int tls_pending(const tls_conn *t)

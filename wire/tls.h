@@ -71,6 +71,9 @@ int tls_read(tls_conn *t, void *p, size_t n, size_t *got, int *wants);
  * (repeat with the same bytes, possibly at a new address and with more after them), or
  * ERR_IO. */
 int tls_write(tls_conn *t, const void *p, size_t n, size_t *put, int *wants);
+/* Why the last tls_read() failed with a protocol error (an alert from the peer: e.g. our
+ * certificate refused), "" when it did not. */
+const char *tls_read_error(const tls_conn *t);
 /* 1 when OpenSSL holds received bytes not yet returned by tls_read(). */
 int tls_pending(const tls_conn *t);
 

@@ -545,6 +545,8 @@ class TestTLS(Base):
             self.assertEqual(info(c, "replication")["master_link_status"], "down")
             self.assertIsNone(c.get("k"))
         self.assertIn("certificate", info(distrust.client(), "replication")["master_link_error"])
+        for s in (foreign, nocert):  # the leader's alert, as OpenSSL names it
+            self.assertIn("alert", info(s.client(), "replication")["master_link_error"])
         self.assertEqual(lr.ping(), True)
         self.assertEqual(info(lr, "replication")["connected_slaves"], "0")
         good = self.replica_of(leader)
