@@ -750,14 +750,15 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     link_fail(ac->errstr[0] ? ac->errstr : "the leader closed the connection");
 }
 
-/* The handshake's commands, in order, into c (the last is PSYNC); their arguments point
- * into port and off. Returns how many. */
+/* One command of the handshake, for hiredis or for the TLS link. */
 typedef struct {
     const char *name; /* in "... refused" errors */
     int argc;
     const char *argv[4];
 } handshake_cmd;
 
+/* The handshake's commands, in order, into c (the last is PSYNC); their arguments point
+ * into port and off. Returns how many. */
 static int handshake_commands(handshake_cmd *c, char port[12], char off[24])
 {
     int n = 0;
