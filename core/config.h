@@ -46,9 +46,12 @@ typedef struct config {
     char *tls_cert_file, *tls_key_file, *tls_ca_cert_file, *tls_ca_cert_dir;
     int tls_auth_clients;    /* TLS_AUTH_* of wire/tls.h */
     char *tls_protocols;
+    int tls_replication;     /* a replica reaches its leader's TLS port */
+    char *tls_client_cert_file, *tls_client_key_file; /* outgoing; "" = tls-cert/key-file */
     char *config_file;       /* absolute path of the file read at start, or NULL */
     char *replicaof;         /* "host port" of the leader to follow, "" for none */
     char *masterauth;        /* password for the leader */
+    char *masteruser;        /* ACL user for the leader, "" for the default user */
     long long repl_backlog_size;
     int min_replicas_to_write, min_replicas_max_lag; /* writes need that many good replicas */
     long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */

@@ -59,7 +59,8 @@ static int is_secret(const client *c, const command *cmd, int i)
     if (cmd->proc == cmd_acl) /* SETUSER: the user and every rule, as Redis 7 */
         return arg_is(c, 1, "SETUSER") && i >= 2;
     return cmd->proc == cmd_config && arg_is(c, 1, "SET") && i >= 3 && i % 2 == 1 &&
-           (arg_is(c, i - 1, "requirepass") || arg_is(c, i - 1, "masterauth"));
+           (arg_is(c, i - 1, "requirepass") || arg_is(c, i - 1, "masterauth") ||
+            arg_is(c, i - 1, "masteruser"));
 }
 
 static void copy_arg(slow_entry *e, int i, const char *p, size_t n)

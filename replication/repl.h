@@ -14,8 +14,9 @@
  * writes enter the stream: a pass's log waits in a pending buffer until the store commits
  * it, and is dropped if the pass fails (the store rewinds its offset too).
  *
- * THE HANDSHAKE (replica -> leader, over a hiredis async link on the loop's libevent):
- *   AUTH <masterauth>                (when masterauth is set; masteruser not supported)
+ * THE HANDSHAKE (replica -> leader, over a hiredis async link on the loop's libevent; with
+ * tls-replication over the link's own TLS session, the commands pipelined):
+ *   AUTH [<masteruser>] <masterauth> (when masterauth is set; the user when masteruser is)
  *   REPLCONF listening-port <port>   -> +OK
  *   REPLCONF capa psync2             -> +OK
  *   PSYNC <replid> <offset + 1>      (first time: PSYNC ? -1)
@@ -24,7 +25,7 @@
  * the backlog's bytes follow. Otherwise +FULLRESYNC <replid> <offset>, then a snapshot of
  * the store at exactly that offset (SNAPSHOT FORMAT), then the stream from offset + 1. The
  * replica then takes the socket from hiredis (the bytes hiredis read past the reply come
- * along) and reads frames and commands itself.
+ * along), or keeps its TLS session, and reads frames and commands itself.
  * Replica -> leader afterwards: REPLCONF ACK <offset> every second (no reply).
  *
  * SNAPSHOT FORMAT (version 1). A sequence of frames; integers little-endian:

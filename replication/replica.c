@@ -1,5 +1,6 @@
 /* replica.c: the replica's side. A hiredis async link on the loop's libevent does the
- * handshake (AUTH, REPLCONF, PSYNC); then the socket is taken from hiredis and read here:
+ * handshake (AUTH, REPLCONF, PSYNC), or with tls-replication the link does it itself over
+ * wire/tls.h (hiredis here has no TLS); then the socket is read here, through TLS or not:
  * the snapshot's frames are loaded into <dir>/sync.tmp beside the live data (which keeps
  * answering reads) and swapped in, and the stream's commands are applied by the master
  * client through the normal command path, the offset following the leader's bytes. */
@@ -11,6 +12,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -26,14 +28,22 @@
 #include "core/log.h"
 #include "query/fs_vec.h"
 #include "query/ft.h"
+#include "wire/tls.h"
 
 #define READ_BYTES (256 * 1024)
 
+#define HANDSHAKE_MAX 4 /* AUTH, REPLCONF listening-port, REPLCONF capa, PSYNC */
+
 typedef struct replica_link {
-    redisAsyncContext *ac; /* during the handshake */
-    int fd;                /* ours after the handshake */
+    redisAsyncContext *ac; /* during a plain handshake */
+    int fd;                /* ours after a plain handshake; from the start with TLS */
+    tls_conn *tls;         /* tls-replication: the session on fd */
+    int connecting;        /* TLS: the TCP connect is in progress */
+    const char *sent[HANDSHAKE_MAX]; /* TLS: the handshake's commands, for their replies */
+    int nsent, nanswered;
     struct event *ev;
     buf in;
+    buf out; /* for the leader, not yet written: the TLS handshake, ACKs */
     size_t pos;
     int frames_phase; /* reading a snapshot */
     int swap_ready;   /* the snapshot is whole on disk: swap it in when no job runs */
@@ -75,6 +85,7 @@ static void link_free(replica_link *l)
 {
     if (l->ev)
         event_free(l->ev);
+    tls_conn_free(l->tls);
     if (l->fd >= 0)
         close(l->fd);
     if (l->ld)
@@ -82,6 +93,7 @@ static void link_free(replica_link *l)
     if (l->file_fd >= 0)
         close(l->file_fd);
     buf_free(&l->in);
+    buf_free(&l->out);
     resp_parser_free(&l->parser);
     buf_free(&l->master.obuf);
     xfree(l->master.argv);
@@ -130,27 +142,97 @@ void link_stop(void)
     srv.repl->link_error[0] = '\0';
 }
 
-static void send_raw(replica_link *l, const char *p, size_t n)
+/* ---- the bytes: the one place where TLS and plain links differ --------------------------- */
+
+/* Writes what l->out holds as far as the socket takes it now; the rest waits for the next
+ * call (TLS must be given the same bytes again). A broken link is left to the reader to
+ * notice. */
+static void flush_out(replica_link *l)
 {
-    while (n > 0) {
-        ssize_t w = write(l->fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* a full socket: the next ACK says the same, later */
-        p += w;
-        n -= (size_t)w;
+    size_t done = 0;
+    while (done < l->out.len) {
+        size_t put = 0;
+        if (l->tls) {
+            int wants;
+            if (tls_write(l->tls, l->out.data + done, l->out.len - done, &put, &wants) != 0)
+                break;
+        } else {
+            ssize_t w = write(l->fd, l->out.data + done, l->out.len - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            put = (size_t)w;
+        }
+        done += put;
+    }
+    if (done > 0) {
+        memmove(l->out.data, l->out.data + done, l->out.len - done);
+        l->out.len -= done;
+    }
+}
+
+/* Reads what the leader sent into l->in: 1 when bytes came, 0 when none yet, -1 after
+ * dropping the link (closed, or a TLS error). */
+static int link_recv(replica_link *l)
+{
+    int got_any = 0;
+    do {
+        buf_reserve(&l->in, READ_BYTES);
+        size_t got = 0;
+        if (l->tls) {
+            int wants;
+            int rc = tls_read(l->tls, l->in.data + l->in.len, READ_BYTES, &got, &wants);
+            if (rc == ERR_AGAIN)
+                break;
+            if (rc != 0) {
+                char why[300];
+                const char *reason = tls_read_error(l->tls);
+                snprintf(why, sizeof why, "the leader closed the TLS connection%s%s",
+                         *reason ? ": " : "", reason);
+                link_fail(why);
+                return -1;
+            }
+        } else {
+            ssize_t n = read(l->fd, l->in.data + l->in.len, READ_BYTES);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                break;
+            if (n <= 0) {
+                link_fail(n == 0 ? "the leader closed the connection" : strerror(errno));
+                return -1;
+            }
+            got = (size_t)n;
+        }
+        l->in.len += got;
+        got_any = 1;
+    } while (l->tls && tls_pending(l->tls)); /* OpenSSL may hold bytes the socket does not show */
+    if (got_any)
+        srv.repl->last_io_ms = clock_ms();
+    return got_any;
+}
+
+/* Appends a command as a RESP array of bulk strings. */
+static void append_command(buf *b, int argc, const char **argv)
+{
+    char head[32];
+    buf_append(b, head, (size_t)snprintf(head, sizeof head, "*%d\r\n", argc));
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        buf_append(b, head, (size_t)snprintf(head, sizeof head, "$%zu\r\n", n));
+        buf_append(b, argv[i], n);
+        buf_append(b, "\r\n", 2);
     }
 }
 
 static void send_ack(replica_link *l)
 {
-    char msg[128];
-    char num[24];
-    size_t n = i64_to_str(num, (long long)store_offset(srv.store));
-    int len =
-        snprintf(msg, sizeof msg, "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$%zu\r\n%s\r\n", n, num);
-    send_raw(l, msg, (size_t)len);
+    if (l->out.len == 0) { /* else an ACK still waits: the next one says the same, later */
+        char num[24];
+        num[i64_to_str(num, (long long)store_offset(srv.store))] = '\0';
+        const char *argv[] = {"REPLCONF", "ACK", num};
+        append_command(&l->out, 3, argv);
+    }
+    flush_out(l);
     l->last_ack_ms = clock_ms();
 }
 
@@ -529,18 +611,11 @@ static void consume(replica_link *l)
 
 static void on_link_read(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
     (void)what;
     replica_link *l = arg;
-    buf_reserve(&l->in, READ_BYTES);
-    ssize_t n = read(fd, l->in.data + l->in.len, READ_BYTES);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    if (link_recv(l) <= 0)
         return;
-    if (n <= 0) {
-        link_fail(n == 0 ? "the leader closed the connection" : strerror(errno));
-        return;
-    }
-    l->in.len += (size_t)n;
-    srv.repl->last_io_ms = clock_ms();
     uint64_t before = store_offset(srv.store);
     consume(l);
     /* ACK what was applied at once, so that WAIT and lag need not wait for the cron */
@@ -550,6 +625,15 @@ static void on_link_read(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- the handshake --------------------------------------------------------------------- */
+
+/* Watches the link's socket for what, calling cb (replacing what it watched before). */
+static void watch(replica_link *l, short what, event_callback_fn cb)
+{
+    if (l->ev)
+        event_free(l->ev);
+    l->ev = event_new(srv.base, l->fd, what | EV_PERSIST, cb, l);
+    event_add(l->ev, NULL);
+}
 
 /* Takes the socket and the bytes hiredis read past the PSYNC reply. */
 static int take_socket(replica_link *l)
@@ -565,6 +649,12 @@ static int take_socket(replica_link *l)
     redisAsyncDisconnect(l->ac);
     l->ac = NULL;
     evutil_make_socket_nonblocking(l->fd);
+    return 0;
+}
+
+/* From the PSYNC reply on, the link reads frames and the stream. */
+static void start_stream(replica_link *l)
+{
     /* A quiet leader sends nothing: keepalives tell a dead link (a leader's host gone
      * without closing) from an idle one, within about 10 + 3 x 2 seconds. */
     int on = 1, idle = 10, intvl = 2, cnt = 3;
@@ -572,32 +662,20 @@ static int take_socket(replica_link *l)
     setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
     setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(l->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-    l->ev = event_new(srv.base, l->fd, EV_READ | EV_PERSIST, on_link_read, l);
-    event_add(l->ev, NULL);
-    return 0;
+    watch(l, EV_READ, on_link_read);
 }
 
-static void on_psync(redisAsyncContext *ac, void *reply, void *priv)
+/* The leader's +FULLRESYNC or +CONTINUE (status: the line without '+'). -1 after dropping
+ * the link. */
+static int psync_accepted(replica_link *l, const char *status)
 {
-    (void)priv;
-    replica_link *l = ac->data;
-    redisReply *rep = reply;
-    if (!l)
-        return;
     repl *r = srv.repl;
-    if (!rep || rep->type != REDIS_REPLY_STATUS) {
-        char why[300];
-        snprintf(why, sizeof why, "PSYNC refused: %s",
-                 rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply");
-        link_fail(why);
-        return;
-    }
-    if (strncmp(rep->str, "FULLRESYNC ", 11) == 0) {
+    if (strncmp(status, "FULLRESYNC ", 11) == 0) {
         l->frames_phase = 1;
         r->link_state = LINK_TRANSFER;
-        log_info("replication: %s", rep->str);
-    } else if (strncmp(rep->str, "CONTINUE", 8) == 0) {
-        const char *id = rep->str + 8 + (rep->str[8] == ' ');
+        log_info("replication: %s", status);
+    } else if (strncmp(status, "CONTINUE", 8) == 0) {
+        const char *id = status + 8 + (status[8] == ' ');
         if (strlen(id) == 40 && memcmp(id, r->replid, 40) != 0) {
             /* the leader was promoted since: its history continues ours */
             memcpy(r->replid2, r->replid, sizeof r->replid);
@@ -610,13 +688,33 @@ static void on_psync(redisAsyncContext *ac, void *reply, void *priv)
                  (unsigned long long)store_offset(srv.store) + 1);
     } else {
         link_fail("unexpected reply to PSYNC");
+        return -1;
+    }
+    r->link_error[0] = '\0';
+    return 0;
+}
+
+static void on_psync(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    replica_link *l = ac->data;
+    redisReply *rep = reply;
+    if (!l)
+        return;
+    if (!rep || rep->type != REDIS_REPLY_STATUS) {
+        char why[300];
+        snprintf(why, sizeof why, "PSYNC refused: %s",
+                 rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no reply");
+        link_fail(why);
         return;
     }
+    if (psync_accepted(l, rep->str) != 0)
+        return;
     if (take_socket(l) != 0) {
         link_fail("cannot take the link's socket");
         return;
     }
-    r->link_error[0] = '\0';
+    start_stream(l);
     consume(l);
 }
 
@@ -652,24 +750,36 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     link_fail(ac->errstr[0] ? ac->errstr : "the leader closed the connection");
 }
 
-void link_start(void)
+/* One command of the handshake, for hiredis or for the TLS link. */
+typedef struct {
+    const char *name; /* in "... refused" errors */
+    int argc;
+    const char *argv[4];
+} handshake_cmd;
+
+/* The handshake's commands, in order, into c (the last is PSYNC); their arguments point
+ * into port and off. Returns how many. */
+static int handshake_commands(handshake_cmd *c, char port[12], char off[24])
+{
+    int n = 0;
+    const char *user = srv.cfg.masteruser, *pass = srv.cfg.masterauth;
+    if (pass && *pass && user && *user)
+        c[n++] = (handshake_cmd){"AUTH", 3, {"AUTH", user, pass}};
+    else if (pass && *pass)
+        c[n++] = (handshake_cmd){"AUTH", 2, {"AUTH", pass}};
+    snprintf(port, 12, "%d", srv.cfg.port);
+    c[n++] = (handshake_cmd){"REPLCONF listening-port", 3, {"REPLCONF", "listening-port", port}};
+    c[n++] = (handshake_cmd){"REPLCONF capa", 3, {"REPLCONF", "capa", "psync2"}};
+    /* Our own id and offset: a leader whose history this is (or continues) resumes it. */
+    snprintf(off, 24, "%llu", (unsigned long long)store_offset(srv.store) + 1);
+    c[n++] = (handshake_cmd){"PSYNC", 3, {"PSYNC", srv.repl->replid, off}};
+    return n;
+}
+
+/* The plain link: hiredis does the handshake, then take_socket(). */
+static void start_plain(replica_link *l)
 {
     repl *r = srv.repl;
-    replica_link *l = xcalloc(1, sizeof *l);
-    l->fd = l->file_fd = -1;
-    buf_init(&l->in);
-    resp_parser_init(&l->parser);
-    l->master.state = CONN_OPEN;
-    l->master.fd = -1;
-    l->master.resp = 2;
-    l->master.authenticated = 1;
-    l->master.flags = CLIENT_MASTER;
-    int db = store_log_db(srv.store);
-    l->master.db = db >= 0 ? db : 0;
-    buf_init(&l->master.obuf);
-    snprintf(l->master.addr, sizeof l->master.addr, "%s:%d", r->master_host, r->master_port);
-    r->link = l;
-    r->link_state = LINK_CONNECTING;
     l->ac = redisAsyncConnect(r->master_host, r->master_port);
     if (!l->ac || l->ac->err) {
         char why[300];
@@ -684,15 +794,171 @@ void link_start(void)
     redisLibeventAttach(l->ac, srv.base);
     redisAsyncSetConnectCallback(l->ac, on_connect);
     redisAsyncSetDisconnectCallback(l->ac, on_disconnect);
-    if (srv.cfg.masterauth && *srv.cfg.masterauth)
-        redisAsyncCommand(l->ac, on_handshake_reply, "AUTH", "AUTH %s", srv.cfg.masterauth);
-    redisAsyncCommand(l->ac, on_handshake_reply, "REPLCONF listening-port",
-                      "REPLCONF listening-port %d", srv.cfg.port);
-    redisAsyncCommand(l->ac, on_handshake_reply, "REPLCONF capa", "REPLCONF capa psync2");
-    char off[24];
-    snprintf(off, sizeof off, "%llu", (unsigned long long)store_offset(srv.store) + 1);
-    /* Our own id and offset: a leader whose history this is (or continues) resumes it. */
-    redisAsyncCommand(l->ac, on_psync, NULL, "PSYNC %s %s", r->replid, off);
+    handshake_cmd c[HANDSHAKE_MAX];
+    char port[12], off[24];
+    int n = handshake_commands(c, port, off);
+    for (int i = 0; i < n; i++)
+        redisAsyncCommandArgv(l->ac, i == n - 1 ? on_psync : on_handshake_reply,
+                              (void *)c[i].name, c[i].argc, c[i].argv, NULL);
+}
+
+/* ---- the TLS handshake: hiredis here has no TLS, so the link does it itself ------------ */
+
+/* The client context, built at the first TLS link (its options are fixed after start). */
+static tls_ctx *client_tls(char *err, size_t errlen)
+{
+    static tls_ctx *ctx;
+    const config *cfg = &srv.cfg;
+    int own = cfg->tls_client_cert_file && *cfg->tls_client_cert_file;
+    tls_config tc = {.cert_file = own ? cfg->tls_client_cert_file : cfg->tls_cert_file,
+                     .key_file = own ? cfg->tls_client_key_file : cfg->tls_key_file,
+                     .ca_cert_file = cfg->tls_ca_cert_file,
+                     .ca_cert_dir = cfg->tls_ca_cert_dir,
+                     .protocols = cfg->tls_protocols};
+    if (!ctx && tls_client_ctx_new(&tc, &ctx, err, errlen) != 0)
+        ctx = NULL;
+    return ctx;
+}
+
+/* A non-blocking TCP connect to host:port: the socket, or -1 with why. */
+static int connect_to(const char *host, int port, char *why, size_t n)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    char ps[12];
+    snprintf(ps, sizeof ps, "%d", port);
+    int rc = getaddrinfo(host, ps, &hints, &ai);
+    if (rc != 0) {
+        snprintf(why, n, "cannot connect: %s", gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        snprintf(why, n, "cannot connect: %s", strerror(errno));
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* Reads the handshake's replies in l->in (simple strings, or errors). 1 once PSYNC's came
+ * and the stream started, 0 while some are missing, -1 after dropping the link. */
+static int read_replies(replica_link *l)
+{
+    char *line = NULL;
+    while (l->nanswered < l->nsent) {
+        line = l->in.data + l->pos;
+        char *eol = l->pos < l->in.len ? memmem(line, l->in.len - l->pos, "\r\n", 2) : NULL;
+        if (!eol && l->in.len - l->pos > 4096) {
+            link_fail("the leader's reply to the handshake is too long");
+            return -1;
+        }
+        if (!eol)
+            return 0;
+        *eol = '\0';
+        l->pos = (size_t)(eol + 2 - l->in.data);
+        const char *name = l->sent[l->nanswered++];
+        if (line[0] != '+') {
+            char why[300];
+            snprintf(why, sizeof why, "%s refused: %s", name, line + (line[0] == '-'));
+            link_fail(why);
+            return -1;
+        }
+    }
+    if (psync_accepted(l, line + 1) != 0)
+        return -1;
+    start_stream(l);
+    consume(l);
+    return 1;
+}
+
+static void on_tls_handshake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    replica_link *l = arg;
+    if (l->connecting) {
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+            e = errno;
+        if (e) {
+            char why[300];
+            snprintf(why, sizeof why, "cannot connect: %s", strerror(e));
+            link_fail(why);
+            return;
+        }
+        l->connecting = 0;
+    }
+    if (!tls_conn_ready(l->tls)) {
+        char err[400];
+        int wants = 0;
+        int rc = tls_connect(l->tls, &wants, err, sizeof err);
+        if (rc == ERR_AGAIN) {
+            watch(l, wants == TLS_WANT_WRITE ? EV_WRITE : EV_READ, on_tls_handshake);
+            return;
+        }
+        if (rc != 0) {
+            link_fail(err);
+            return;
+        }
+        srv.repl->link_state = LINK_HANDSHAKE;
+        srv.repl->last_io_ms = clock_ms();
+    }
+    flush_out(l);
+    if (link_recv(l) < 0 || read_replies(l) != 0)
+        return;
+    watch(l, l->out.len ? EV_READ | EV_WRITE : EV_READ, on_tls_handshake);
+}
+
+/* The TLS link: connect, TLS handshake, then the commands, pipelined. */
+static void start_tls(replica_link *l)
+{
+    repl *r = srv.repl;
+    char why[500];
+    tls_ctx *ctx = client_tls(why, sizeof why);
+    if (!ctx || (l->fd = connect_to(r->master_host, r->master_port, why, sizeof why)) < 0) {
+        link_fail(why);
+        return;
+    }
+    if (tls_client_conn_new(ctx, l->fd, r->master_host, &l->tls) != 0) {
+        link_fail("cannot start a TLS session");
+        return;
+    }
+    handshake_cmd c[HANDSHAKE_MAX];
+    char port[12], off[24];
+    l->nsent = handshake_commands(c, port, off);
+    for (int i = 0; i < l->nsent; i++) {
+        append_command(&l->out, c[i].argc, c[i].argv);
+        l->sent[i] = c[i].name;
+    }
+    l->connecting = 1;
+    watch(l, EV_WRITE, on_tls_handshake);
+}
+
+void link_start(void)
+{
+    repl *r = srv.repl;
+    replica_link *l = xcalloc(1, sizeof *l);
+    l->fd = l->file_fd = -1;
+    buf_init(&l->in);
+    buf_init(&l->out);
+    resp_parser_init(&l->parser);
+    l->master.state = CONN_OPEN;
+    l->master.fd = -1;
+    l->master.resp = 2;
+    l->master.authenticated = 1;
+    l->master.flags = CLIENT_MASTER;
+    int db = store_log_db(srv.store);
+    l->master.db = db >= 0 ? db : 0;
+    buf_init(&l->master.obuf);
+    snprintf(l->master.addr, sizeof l->master.addr, "%s:%d", r->master_host, r->master_port);
+    r->link = l;
+    r->link_state = LINK_CONNECTING;
+    if (srv.cfg.tls_replication)
+        start_tls(l);
+    else
+        start_plain(l);
 }
 
 void link_cron(void)

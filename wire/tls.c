@@ -1,5 +1,6 @@
-/* tls.c: the OpenSSL adapter behind tls.h. Builds the server context from the tls-*
- * options and moves a client's bytes through SSL_accept/SSL_read/SSL_write, turning
+/* tls.c: the OpenSSL adapter behind tls.h. Builds the server context (and the replica's
+ * client context) from the tls-* options and moves bytes through
+ * SSL_accept/SSL_connect/SSL_read/SSL_write, turning
  * OpenSSL's SSL_get_error() and error queue into Quiver's codes in one place. The sockets,
  * events and buffers stay net.c's. */
 #include "wire/tls.h"
@@ -21,6 +22,7 @@ struct tls_conn {
     SSL *ssl;
     int ready;  /* handshake complete */
     int failed; /* a fatal error happened: OpenSSL forbids SSL_shutdown() then */
+    char why[256]; /* OpenSSL's reason for a failed read, "" otherwise */
 };
 
 /* Formats "what: reason" with the oldest queued OpenSSL error, and empties the queue. */
@@ -104,6 +106,23 @@ fail:
     return ERR_IO;
 }
 
+/* Our certificate chain and its private key. */
+static int use_cert(SSL_CTX *ctx, const tls_config *cfg, char *err, size_t errlen)
+{
+    char what[600];
+    snprintf(what, sizeof what, "cannot load tls-cert-file '%s'", cfg->cert_file);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1)
+        goto fail;
+    /* this also checks that the key belongs to the certificate ("key values mismatch") */
+    snprintf(what, sizeof what, "cannot load tls-key-file '%s'", cfg->key_file);
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1)
+        goto fail;
+    return 0;
+fail:
+    ssl_reason(err, errlen, what);
+    return ERR_IO;
+}
+
 int tls_ctx_new(const tls_config *cfg, tls_ctx **out, char *err, size_t errlen)
 {
     if (!cfg->cert_file || !*cfg->cert_file || !cfg->key_file || !*cfg->key_file) {
@@ -123,28 +142,48 @@ int tls_ctx_new(const tls_config *cfg, tls_ctx **out, char *err, size_t errlen)
     SSL_CTX_set_read_ahead(ctx, 1); /* fewer read() calls: whole socket reads, not records */
     /* Resumed sessions of verified clients need a session context, or the resumption fails. */
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"quiver", 6);
-    char what[600];
     int rc = set_protocols(ctx, cfg->protocols, err, errlen);
-    if (rc)
-        goto fail;
-    rc = ERR_IO;
-    snprintf(what, sizeof what, "cannot load tls-cert-file '%s'", cfg->cert_file);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1)
-        goto fail_ssl;
-    /* this also checks that the key belongs to the certificate ("key values mismatch") */
-    snprintf(what, sizeof what, "cannot load tls-key-file '%s'", cfg->key_file);
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1)
-        goto fail_ssl;
-    if ((rc = set_client_auth(ctx, cfg, err, errlen)) != 0)
-        goto fail;
+    if (rc || (rc = use_cert(ctx, cfg, err, errlen)) != 0 ||
+        (rc = set_client_auth(ctx, cfg, err, errlen)) != 0) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
     *out = xcalloc(1, sizeof **out);
     (*out)->ssl_ctx = ctx;
     return 0;
-fail_ssl:
-    ssl_reason(err, errlen, what);
-fail:
-    SSL_CTX_free(ctx);
-    return rc;
+}
+
+int tls_client_ctx_new(const tls_config *cfg, tls_ctx **out, char *err, size_t errlen)
+{
+    int has_file = cfg->ca_cert_file && *cfg->ca_cert_file;
+    int has_dir = cfg->ca_cert_dir && *cfg->ca_cert_dir;
+    if (!has_file && !has_dir) {
+        snprintf(err, errlen, "tls-replication needs tls-ca-cert-file or tls-ca-cert-dir");
+        return ERR_INVAL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        ssl_reason(err, errlen, "cannot create the TLS context");
+        return ERR_NOMEM;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int rc = set_protocols(ctx, cfg->protocols, err, errlen);
+    if (!rc && cfg->cert_file && *cfg->cert_file)
+        rc = use_cert(ctx, cfg, err, errlen);
+    if (!rc && !SSL_CTX_load_verify_locations(ctx, has_file ? cfg->ca_cert_file : NULL,
+                                              has_dir ? cfg->ca_cert_dir : NULL)) {
+        ssl_reason(err, errlen, "cannot load the CA certificates");
+        rc = ERR_IO;
+    }
+    if (rc) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = xcalloc(1, sizeof **out);
+    (*out)->ssl_ctx = ctx;
+    return 0;
 }
 
 void tls_ctx_free(tls_ctx *ctx)
@@ -155,15 +194,44 @@ void tls_ctx_free(tls_ctx *ctx)
     xfree(ctx);
 }
 
-int tls_conn_new(tls_ctx *ctx, int fd, tls_conn **out)
+static SSL *ssl_on(tls_ctx *ctx, int fd)
 {
     SSL *ssl = SSL_new(ctx->ssl_ctx);
     if (!ssl || !SSL_set_fd(ssl, fd)) {
         SSL_free(ssl);
         ERR_clear_error();
+        return NULL;
+    }
+    return ssl;
+}
+
+int tls_conn_new(tls_ctx *ctx, int fd, tls_conn **out)
+{
+    SSL *ssl = ssl_on(ctx, fd);
+    if (!ssl)
+        return ERR_NOMEM;
+    SSL_set_accept_state(ssl);
+    *out = xcalloc(1, sizeof **out);
+    (*out)->ssl = ssl;
+    return 0;
+}
+
+int tls_client_conn_new(tls_ctx *ctx, int fd, const char *host, tls_conn **out)
+{
+    SSL *ssl = ssl_on(ctx, fd);
+    if (!ssl)
+        return ERR_NOMEM;
+    /* The leader's certificate must name the host we dialled: an address in its IP SANs,
+     * a name in its DNS SANs (also sent as SNI). */
+    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+    int named = X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1 ||
+                (SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1);
+    ERR_clear_error();
+    if (!named) {
+        SSL_free(ssl);
         return ERR_NOMEM;
     }
-    SSL_set_accept_state(ssl);
+    SSL_set_connect_state(ssl);
     *out = xcalloc(1, sizeof **out);
     (*out)->ssl = ssl;
     return 0;
@@ -218,12 +286,35 @@ int tls_accept(tls_conn *t, int *wants, char *err, size_t errlen)
     return ERR_PROTO;
 }
 
+int tls_connect(tls_conn *t, int *wants, char *err, size_t errlen)
+{
+    int ret = SSL_connect(t->ssl);
+    if (ret == 1) {
+        t->ready = 1;
+        return 0;
+    }
+    if (result(t, ret, wants) == ERR_AGAIN)
+        return ERR_AGAIN;
+    t->failed = 1;
+    long v = SSL_get_verify_result(t->ssl);
+    if (v != X509_V_OK) {
+        ERR_clear_error();
+        snprintf(err, errlen, "TLS handshake: the leader's certificate: %s",
+                 X509_verify_cert_error_string(v));
+        return ERR_PROTO;
+    }
+    ssl_reason(err, errlen, "TLS handshake");
+    return ERR_PROTO;
+}
+
 int tls_read(tls_conn *t, void *p, size_t n, size_t *got, int *wants)
 {
     int ret = SSL_read_ex(t->ssl, p, n, got);
     if (ret == 1)
         return 0;
     int rc = result(t, ret, wants);
+    if (t->failed)
+        ssl_reason(t->why, sizeof t->why, "TLS");
     ERR_clear_error();
     return rc;
 }
@@ -236,6 +327,11 @@ int tls_write(tls_conn *t, const void *p, size_t n, size_t *put, int *wants)
     int rc = result(t, ret, wants);
     ERR_clear_error();
     return rc;
+}
+
+const char *tls_read_error(const tls_conn *t)
+{
+    return t->why;
 }
 
 int tls_pending(const tls_conn *t)

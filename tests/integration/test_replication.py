@@ -2,7 +2,9 @@
 (strings, hashes with expiry, FS.PUSH, vectors in FT-indexed hashes) checked key by key and
 through FS.JOIN and FT.SEARCH; READONLY replicas; a SIGKILLed replica resuming by partial
 resync, or by full sync when the backlog is too small; bad input (garbage from a fake
-replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed. Every wait is
+replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed; masteruser with a
+minimal ACL user; tls-replication to a TLS-only leader (full sync, stream, partial resync
+after SIGKILL; a foreign, missing or distrusting certificate refused). Every wait is
 bounded."""
 import os
 import random
@@ -10,6 +12,7 @@ import struct
 import time
 import unittest
 
+import certs
 import harness
 
 WAIT_S = 30
@@ -439,6 +442,116 @@ class TestBadInput(Base):
         self.assertEqual(info(lr, "replication")["connected_slaves"], "0")
         r.config_set("masterauth", "secret")
         caught_up(lr, r)
+
+    def test_masteruser_with_minimal_acl_user(self):
+        leader = self.server(requirepass="secret")
+        lr = leader.client(password="secret")
+        # The commands a replica sends: AUTH (always allowed), REPLCONF listening-port,
+        # REPLCONF capa, PSYNC, then REPLCONF ACK every second.
+        lr.execute_command("ACL", "SETUSER", "repl", "on", ">pw", "+psync", "+replconf",
+                           "+ping")
+        setup_schema(lr)
+        write_load(lr, random.Random(5), 100)
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port, masteruser="repl",
+                              masterauth="pw")
+        r = replica.client()
+        caught_up(lr, r)
+        write_load(lr, random.Random(6), 100, base=100)
+        caught_up(lr, r)
+        self.assertEqual(r.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+        # The default user's password is no longer enough once masteruser names another user.
+        bad = self.server(replicaof="127.0.0.1 %d" % leader.port, masteruser="repl",
+                          masterauth="secret")
+        br = bad.client()
+        wait_for(lambda: "master_link_error" in info(br, "replication"), "the link error")
+        bi = info(br, "replication")
+        self.assertEqual(bi["master_link_status"], "down")
+        self.assertIn("AUTH", bi["master_link_error"])
+        self.assertEqual(lr.ping(), True)
+        self.assertEqual(info(lr, "replication")["connected_slaves"], "1")
+        lr.set("after", "1")
+        caught_up(lr, r)
+        self.assertEqual(r.get("after"), b"1")
+        br.config_set("masterauth", "pw")
+        caught_up(lr, br)
+        self.assertEqual(br.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+
+
+class TestTLS(Base):
+    """tls-replication: the leader serves TLS only (port 0); the replica connects to its
+    tls-port with a client certificate and verifies the leader's against the CA."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = certs.Certs()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.certs.remove()
+
+    def leader(self):
+        s = certs.TLSOnlyServer(**self.certs.server_options())
+        s.__enter__()
+        self.addCleanup(s.__exit__, None, None, None)
+        return s, self.certs.client(s)
+
+    def replica_of(self, leader, **files):
+        """A replica over TLS with the client certificate; files override (None: unset)."""
+        p = self.certs.path
+        opts = {"tls_cert_file": p("client.crt"), "tls_key_file": p("client.key"),
+                "tls_ca_cert_file": p("ca.crt")}
+        opts.update(files)
+        opts = {k: v for k, v in opts.items() if v is not None}
+        return self.server(replicaof="127.0.0.1 %d" % leader.port, tls_replication="yes", **opts)
+
+    def test_full_sync_stream_and_partial_resync_over_tls(self):
+        leader, lr = self.leader()
+        setup_schema(lr)
+        rng = random.Random(11)
+        write_load(lr, rng, 200)
+        # its own server certificate, and the client one for the link (tls-client-*)
+        p = self.certs.path
+        replica = self.replica_of(leader, tls_cert_file=p("server.crt"),
+                                  tls_key_file=p("server.key"),
+                                  tls_client_cert_file=p("client.crt"),
+                                  tls_client_key_file=p("client.key"))
+        r = replica.client()
+        caught_up(lr, r)
+        write_load(lr, rng, 100, base=200)
+        write_transactions(lr, 20)
+        caught_up(lr, r)
+        self.assertEqual(r.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+        replica.kill()
+        write_load(lr, rng, 50, base=300)  # missed, but within the backlog
+        replica.start()
+        r = replica.client()
+        caught_up(lr, r)
+        st = info(lr, "stats")
+        self.assertEqual(st["sync_full"], "1")
+        self.assertEqual(st["sync_partial_ok"], "1")
+        self.assertEqual(r.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
+
+    def test_invalid_certificates_are_refused(self):
+        leader, lr = self.leader()
+        lr.set("k", "v")
+        p = self.certs.path
+        foreign = self.replica_of(leader, tls_cert_file=p("foreign.crt"),
+                                  tls_key_file=p("foreign.key"))
+        nocert = self.replica_of(leader, tls_cert_file=None, tls_key_file=None)
+        distrust = self.replica_of(leader, tls_ca_cert_file=p("other-ca.crt"))
+        for s in (foreign, nocert, distrust):
+            c = s.client()
+            wait_for(lambda: "master_link_error" in info(c, "replication"), "the link error")
+            self.assertEqual(info(c, "replication")["master_link_status"], "down")
+            self.assertIsNone(c.get("k"))
+        self.assertIn("certificate", info(distrust.client(), "replication")["master_link_error"])
+        for s in (foreign, nocert):  # the leader's alert, as OpenSSL names it
+            self.assertIn("alert", info(s.client(), "replication")["master_link_error"])
+        self.assertEqual(lr.ping(), True)
+        self.assertEqual(info(lr, "replication")["connected_slaves"], "0")
+        good = self.replica_of(leader)
+        caught_up(lr, good.client())
+        self.assertEqual(good.client().get("k"), b"v")
 
 
 if __name__ == "__main__":

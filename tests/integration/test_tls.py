@@ -20,69 +20,31 @@ import unittest
 
 import redis
 
+import certs
 import harness
 
 CERTS = None
 
 
 def path(name):
-    return os.path.join(CERTS, name)
-
-
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
-
-
-def make_cert(name, cn, ca=None, san=None):
-    """name.key and name.crt: self-signed when ca is None, else signed by ca."""
-    if ca is None:
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                "/CN=" + cn, "-keyout", path(name + ".key"), "-out", path(name + ".crt"))
-        return
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + cn,
-            "-keyout", path(name + ".key"), "-out", path(name + ".csr"))
-    ext = path(name + ".ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=%s\n" % san if san else "basicConstraints=CA:FALSE\n")
-    openssl("x509", "-req", "-days", "2", "-in", path(name + ".csr"), "-CA", path(ca + ".crt"),
-            "-CAkey", path(ca + ".key"), "-CAcreateserial", "-extfile", ext,
-            "-out", path(name + ".crt"))
+    return CERTS.path(name)
 
 
 def setUpModule():
     global CERTS
-    CERTS = tempfile.mkdtemp(prefix="quiver-tls-")
-    make_cert("ca", "Quiver Test CA")
-    make_cert("other-ca", "Another CA")
-    make_cert("server", "127.0.0.1", ca="ca", san="IP:127.0.0.1,DNS:localhost")
-    make_cert("client", "client", ca="ca")
-    make_cert("foreign", "client", ca="other-ca")
-    os.mkdir(path("cadir"))  # tls-ca-cert-dir: the CA under its subject hash name
-    h = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", path("ca.crt")],
-                       check=True, capture_output=True, text=True).stdout.strip()
-    shutil.copy(path("ca.crt"), os.path.join(path("cadir"), h + ".0"))
+    CERTS = certs.Certs()
 
 
 def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
+    CERTS.remove()
 
 
 def tls_options(**extra):
-    opts = {"tls_port": harness.free_port(), "tls_cert_file": path("server.crt"),
-            "tls_key_file": path("server.key"), "tls_ca_cert_file": path("ca.crt")}
-    opts.update(extra)
-    return opts
+    return CERTS.server_options(**extra)
 
 
 def tls_client(server, cert="client", **kw):
-    """redis-py over TLS, verifying the server against our CA (and its name, 127.0.0.1)."""
-    args = dict(host=server.host, port=server.options["tls_port"], ssl=True,
-                ssl_ca_certs=path("ca.crt"), ssl_cert_reqs="required",
-                ssl_check_hostname=True, socket_timeout=30)
-    if cert:
-        args.update(ssl_certfile=path(cert + ".crt"), ssl_keyfile=path(cert + ".key"))
-    args.update(kw)
-    return redis.Redis(**args)
+    return CERTS.client(server, cert, **kw)
 
 
 def ssl_context(cert="client"):
@@ -399,20 +361,10 @@ def listening_ports(pid):
     return ports
 
 
-class TLSOnlyServer(harness.Server):
-    """port 0: the harness waits on the TLS port instead."""
-
-    def args(self):
-        a = super().args()
-        a[a.index("--port") + 1] = "0"
-        return a
-
-
 class TestStartup(unittest.TestCase):
     def test_port_0_serves_tls_only(self):
         opts = tls_options()
-        s = TLSOnlyServer(**opts)
-        s.port = opts["tls_port"]
+        s = certs.TLSOnlyServer(**opts)
         with s:
             self.assertTrue(tls_client(s).ping())
             self.assertEqual(listening_ports(s.proc.pid), {opts["tls_port"]})
