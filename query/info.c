@@ -83,10 +83,11 @@ static void section_persistence(buf *b)
     static const char *names[] = {"no", "everysec", "always"};
     store_stats st;
     store_get_stats(srv.store, &st);
-    buf_printf(b, "# Persistence\r\nloading:0\r\ndurability:%s\r\nlmdb_commits:%llu\r\n"
+    buf_printf(b, "# Persistence\r\nloading:%d\r\nasync_loading:0\r\ndurability:%s\r\n"
+                  "lmdb_commits:%llu\r\n"
                   "lmdb_syncs:%llu\r\nlmdb_failed_commits:%llu\r\nlast_sync_time:%lld\r\n"
                   "aof_enabled:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\n",
-               names[st.durability], (unsigned long long)st.commits,
+               repl_loading(), names[st.durability], (unsigned long long)st.commits,
                (unsigned long long)st.syncs, (unsigned long long)st.failed_commits,
                (long long)st.last_sync_ms / 1000);
 }

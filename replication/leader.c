@@ -571,9 +571,57 @@ int leader_good_replicas(int max_lag)
     return n;
 }
 
+/* Every repl-ping-replica-period seconds a PING goes down the stream, a logged write like
+ * any (it commits the offset), so that replicas can tell a quiet leader from a dead one.
+ * Not during a failover: the target must catch up with an offset that stands still. */
+static void ping_replicas(int64_t now)
+{
+    repl *r = srv.repl;
+    store_txn *t;
+    if (!r->replicas || repl_is_replica() || r->failover_state != FAILOVER_NONE ||
+        now - r->last_ping_ms < (int64_t)srv.cfg.repl_ping_replica_period * 1000 ||
+        store_txn_write(srv.store, 0, &t) != 0)
+        return;
+    r->last_ping_ms = now;
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    int db = store_log_db(srv.store);
+    store_log(srv.store, db >= 0 ? db : 0, 1, argv, lens); /* no SELECT for a PING */
+}
+
+/* repl-timeout: an online replica whose ACKs stopped, or one whose snapshot output has
+ * not moved (it stopped reading), is dropped; it reconnects when it can. */
+static void drop_silent_replica(replica *rp, int64_t now)
+{
+    int64_t limit = (int64_t)srv.cfg.repl_timeout * 1000;
+    if (rp->state == REPLICA_SENDING) {
+        size_t unsent = client_obuf_pending(rp->c);
+        if (unsent != rp->unsent || unsent == 0) {
+            rp->unsent = unsent;
+            rp->unsent_ms = now;
+        }
+        if (now - rp->unsent_ms > limit) {
+            log_warn("replica %s closed: the snapshot did not move for %d seconds (repl-timeout)",
+                     rp->c->addr, srv.cfg.repl_timeout);
+            client_close(rp->c);
+        }
+    } else if (rp->state == REPLICA_ONLINE && now - rp->ack_ms > limit) {
+        log_warn("replica %s closed: no ACK for %d seconds (repl-timeout)", rp->c->addr,
+                 srv.cfg.repl_timeout);
+        client_close(rp->c);
+    }
+}
+
 void leader_cron(void)
 {
+    int64_t now = clock_ms();
     leader_check_waiters();
+    ping_replicas(now);
+    for (replica *rp = srv.repl->replicas, *next; rp; rp = next) {
+        next = rp->next;
+        if (rp->c->state != CONN_CLOSED)
+            drop_silent_replica(rp, now);
+    }
     for (replica *rp = srv.repl->replicas, *next; rp; rp = next) {
         next = rp->next;
         if (rp->state == REPLICA_ONLINE && replica_limit() &&
@@ -629,6 +677,8 @@ static int can_continue(const repl *r, const char *id, size_t idlen, uint64_t fr
 void cmd_psync(client *c)
 {
     repl *r = srv.repl;
+    if (c->argc > 3 && arg_is(c, 3, "failover") && failover_take_over(c) != 0)
+        return;
     if (repl_is_replica() && link_stream_db() < 0) {
         reply_error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
         return;

@@ -94,6 +94,9 @@ void repl_stop(void);
  * c is not its leader (READONLY), or fewer than min-replicas-to-write replicas acknowledged
  * within min-replicas-max-lag seconds (NOREPLICAS). */
 const char *repl_write_denied(const client *c);
+/* 1 while a replica's full sync swaps its data: commands without the loading flag get
+ * -LOADING (INFO persistence loading:1). */
+int repl_loading(void);
 /* 1 when this server is a replica (no active expiry). */
 int repl_is_replica(void);
 /* A client going away that may be a replica. */
