@@ -53,6 +53,7 @@ typedef struct replica_link {
     uint64_t snap_offset, frames;
     int32_t snap_db;
     char snap_replid[41];
+    int snap_has_data; /* a RECORDS frame of keys or the feature store came */
     resp_parser parser;
     client master; /* runs the stream's commands */
     int64_t last_ack_ms;
@@ -522,6 +523,40 @@ static void swap_in(replica_link *l)
     ft_start();
 }
 
+#define SYNC_REFUSED (-2)
+
+/* 1 when this server holds data: some key, or a stream it applied or wrote. */
+static int holds_data(void)
+{
+    if (store_offset(srv.store) > 0)
+        return 1;
+    for (int db = 0; db < STORE_DBS; db++)
+        if (store_dbsize(srv.store, db) > 0)
+            return 1;
+    return 0;
+}
+
+/* replica-protect-data, once the snapshot is whole: an empty one (no record outside
+ * "meta": no keys, no feature store) from a leader whose replid is neither of ours (a
+ * history this server never followed) would wipe our data: a pod that lost its volume and
+ * came back as the leader. SYNC_REFUSED after dropping the link, the reason in INFO. */
+static int protect_data(replica_link *l)
+{
+    repl *r = srv.repl;
+    if (!srv.cfg.replica_protect_data || l->snap_has_data ||
+        memcmp(l->snap_replid, r->replid, 40) == 0 ||
+        memcmp(l->snap_replid, r->replid2, 40) == 0 || !holds_data())
+        return 0;
+    snprintf(r->sync_refused, sizeof r->sync_refused,
+             "empty leader %s never followed: this replica keeps its data "
+             "(replica-protect-data yes)",
+             l->snap_replid);
+    char why[300];
+    snprintf(why, sizeof why, "full sync refused: %s", r->sync_refused);
+    link_fail(why);
+    return SYNC_REFUSED;
+}
+
 static int frame_step(replica_link *l, int type, const char *name, size_t nlen, const char *p,
                       size_t n)
 {
@@ -535,6 +570,7 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen, 
         char db[32];
         if (nlen == 0 || nlen >= sizeof db)
             return -1;
+        l->snap_has_data |= nlen != 4 || memcmp(name, "meta", 4) != 0;
         memcpy(db, name, nlen);
         db[nlen] = '\0';
         return load_records(l, db, p, n);
@@ -549,7 +585,11 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen, 
         return -1;
     memcpy(&off, p, 8);
     memcpy(&count, p + 8, 8);
-    if (off != l->snap_offset || count != l->frames - 1 || seal_snapshot(l) != 0)
+    if (off != l->snap_offset || count != l->frames - 1)
+        return -1;
+    if (protect_data(l) != 0)
+        return SYNC_REFUSED;
+    if (seal_snapshot(l) != 0)
         return -1;
     l->swap_ready = 1;
     return 0;
@@ -591,8 +631,9 @@ static int read_frames(replica_link *l)
                            &plen, &size);
         if (rc == 1)
             return 0;
-        if (rc < 0 || frame_step(l, type, name, nlen, payload, plen) != 0) {
-            link_fail("the snapshot from the leader is damaged or cannot be stored");
+        if (rc < 0 || (rc = frame_step(l, type, name, nlen, payload, plen)) != 0) {
+            if (rc != SYNC_REFUSED) /* else the link is gone already */
+                link_fail("the snapshot from the leader is damaged or cannot be stored");
             return -1;
         }
         l->pos += size;
@@ -671,46 +712,12 @@ static void start_stream(replica_link *l)
     watch(l, EV_READ, on_link_read);
 }
 
-/* 1 when this server holds data: some key, or a stream it applied or wrote. */
-static int holds_data(void)
-{
-    if (store_offset(srv.store) > 0)
-        return 1;
-    for (int db = 0; db < STORE_DBS; db++)
-        if (store_dbsize(srv.store, db) > 0)
-            return 1;
-    return 0;
-}
-
-/* replica-protect-data: a leader at offset 0 has never taken a write, and one whose replid
- * is neither of ours is not a history this server followed; loading its empty snapshot
- * would wipe our data (a pod that lost its volume, restarted as the leader). args: the
- * FULLRESYNC's "<replid> <offset>". -1 after dropping the link, with the reason in INFO. */
-static int sync_refused(const char *args)
-{
-    repl *r = srv.repl;
-    const char *sp = strchr(args, ' ');
-    if (!srv.cfg.replica_protect_data || !sp || sp - args != 40 || strcmp(sp + 1, "0") != 0 ||
-        memcmp(args, r->replid, 40) == 0 || memcmp(args, r->replid2, 40) == 0 || !holds_data())
-        return 0;
-    snprintf(r->sync_refused, sizeof r->sync_refused,
-             "empty leader %.40s never followed: this replica keeps its data "
-             "(replica-protect-data yes)",
-             args);
-    char why[300];
-    snprintf(why, sizeof why, "full sync refused: %s", r->sync_refused);
-    link_fail(why);
-    return -1;
-}
-
 /* The leader's +FULLRESYNC or +CONTINUE (status: the line without '+'). -1 after dropping
  * the link. */
 static int psync_accepted(replica_link *l, const char *status)
 {
     repl *r = srv.repl;
     if (strncmp(status, "FULLRESYNC ", 11) == 0) {
-        if (sync_refused(status + 11) != 0)
-            return -1;
         l->frames_phase = 1;
         r->link_state = LINK_TRANSFER;
         log_info("replication: %s", status);
