@@ -601,7 +601,11 @@ static int try_swap(replica_link *l)
 {
     repl *r = srv.repl;
     if (server_jobs_busy()) {
-        r->loading = 1; /* no new job may start on the data about to go */
+        /* From here no command may start a job on the data about to go (-LOADING), and
+         * our replicas' snapshots, which could read it for as long as they are slow, end. */
+        if (!r->loading)
+            leader_drop_all();
+        r->loading = 1;
         return -1;
     }
     swap_in(l);

@@ -620,7 +620,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[2], "0");
     assert_int_equal(get(&cfg, "*MAX*", &g), 7); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 24); /* 11, 10 tls-*, repl-backlog-size, min-replicas-* */
+    assert_int_equal(get(&cfg, "*-*", &g), 27); /* 11, 10 tls-*, repl-*, replica-*, min-replicas-* */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);
