@@ -27,6 +27,23 @@
  * replica then takes the socket from hiredis (the bytes hiredis read past the reply come
  * along), or keeps its TLS session, and reads frames and commands itself.
  * Replica -> leader afterwards: REPLCONF ACK <offset> every second (no reply).
+ * A replica with no stream yet (offset 0) asks PSYNC ? -1, which the leader does not count
+ * in sync_partial_err. With replica-protect-data, a replica holding data drops the link
+ * instead of swapping in an empty snapshot (no RECORDS frame but "meta") whose replid is
+ * neither of its own.
+ *
+ * LIVENESS. The leader logs PING (*1 $4 PING) every repl-ping-replica-period seconds: part
+ * of the stream, with its offset, committed like a write. A replica drops a link that
+ * brought nothing for repl-timeout; the leader drops a replica whose ACKs stopped (or
+ * whose snapshot output did not move) for as long.
+ *
+ * FAILOVER (failover.c). The leader refuses writes (-TRYAGAIN) until the target has
+ * ACKed its offset, then connects to the target as a replica with
+ *   PSYNC <replid> <offset + 1> FAILOVER
+ * The target, when <replid> is its own (its leader's), promotes itself: a new replid, the
+ * old one kept as replid2 up to its offset; it answers +CONTINUE <new replid> as to any
+ * replica of the old history, and the old leader follows it. Otherwise: -ERR PSYNC
+ * FAILOVER replid must match my replid.
  *
  * SNAPSHOT FORMAT (version 1). A sequence of frames; integers little-endian:
  *   0   u8   type: 1 HEADER, 2 RECORDS, 3 FILE, 4 END (never change)
@@ -55,6 +72,9 @@
  * written and synced, the store is closed, the old data.mdb, history/ and vectors/ go, the
  * new ones are renamed in, sync.tmp is removed and the store reopened. A crash after READY
  * is finished by repl_recover_dir() at the next start; before READY, sync.tmp is deleted.
+ * The swap waits for worker jobs (they may read the store); meanwhile the replica answers
+ * -LOADING to commands without the loading flag (no new job starts) and drops its own
+ * replicas (their snapshot jobs would hold it).
  *
  * REPLICAS ARE READ-ONLY: client writes get -READONLY; the stream is applied by an internal
  * master client (no replies, no ACL) through the normal command path, so the replica's
