@@ -33,7 +33,7 @@ static replica *caught_up(const char *host, int port)
     for (replica *rp = srv.repl->replicas; rp; rp = rp->next) {
         char ip[64];
         repl_addr_host(rp->c->addr, ip, sizeof ip);
-        if (rp->state == REPLICA_ONLINE && rp->ack == end &&
+        if (rp->c->state != CONN_CLOSED && rp->state == REPLICA_ONLINE && rp->ack == end &&
             (!host || (rp->port == port && strcasecmp(ip, host) == 0)))
             return rp;
     }
@@ -84,8 +84,7 @@ void failover_cron(void)
         r->failover_host = xstrdup(ip);
         r->failover_port = rp->port;
     }
-    log_info("Failover target %s:%d is synced, failing over.", r->failover_host,
-             r->failover_port);
+    log_info("Failover target %s:%d is synced, failing over.", r->failover_host, r->failover_port);
     follow_target();
 }
 

@@ -37,8 +37,8 @@ typedef struct replica {
     int port;     /* REPLCONF listening-port */
     uint64_t ack; /* REPLCONF ACK */
     int64_t ack_ms;
-    size_t unsent;     /* SENDING: output not yet written, as last seen */
-    int64_t unsent_ms; /* when that last changed (repl-timeout) */
+    size_t unsent;        /* SENDING: output not yet written, as last seen */
+    int64_t unsent_ms;    /* when that last changed (repl-timeout) */
     buf held;             /* the stream while the snapshot is sent */
     struct snap_job *job; /* while SENDING */
     struct replica *next;

@@ -600,6 +600,35 @@ class TestLoading(Base):
         self.assertEqual(info(rr, "persistence")["loading"], "0")
         self.assertEqual(rr.dbsize(), 200001)
 
+    def test_a_swap_that_waits_for_a_job_answers_loading(self):
+        """The snapshot is whole while a worker job (an FT index build over the old data)
+        still reads the store: until the swap, commands without Redis's loading flag get
+        -LOADING, those with it answer, INFO says loading:1; then the new data serves."""
+        leader = self.server()
+        lr = leader.client()
+        lr.set("probe", "new")
+        replica = self.server()
+        rr = replica.client()
+        rng = random.Random(3)
+        pipe = rr.pipeline(transaction=False)
+        for i in range(25000):  # an HNSW build of seconds; the snapshot takes a fraction
+            pipe.hset("doc:%d" % i, "v", vec(rng, 64))
+        pipe.execute()
+        rr.execute_command("FT.CREATE", "big", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR",
+                           "HNSW", 6, "TYPE", "FLOAT32", "DIM", 64, "DISTANCE_METRIC", "L2")
+        self.follow(replica, leader)
+        wait_for(lambda: info(rr, "persistence")["loading"] == "1",
+                 "the whole snapshot to wait for the index build")
+        for cmd in (("PING",), ("GET", "probe"), ("FT.SEARCH", "big", "*")):
+            with self.assertRaises(redis.exceptions.BusyLoadingError, msg=cmd) as cm:
+                rr.execute_command(*cmd)
+            self.assertEqual(str(cm.exception), "Quiver is loading the dataset in memory")
+        self.assertEqual(rr.execute_command("ECHO", "up"), b"up")
+        self.assertEqual(info(rr, "replication")["master_sync_in_progress"], "1")
+        caught_up(lr, rr)
+        self.assertEqual(info(rr, "persistence")["loading"], "0")
+        self.assertEqual((rr.get("probe"), rr.dbsize()), (b"new", 1))
+
     def test_info_persistence_says_loading(self):
         s = self.server()
         p = info(s.client(), "persistence")
