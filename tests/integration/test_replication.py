@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import struct
+import threading
 import time
 import unittest
 
@@ -708,20 +709,30 @@ class TestFailoverCommand(Base):
             caught_up(lr, s)
         lr.set("waited", "1")
         self.assertEqual(lr.execute_command("WAIT", 2, 5000), 2)
-        acked, refused = [], []
-        writer = leader.client()
-        for i in range(300):
-            if i == 100:
-                self.assertEqual(lr.execute_command("FAILOVER", "TO", "127.0.0.1", a.port), b"OK")
-            try:
-                writer.set("w:%d" % i, i)
-                acked.append(i)
-            except redis.exceptions.ResponseError as e:
-                self.assertTrue(str(e).startswith(("TRYAGAIN Writes are paused", "You can't write")),
-                                e)
-                refused.append(i)
-        self.assertEqual(acked[:100], list(range(100)))
-        self.assertTrue(refused)
+        acked, refused, stop = [], [], threading.Event()
+
+        def write():
+            writer, i = leader.client(), 0
+            while not stop.is_set() and i < 100000:
+                try:
+                    writer.set("w:%d" % i, i)
+                    acked.append(i)
+                except redis.exceptions.ResponseError as e:
+                    refused.append(str(e))
+                i += 1
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        try:
+            wait_for(lambda: len(acked) >= 100, "the writer to get going")
+            self.assertEqual(lr.execute_command("FAILOVER", "TO", "127.0.0.1", a.port), b"OK")
+            wait_for(lambda: any(e.startswith("You can't write") for e in refused),
+                     "the writer to meet a replica")
+        finally:
+            stop.set()
+            thread.join()
+        for e in refused:
+            self.assertTrue(e.startswith(("TRYAGAIN Writes are paused", "You can't write")), e)
         wait_for(lambda: info(ar, "replication")["role"] == "master", "the target to take over")
         wait_for(lambda: info(lr, "replication")["role"] == "slave" and
                  info(lr, "replication")["master_port"] == str(a.port), "the old leader to follow")
