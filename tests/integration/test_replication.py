@@ -709,6 +709,7 @@ class TestFailoverCommand(Base):
             caught_up(lr, s)
         lr.set("waited", "1")
         self.assertEqual(lr.execute_command("WAIT", 2, 5000), 2)
+        old_id = info(lr, "replication")["master_replid"]
         acked, refused, stop = [], [], threading.Event()
 
         def write():
@@ -738,6 +739,9 @@ class TestFailoverCommand(Base):
                  info(lr, "replication")["master_port"] == str(a.port), "the old leader to follow")
         self.assertEqual(failover_state(lr), "no-failover")
         self.assertEqual(info(ar, "stats")["sync_partial_ok"], "1")  # the old leader, no full sync
+        self.assertEqual(info(ar, "replication")["master_replid2"], old_id)
+        self.assertEqual(info(lr, "replication")["master_replid"],
+                         info(ar, "replication")["master_replid"])
         ar.set("after", "1")
         caught_up(ar, lr)
         wait_for(lambda: br.get("after") == b"1", "the other replica to follow the new history")
