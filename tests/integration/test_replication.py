@@ -680,6 +680,29 @@ class TestTimeouts(Base):
         caught_up(lr, rr)
         self.assertEqual(rr.get("c"), b"3")
 
+    def test_leader_drops_a_replica_that_stops_reading_its_snapshot(self):
+        """A fake replica asks for a full sync and never reads: once the snapshot fills the
+        send window and the socket, its output stands still and repl-timeout ends it (and
+        the snapshot's read transaction with it)."""
+        leader = self.server(repl_timeout=2)
+        lr = leader.client()
+        pipe = lr.pipeline(transaction=False)
+        for i in range(300000):  # ~40 MB of records: more than the window and the socket
+            pipe.set("k:%d" % i, "v" * 100)
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+        raw = leader.raw()
+        self.addCleanup(raw.close)
+        self.assertEqual(raw.command("REPLCONF", "listening-port", 1), b"OK")
+        raw.send(harness.encode("PSYNC", "?", -1))
+        wait_for(lambda: info(lr, "replication").get("slave0", {}).get("state") == "send_bulk",
+                 "the snapshot to start")
+        wait_for(lambda: info(lr, "replication")["connected_slaves"] == "0",
+                 "the leader to drop the replica that does not read")
+        self.assertIn("did not move", leader.read_log())
+        self.assertTrue(lr.set("after", "1"))
+
     def test_options_follow_redis(self):
         r = self.server().client()
         self.assertEqual(r.config_get("repl-timeout"), {"repl-timeout": "60"})
