@@ -25,30 +25,32 @@ static void failover_clear(void)
     r->failover_end_ms = 0;
 }
 
-/* The online replica at host:port (any online one when host is NULL) that has
- * acknowledged the whole stream, or NULL. */
+/* 1 when rp is the open replica at host:port (any open one when host is NULL). */
+static int replica_at(const replica *rp, const char *host, int port)
+{
+    char ip[64];
+    repl_addr_host(rp->c->addr, ip, sizeof ip);
+    return rp->c->state != CONN_CLOSED &&
+           (!host || (rp->port == port && strcasecmp(ip, host) == 0));
+}
+
+/* The online replica at host:port (any when host is NULL) that has acknowledged the whole
+ * stream, or NULL. */
 static replica *caught_up(const char *host, int port)
 {
     uint64_t end = store_offset(srv.store);
-    for (replica *rp = srv.repl->replicas; rp; rp = rp->next) {
-        char ip[64];
-        repl_addr_host(rp->c->addr, ip, sizeof ip);
-        if (rp->c->state != CONN_CLOSED && rp->state == REPLICA_ONLINE && rp->ack == end &&
-            (!host || (rp->port == port && strcasecmp(ip, host) == 0)))
+    for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
+        if (replica_at(rp, host, port) && rp->state == REPLICA_ONLINE && rp->ack == end)
             return rp;
-    }
     return NULL;
 }
 
 /* The replica at host:port, whatever its state, or NULL. */
 static replica *find_replica(const char *host, int port)
 {
-    for (replica *rp = srv.repl->replicas; rp; rp = rp->next) {
-        char ip[64];
-        repl_addr_host(rp->c->addr, ip, sizeof ip);
-        if (rp->c->state != CONN_CLOSED && rp->port == port && strcasecmp(ip, host) == 0)
+    for (replica *rp = srv.repl->replicas; rp; rp = rp->next)
+        if (replica_at(rp, host, port))
             return rp;
-    }
     return NULL;
 }
 
