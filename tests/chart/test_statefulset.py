@@ -1,0 +1,167 @@
+"""The StatefulSet rehearsal, without a cluster: the chart rendered for 3 pods with auth,
+and three quiver-servers started on 127.0.0.1 by the chart's own start script, with the
+ConfigMap's config and the environment the StatefulSet gives pods 0, 1 and 2 (the password
+from the rendered Secret). What differs from a cluster, and only that: each pod's volumes
+are local directories, it listens on 127.0.0.1 on a port of its own rather than 0.0.0.0
+on the shared containerPort, and pod 0's DNS name maps to 127.0.0.1 (QUIVER_LEADER_HOST),
+with its port in QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet
+leaves unset. Pods start in order once the one before passes its readiness probe
+(OrderedReady), running the probe script as the kubelet would.
+Checked: leader + 2 replicas that converge; pod 1 deleted with its volume and started
+empty full-syncs and does not lead; pod 0 restarted (SIGTERM) leads again with its data
+and both replicas reconnect and converge; replicas stay alive (liveness) while pod 0 is
+down. Every wait is bounded."""
+import base64
+import os
+import random
+import shutil
+import subprocess
+import unittest
+
+import redis
+
+import chart
+import harness
+from test_replication import caught_up, info, setup_schema, wait_for, write_load
+
+LEADER_DNS = "q-quiver-0.q-quiver-headless.ns.svc.cluster.local"
+
+
+def setUpModule():
+    chart.require_helm()
+
+
+class PodServer(harness.Server):
+    """One pod of the rendered StatefulSet, run by its start script (see the module doc)."""
+
+    def __init__(self, manifest, ordinal, ports):
+        super().__init__()
+        self.external = None
+        self.manifest, self.ordinal, self.ports = manifest, ordinal, ports
+        self.host, self.port = "127.0.0.1", ports[ordinal]
+
+    def start(self, timeout=30):
+        self.pod = chart.Pod(self.manifest, self.ordinal, self.dir)
+        bindir = os.path.join(self.dir, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        if not os.path.exists(os.path.join(bindir, "quiver-server")):
+            os.symlink(harness.BINARY, os.path.join(bindir, "quiver-server"))
+        env = self.pod.env()
+        assert env["QUIVER_LEADER_HOST"] == LEADER_DNS, env["QUIVER_LEADER_HOST"]
+        env.update(PATH=bindir + ":" + os.environ["PATH"], QUIVER_BIND="127.0.0.1",
+                   QUIVER_PORT=str(self.port), QUIVER_LEADER_HOST="127.0.0.1",
+                   QUIVER_LEADER_PORT=str(self.ports[0]))
+        self.env = env
+        super().start(timeout)
+
+    def args(self):
+        return self.pod.command()
+
+    def probe(self, kind):
+        return subprocess.run(self.pod.probe(kind), env=self.env, capture_output=True,
+                              timeout=30).returncode == 0
+
+    def wait_ready(self):
+        wait_for(lambda: self.probe("readinessProbe"), "pod %d to be ready" % self.ordinal)
+
+    def delete_volumes(self):
+        """What deleting the pod and its claim leaves: empty volumes."""
+        for name in ("data", "run"):
+            shutil.rmtree(os.path.join(self.dir, name))
+
+
+class TestStatefulSet(unittest.TestCase):
+    def setUp(self):
+        self.manifest = chart.render({"replicaCount": 3, "auth": {"enabled": True}})
+        secret = self.manifest.get("Secret", "q-quiver")["data"]["quiver-password"]
+        self.password = base64.b64decode(secret).decode()
+        ports = [harness.free_port() for _ in range(3)]
+        self.pods = []
+        for ordinal in range(3):
+            pod = PodServer(self.manifest, ordinal, ports)
+            pod.__enter__()
+            self.addCleanup(pod.__exit__, None, None, None)
+            pod.wait_ready()
+            self.pods.append(pod)
+
+    def client(self, ordinal):
+        return self.pods[ordinal].client(password=self.password)
+
+    def assert_leader_with_replicas(self):
+        leader = self.client(0)
+        wait_for(lambda: info(leader, "replication")["connected_slaves"] == "2",
+                 "both replicas to connect to pod 0")
+        role = leader.execute_command("ROLE")
+        self.assertEqual(role[0], b"master")
+        self.assertEqual(sorted(int(r[1]) for r in role[2]),
+                         sorted(p.port for p in self.pods[1:]))
+        for replica in (1, 2):
+            r = self.client(replica)
+            role = r.execute_command("ROLE")
+            self.assertEqual(role[:3], [b"slave", b"127.0.0.1", self.pods[0].port])
+            caught_up(leader, r)
+
+    def assert_converged(self):
+        digest = self.client(0).execute_command("QUIVER.DIGEST")
+        for replica in (1, 2):
+            caught_up(self.client(0), self.client(replica))
+            self.assertEqual(self.client(replica).execute_command("QUIVER.DIGEST"), digest)
+        return digest
+
+    def test_rehearsal(self):
+        rng = random.Random(7)
+        leader = self.client(0)
+        self.assert_leader_with_replicas()
+        setup_schema(leader)
+        write_load(leader, rng, 300)
+        self.assert_converged()
+        with self.assertRaises(redis.exceptions.ReadOnlyError):
+            self.client(1).set("k", "v")
+        with self.assertRaises(redis.exceptions.AuthenticationError):
+            self.pods[1].client().get("k")
+
+        # Pod 1 is deleted with its volume claim; the StatefulSet starts it again, empty.
+        full_syncs = int(info(leader, "stats")["sync_full"])
+        self.pods[1].stop()
+        write_load(leader, rng, 100, base=300)
+        self.pods[1].delete_volumes()
+        self.pods[1].start()
+        self.pods[1].wait_ready()
+        self.assert_leader_with_replicas()
+        self.assertEqual(int(info(leader, "stats")["sync_full"]), full_syncs + 1)
+        self.assertEqual(self.client(1).execute_command("ROLE")[0], b"slave")
+        digest = self.assert_converged()
+
+        # Pod 0 restarts (SIGTERM) on the same volume: it leads again with its data.
+        self.pods[0].stop()
+        for replica in (1, 2):
+            wait_for(lambda: info(self.client(replica), "replication")["master_link_status"]
+                     == "down", "pod %d to see pod 0 gone" % replica)
+            self.assertTrue(self.pods[replica].probe("livenessProbe"),
+                            "a replica must stay alive while its leader is down")
+            self.assertEqual(self.client(replica).execute_command("QUIVER.DIGEST"), digest)
+        self.pods[0].start()
+        self.pods[0].wait_ready()
+        leader = self.client(0)
+        self.assertEqual(leader.execute_command("QUIVER.DIGEST"), digest)
+        self.assert_leader_with_replicas()
+        write_load(leader, rng, 100, base=400)
+        self.assertNotEqual(self.assert_converged(), digest)
+
+
+class TestStartScript(unittest.TestCase):
+    def test_password_with_quotes_and_backslashes_reaches_the_server(self):
+        password = 'a "quoted" \\x41 $HOME \' pass\\'
+        m = chart.render({"replicaCount": 1, "auth": {"enabled": True, "password": password}})
+        with PodServer(m, 0, [harness.free_port()]) as pod:
+            pod.wait_ready()
+            r = pod.client(password=password)
+            self.assertEqual(r.config_get("requirepass"), {"requirepass": password})
+            self.assertEqual(r.config_get("masterauth"), {"masterauth": password})
+            with open(os.path.join(pod.dir, "run", "quiver.conf"), "rb") as f:
+                self.assertIn(b"requirepass ", f.read())
+            self.assertEqual(os.stat(os.path.join(pod.dir, "run", "quiver.conf")).st_mode & 0o077, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
