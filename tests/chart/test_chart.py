@@ -116,6 +116,17 @@ class Objects(unittest.TestCase):
         two_digit = config_lines(start_script_output(render({"replicaCount": 12}), 11))
         self.assertIn("replicaof %s 6379" % LEADER_HOST, two_digit)
 
+    def test_leader_ordinal_moves_the_leader(self):
+        m = render({"replicaCount": 3, "leaderOrdinal": 1})
+        leader_host = LEADER_HOST.replace("q-quiver-0.", "q-quiver-1.")
+        self.assertFalse([l for l in config_lines(start_script_output(m, 1))
+                          if l.startswith("replicaof")])
+        for ordinal in (0, 2):
+            self.assertIn("replicaof %s 6379" % leader_host,
+                          config_lines(start_script_output(m, ordinal)))
+        selector = m.get("Service", FULL)["spec"]["selector"]
+        self.assertEqual(selector["statefulset.kubernetes.io/pod-name"], FULL + "-1")
+
     def test_password_from_the_secret_only(self):
         m = render(VALUE_SETS["three pods with auth"])
         secret = m.get("Secret", FULL)
@@ -282,6 +293,8 @@ class Schema(unittest.TestCase):
     REFUSED = [
         ({"replicaCount": 0}, "at '/replicaCount': minimum: got 0, want 1"),
         ({"replicaCount": "3"}, "at '/replicaCount': got string, want integer"),
+        ({"leaderOrdinal": -1}, "at '/leaderOrdinal': minimum: got -1, want 0"),
+        ({"replicaCount": 3, "leaderOrdinal": 3}, "leaderOrdinal must name one of the pods"),
         ({"containerPort": 70000}, "at '/containerPort': maximum: got 70,000, want 65,535"),
         ({"service": {"port": 0}}, "at '/service/port': minimum: got 0, want 1"),
         ({"metrics": {"port": -1}}, "at '/metrics/port': minimum: got -1, want 1"),

@@ -3,9 +3,9 @@ and three quiver-servers started on 127.0.0.1 by the chart's own start script, w
 ConfigMap's config and the environment the StatefulSet gives pods 0, 1 and 2 (the password
 from the rendered Secret). What differs from a cluster, and only that: each pod's volumes
 are local directories, it listens on 127.0.0.1 on a port of its own rather than 0.0.0.0
-on the shared containerPort, and pod 0's DNS name maps to 127.0.0.1 (QUIVER_LEADER_HOST),
-with its port in QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet
-leaves unset. Pods start in order once the one before passes its readiness probe
+on the shared containerPort, and pod 0's DNS name becomes "localhost" (QUIVER_LEADER_HOST:
+still a name the replicas resolve at each connect), with pod 0's port in
+QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet leaves unset. Pods start in order once the one before passes its readiness probe
 (OrderedReady), running the probe script as the kubelet would.
 Checked: leader + 2 replicas that converge; pod 1 deleted with its volume and started
 empty full-syncs and does not lead; pod 0 restarted (SIGTERM) leads again with its data
@@ -24,7 +24,7 @@ import chart
 import harness
 from test_replication import caught_up, info, setup_schema, wait_for, write_load
 
-LEADER_DNS = "q-quiver-0.q-quiver-headless.ns.svc.cluster.local"
+LEADER_DNS = "q-quiver-%d.q-quiver-headless.ns.svc.cluster.local"
 
 
 def setUpModule():
@@ -47,10 +47,11 @@ class PodServer(harness.Server):
         if not os.path.exists(os.path.join(bindir, "quiver-server")):
             os.symlink(harness.BINARY, os.path.join(bindir, "quiver-server"))
         env = self.pod.env()
-        assert env["QUIVER_LEADER_HOST"] == LEADER_DNS, env["QUIVER_LEADER_HOST"]
+        leader = int(env["QUIVER_LEADER_ORDINAL"])
+        assert env["QUIVER_LEADER_HOST"] == LEADER_DNS % leader, env["QUIVER_LEADER_HOST"]
         env.update(PATH=bindir + ":" + os.environ["PATH"], QUIVER_BIND="127.0.0.1",
-                   QUIVER_PORT=str(self.port), QUIVER_LEADER_HOST="127.0.0.1",
-                   QUIVER_LEADER_PORT=str(self.ports[0]))
+                   QUIVER_PORT=str(self.port), QUIVER_LEADER_HOST="localhost",
+                   QUIVER_LEADER_PORT=str(self.ports[leader]))
         self.env = env
         super().start(timeout)
 
@@ -87,24 +88,27 @@ class TestStatefulSet(unittest.TestCase):
     def client(self, ordinal):
         return self.pods[ordinal].client(password=self.password)
 
-    def assert_leader_with_replicas(self):
-        leader = self.client(0)
-        wait_for(lambda: info(leader, "replication")["connected_slaves"] == "2",
-                 "both replicas to connect to pod 0")
-        role = leader.execute_command("ROLE")
+    def others(self, ordinal):
+        return [o for o in range(3) if o != ordinal]
+
+    def assert_leader_with_replicas(self, leader=0):
+        lr = self.client(leader)
+        wait_for(lambda: info(lr, "replication")["connected_slaves"] == "2",
+                 "both replicas to connect to pod %d" % leader)
+        role = lr.execute_command("ROLE")
         self.assertEqual(role[0], b"master")
         self.assertEqual(sorted(int(r[1]) for r in role[2]),
-                         sorted(p.port for p in self.pods[1:]))
-        for replica in (1, 2):
+                         sorted(self.pods[o].port for o in self.others(leader)))
+        for replica in self.others(leader):
             r = self.client(replica)
             role = r.execute_command("ROLE")
-            self.assertEqual(role[:3], [b"slave", b"127.0.0.1", self.pods[0].port])
-            caught_up(leader, r)
+            self.assertEqual(role[:3], [b"slave", b"localhost", self.pods[leader].port])
+            caught_up(lr, r)
 
-    def assert_converged(self):
-        digest = self.client(0).execute_command("QUIVER.DIGEST")
-        for replica in (1, 2):
-            caught_up(self.client(0), self.client(replica))
+    def assert_converged(self, leader=0):
+        digest = self.client(leader).execute_command("QUIVER.DIGEST")
+        for replica in self.others(leader):
+            caught_up(self.client(leader), self.client(replica))
             self.assertEqual(self.client(replica).execute_command("QUIVER.DIGEST"), digest)
         return digest
 
@@ -147,6 +151,40 @@ class TestStatefulSet(unittest.TestCase):
         self.assert_leader_with_replicas()
         write_load(leader, rng, 100, base=400)
         self.assertNotEqual(self.assert_converged(), digest)
+
+    def test_pod_0_lost_with_its_volume_and_a_replica_promoted(self):
+        """The README's procedure: REPLICAOF NO ONE on a replica, then leaderOrdinal."""
+        rng = random.Random(8)
+        setup_schema(self.client(0))
+        write_load(self.client(0), rng, 200)
+        self.assert_converged()
+        self.pods[0].kill()  # its node is gone, and its volume with it
+        self.pods[0].delete_volumes()
+
+        # By hand: pod 1 leads at once, pod 2 follows it.
+        self.client(1).execute_command("REPLICAOF", "NO", "ONE")
+        self.client(2).execute_command("REPLICAOF", "localhost", self.pods[1].port)
+        write_load(self.client(1), rng, 50, base=200)
+
+        # helm upgrade --set leaderOrdinal=1: the pods roll, the last one first. (An upgrade
+        # keeps a generated password by reading its Secret back; helm template cannot.)
+        upgraded = chart.render({"replicaCount": 3, "auth": {"enabled": True,
+                                                             "password": self.password},
+                                 "leaderOrdinal": 1})
+        self.assertEqual(upgraded.get("Service", "q-quiver")["spec"]["selector"][
+            "statefulset.kubernetes.io/pod-name"], "q-quiver-1")
+        full_syncs = int(info(self.client(1), "stats")["sync_full"])
+        for ordinal in (2, 1, 0):
+            pod = self.pods[ordinal]
+            pod.stop()
+            pod.manifest = upgraded
+            pod.start()
+            pod.wait_ready()
+        self.assert_leader_with_replicas(leader=1)
+        self.assertGreater(int(info(self.client(1), "stats")["sync_full"]), full_syncs)
+        write_load(self.client(1), rng, 50, base=250)
+        digest = self.assert_converged(leader=1)
+        self.assertEqual(self.client(0).execute_command("QUIVER.DIGEST"), digest)
 
 
 class TestStartScript(unittest.TestCase):

@@ -62,9 +62,14 @@ annotations:
 {{- printf "%s-headless" (include "quiver.fullname" .) -}}
 {{- end -}}
 
-{{/* Pod 0's stable DNS name, which every replica follows. */}}
+{{/* The leading pod's name (pod 0 unless leaderOrdinal says otherwise). */}}
+{{- define "quiver.leaderPod" -}}
+{{- printf "%s-%d" (include "quiver.fullname" .) (int .Values.leaderOrdinal) -}}
+{{- end -}}
+
+{{/* The leading pod's stable DNS name, which every replica follows. */}}
 {{- define "quiver.leaderHost" -}}
-{{- printf "%s-0.%s.%s.svc.%s" (include "quiver.fullname" .) (include "quiver.headless" .) .Release.Namespace .Values.clusterDomain -}}
+{{- printf "%s.%s.%s.svc.%s" (include "quiver.leaderPod" .) (include "quiver.headless" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
 
 {{- define "quiver.image" -}}
