@@ -10,7 +10,9 @@ QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet leaves 
 Checked: leader + 2 replicas that converge; pod 1 deleted with its volume and started
 empty full-syncs and does not lead; pod 0 restarted (SIGTERM) leads again with its data
 and both replicas reconnect and converge; replicas stay alive (liveness) while pod 0 is
-down. Every wait is bounded."""
+down; pod 0 lost with its volume: a replica promoted by hand, then leaderOrdinal=1 rolled
+out, leaves pod 1 leading and pod 0 back, empty, as its replica. A password full of quotes
+and backslashes reaches the server intact. Every wait is bounded."""
 import base64
 import os
 import random
