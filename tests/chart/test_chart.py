@@ -83,6 +83,8 @@ class Objects(unittest.TestCase):
         sts = m.get("StatefulSet", FULL)
         self.assertEqual(sts["spec"]["replicas"], 3)
         self.assertEqual(sts["spec"]["serviceName"], FULL + "-headless")
+        # Replicas are re-created even while pod 0 is down (OrderedReady would wait for it).
+        self.assertEqual(sts["spec"]["podManagementPolicy"], "Parallel")
         selector = sts["spec"]["selector"]["matchLabels"]
         pod_labels = sts["spec"]["template"]["metadata"]["labels"]
         self.assertLessEqual(selector.items(), pod_labels.items())

@@ -5,8 +5,8 @@ from the rendered Secret). What differs from a cluster, and only that: each pod'
 are local directories, it listens on 127.0.0.1 on a port of its own rather than 0.0.0.0
 on the shared containerPort, and pod 0's DNS name becomes "localhost" (QUIVER_LEADER_HOST:
 still a name the replicas resolve at each connect), with pod 0's port in
-QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet leaves unset. Pods start in order once the one before passes its readiness probe
-(OrderedReady), running the probe script as the kubelet would.
+QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet leaves unset. Pods start together (podManagementPolicy Parallel), here the leader last,
+and are waited for with the readiness probe script, run as the kubelet would.
 Checked: leader + 2 replicas that converge; pod 1 deleted with its volume and started
 empty full-syncs and does not lead; pod 0 restarted (SIGTERM) leads again with its data
 and both replicas reconnect and converge; replicas stay alive (liveness) while pod 0 is
@@ -79,13 +79,12 @@ class TestStatefulSet(unittest.TestCase):
         secret = self.manifest.get("Secret", "q-quiver")["data"]["quiver-password"]
         self.password = base64.b64decode(secret).decode()
         ports = [harness.free_port() for _ in range(3)]
-        self.pods = []
-        for ordinal in range(3):
-            pod = PodServer(self.manifest, ordinal, ports)
+        self.pods = [PodServer(self.manifest, ordinal, ports) for ordinal in range(3)]
+        for pod in reversed(self.pods):  # the replicas must wait for the leader themselves
             pod.__enter__()
             self.addCleanup(pod.__exit__, None, None, None)
+        for pod in self.pods:
             pod.wait_ready()
-            self.pods.append(pod)
 
     def client(self, ordinal):
         return self.pods[ordinal].client(password=self.password)
