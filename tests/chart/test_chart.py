@@ -217,6 +217,9 @@ class Objects(unittest.TestCase):
         for path in (env["QUIVER_RUNTIME_DIR"], env["QUIVER_DATA_DIR"], "/tmp"):
             self.assertIn(path, mounts)
         self.assertFalse(pod["automountServiceAccountToken"])
+        # No Docker-link variables: a release "quiver" has a Service "quiver", whose would
+        # include QUIVER_PORT=tcp://...
+        self.assertIs(pod["enableServiceLinks"], False)
 
     def test_gpu(self):
         m = render(VALUE_SETS["gpu"])
