@@ -217,7 +217,7 @@ class Objects(unittest.TestCase):
         for path in (env["QUIVER_RUNTIME_DIR"], env["QUIVER_DATA_DIR"], "/tmp"):
             self.assertIn(path, mounts)
         self.assertFalse(pod["automountServiceAccountToken"])
-        # No Docker-link variables: a release "quiver" has a Service "quiver", whose would
+        # No Docker-link variables: a release "quiver" has a Service "quiver", whose link variables would
         # include QUIVER_PORT=tcp://...
         self.assertIs(pod["enableServiceLinks"], False)
 
