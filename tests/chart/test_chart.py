@@ -117,6 +117,9 @@ class Objects(unittest.TestCase):
                              l.endswith('/data"')], lines)  # the data volume
         two_digit = config_lines(start_script_output(render({"replicaCount": 12}), 11))
         self.assertIn("replicaof %s 6379" % LEADER_HOST, two_digit)
+        other_port = config_lines(start_script_output(render({"containerPort": 7000}), 1))
+        self.assertIn("replicaof %s 7000" % LEADER_HOST, other_port)
+        self.assertIn("port 7000", other_port)
 
     def test_leader_ordinal_moves_the_leader(self):
         m = render({"replicaCount": 3, "leaderOrdinal": 1})
@@ -220,6 +223,25 @@ class Objects(unittest.TestCase):
         # No Docker-link variables: a release "quiver" has a Service "quiver", whose link variables would
         # include QUIVER_PORT=tcp://...
         self.assertIs(pod["enableServiceLinks"], False)
+
+    def test_scheduling(self):
+        def pod(values):
+            return render(values).get("StatefulSet")["spec"]["template"]["spec"]
+        hard = pod({"podAntiAffinityPreset": "hard"})["affinity"]["podAntiAffinity"]
+        term = hard["requiredDuringSchedulingIgnoredDuringExecution"][0]
+        self.assertEqual(term["topologyKey"], "kubernetes.io/hostname")
+        self.assertEqual(term["labelSelector"]["matchLabels"],
+                         {"app.kubernetes.io/name": "quiver", "app.kubernetes.io/instance": "q"})
+        self.assertNotIn("affinity", pod({"podAntiAffinityPreset": ""}))
+        own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}
+        self.assertEqual(pod({"affinity": own})["affinity"], own)
+        spread = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                   "whenUnsatisfiable": "ScheduleAnyway",
+                   "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "quiver"}}}]
+        self.assertEqual(pod({"topologySpreadConstraints": spread})["topologySpreadConstraints"],
+                         spread)
 
     def test_gpu(self):
         m = render(VALUE_SETS["gpu"])
