@@ -298,12 +298,15 @@ class Objects(unittest.TestCase):
                   "slowlog-max-len 7", "hz 20", "durability everysec"):
             self.assertIn(l, lines)
 
-    def test_config_change_rolls_the_pods(self):
-        a = render().get("StatefulSet")
-        b = render({"config": {"hz": 20}}).get("StatefulSet")
-        key = "checksum/config"
-        self.assertNotEqual(a["spec"]["template"]["metadata"]["annotations"][key],
-                            b["spec"]["template"]["metadata"]["annotations"][key])
+    def test_config_or_password_change_rolls_the_pods(self):
+        def annotations(values):
+            return render(values).get("StatefulSet")["spec"]["template"]["metadata"][
+                "annotations"]
+        before = annotations({"auth": {"password": "one"}})
+        self.assertEqual(annotations({"auth": {"password": "one"}}), before)
+        self.assertNotEqual(annotations({"auth": {"password": "one"}, "config": {"hz": 20}}),
+                            before)
+        self.assertNotEqual(annotations({"auth": {"password": "two"}}), before)
 
     def test_notes_show_how_to_connect(self):
         p = chart.helm("install", "q", chart.CHART, "--namespace", "ns", "--dry-run=client",
