@@ -292,11 +292,11 @@ class Objects(unittest.TestCase):
     def test_config_values_and_extra_config(self):
         m = render({"config": {"maxclients": 50, "latency-tracking": False,
                                "client-output-buffer-limit": "normal 1gb 0 0"},
-                    "extraConfig": "slowlog-max-len 7\nhz 20"})
+                    "extraConfig": "slowlog-max-len 7\nhz 20\n"})
         lines = config_lines(m.get("ConfigMap")["data"]["quiver.conf"])
-        for l in ("maxclients 50", "latency-tracking no", "client-output-buffer-limit normal 1gb 0 0",
-                  "slowlog-max-len 7", "hz 20", "durability everysec"):
-            self.assertIn(l, lines)
+        self.assertEqual(lines, ["protected-mode no", "client-output-buffer-limit normal 1gb 0 0",
+                                 "durability everysec", "latency-tracking no", "maxclients 50",
+                                 "repl-backlog-size 64mb", "slowlog-max-len 7", "hz 20"])
 
     def test_config_or_password_change_rolls_the_pods(self):
         def annotations(values):
