@@ -34,6 +34,7 @@ void hist_record(histogram *h, uint64_t v)
 {
     h->counts[bucket_of(v)]++;
     h->total++;
+    h->sum += v;
 }
 
 uint64_t hist_percentile(const histogram *h, double p)

@@ -22,6 +22,7 @@
 
 typedef struct histogram {
     uint64_t total;
+    uint64_t sum; /* of the recorded values (as given, before HIST_MAX): a Prometheus _sum */
     uint64_t counts[HIST_BUCKETS];
 } histogram;
 

@@ -18,5 +18,7 @@ void query_attach_store(void);
 void query_dispatch(client *c);
 /* Frees what query/ holds for a client that is going away. */
 void query_release(client *c);
+/* Appends the server's metrics in the Prometheus text format (query/metrics.c). */
+void metrics_render(buf *out);
 
 #endif

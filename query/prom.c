@@ -1,0 +1,68 @@
+/* prom.c: the Prometheus text format writer of prom.h: family headers, sample lines, the
+ * escaping of help texts and label values, and float values in the format's spelling. */
+#include "query/prom.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Help texts escape \ and newline; label values also escape the double quote. */
+static void escape(buf *b, const char *s, int quote)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            buf_append(b, "\\\\", 2);
+        else if (*s == '\n')
+            buf_append(b, "\\n", 2);
+        else if (*s == '"' && quote)
+            buf_append(b, "\\\"", 2);
+        else
+            buf_appendc(b, *s);
+    }
+}
+
+void prom_escape_label(buf *b, const char *s)
+{
+    escape(b, s, 1);
+}
+
+void prom_family(buf *b, const char *name, const char *type, const char *help)
+{
+    buf_printf(b, "# HELP %s ", name);
+    escape(b, help, 0);
+    buf_printf(b, "\n# TYPE %s %s\n", name, type);
+}
+
+void prom_value(buf *b, double v)
+{
+    char s[32];
+    if (isnan(v))
+        buf_append(b, "NaN", 3);
+    else if (isinf(v))
+        buf_append(b, v > 0 ? "+Inf" : "-Inf", 4);
+    else
+        buf_append(b, s, double_to_str(s, v));
+}
+
+void prom_sample(buf *b, const char *name, const char *suffix, const prom_label *labels,
+                 int n, double v)
+{
+    buf_printf(b, "%s%s", name, suffix ? suffix : "");
+    for (int i = 0; i < n; i++) {
+        buf_printf(b, "%c%s=\"", i ? ',' : '{', labels[i].name);
+        prom_escape_label(b, labels[i].value);
+        buf_appendc(b, '"');
+    }
+    buf_append(b, n ? "} " : " ", n ? 2 : 1);
+    prom_value(b, v);
+    buf_appendc(b, '\n');
+}
+
+void prom_name_clean(char *s)
+{
+    for (char *p = s; *p; p++) {
+        int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+                 *p == ':' || (*p >= '0' && *p <= '9' && p != s);
+        if (!ok)
+            *p = '_';
+    }
+}
