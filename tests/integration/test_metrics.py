@@ -362,7 +362,8 @@ class TestHttp(Base):
         ]
         for data in cases:
             got = self.exchange(s, data)
-            self.assertFalse(got.startswith(b"HTTP/1.1 200"), data[:40])
+            # a 4xx, or closed without a word (a send cut short can lose the answer)
+            self.assertRegex(got, rb"^(HTTP/1\.1 4\d\d |$)", data[:40])
             self.assertEqual(r.ping(), True)
         self.assertEqual(r.get("a"), b"1")
         fams = self.scrape(s)
