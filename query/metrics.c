@@ -38,75 +38,120 @@ typedef struct info_text {
 
 enum { NUM, UP, WORD };
 
-/* Scalars. NUM: the field's number divided by per. UP: 1 when the field reads `arg`, else 0.
+/* Scalars. NUM: the field's number. UP: 1 when the field reads `arg`, else 0.
  * WORD: 1, with the field's text as the value of the label named `arg`. */
 static const struct scalar {
     const char *field;
     int kind;
     const char *arg;
-    double per; /* INFO's unit per metric unit (1e6: microseconds to seconds) */
     const char *name, *type, *help;
 } scalars[] = {
     /* server, clients, memory */
-    {"quiver_version", WORD, "version", 1, "build_info", "gauge", "Always 1; the label is the server's version."},
-    {"uptime_in_seconds", NUM, NULL, 1, "uptime_seconds", "gauge", "Seconds since the server started."},
-    {"connected_clients", NUM, NULL, 1, "connected_clients", "gauge", "Client connections open now (replicas included)."},
-    {"maxclients", NUM, NULL, 1, "maxclients", "gauge", "The maxclients setting."},
-    {"used_memory", NUM, NULL, 1, "memory_used_bytes", "gauge", "Bytes allocated by the server (malloc's view)."},
-    {"used_memory_rss", NUM, NULL, 1, "memory_rss_bytes", "gauge", "Resident set size of the process, in bytes."},
-    {"maxmemory", NUM, NULL, 1, "memory_max_bytes", "gauge", "The maxmemory setting in bytes (0: no limit)."},
-    {"lmdb_map_size", NUM, NULL, 1, "lmdb_map_size_bytes", "gauge", "Size of the LMDB memory map, in bytes."},
-    {"lmdb_used_bytes", NUM, NULL, 1, "lmdb_used_bytes", "gauge", "Bytes of the LMDB map in use."},
+    {"quiver_version", WORD, "version", "build_info", "gauge",
+     "Always 1; the label is the server's version."},
+    {"uptime_in_seconds", NUM, NULL, "uptime_seconds", "gauge",
+     "Seconds since the server started."},
+    {"connected_clients", NUM, NULL, "connected_clients", "gauge",
+     "Client connections open now (replicas included)."},
+    {"maxclients", NUM, NULL, "maxclients", "gauge", "The maxclients setting."},
+    {"used_memory", NUM, NULL, "memory_used_bytes", "gauge",
+     "Bytes allocated by the server (malloc's view)."},
+    {"used_memory_rss", NUM, NULL, "memory_rss_bytes", "gauge",
+     "Resident set size of the process, in bytes."},
+    {"maxmemory", NUM, NULL, "memory_max_bytes", "gauge",
+     "The maxmemory setting in bytes (0: no limit)."},
+    {"lmdb_map_size", NUM, NULL, "lmdb_map_size_bytes", "gauge",
+     "Size of the LMDB memory map, in bytes."},
+    {"lmdb_used_bytes", NUM, NULL, "lmdb_used_bytes", "gauge", "Bytes of the LMDB map in use."},
     /* persistence */
-    {"lmdb_commits", NUM, NULL, 1, "lmdb_commits_total", "counter", "LMDB write transactions committed (one per loop pass that wrote)."},
-    {"lmdb_syncs", NUM, NULL, 1, "lmdb_syncs_total", "counter", "fsyncs of the LMDB environment."},
-    {"lmdb_failed_commits", NUM, NULL, 1, "lmdb_failed_commits_total", "counter", "LMDB commits that failed."},
-    {"last_sync_time", NUM, NULL, 1, "last_sync_timestamp_seconds", "gauge", "Unix time of the last sync to disk."},
+    {"lmdb_commits", NUM, NULL, "lmdb_commits_total", "counter",
+     "LMDB write transactions committed (one per loop pass that wrote)."},
+    {"lmdb_syncs", NUM, NULL, "lmdb_syncs_total", "counter", "fsyncs of the LMDB environment."},
+    {"lmdb_failed_commits", NUM, NULL, "lmdb_failed_commits_total", "counter",
+     "LMDB commits that failed."},
+    {"last_sync_time", NUM, NULL, "last_sync_timestamp_seconds", "gauge",
+     "Unix time of the last sync to disk."},
     /* stats */
-    {"total_connections_received", NUM, NULL, 1, "connections_received_total", "counter", "Connections accepted."},
-    {"rejected_connections", NUM, NULL, 1, "rejected_connections_total", "counter", "Connections refused (maxclients)."},
-    {"total_commands_processed", NUM, NULL, 1, "commands_processed_total", "counter", "Commands executed."},
-    {"instantaneous_ops_per_sec", NUM, NULL, 1, "instantaneous_ops_per_second", "gauge", "Commands per second over the last few cron ticks."},
-    {"total_net_input_bytes", NUM, NULL, 1, "net_input_bytes_total", "counter", "Bytes read from clients."},
-    {"total_net_output_bytes", NUM, NULL, 1, "net_output_bytes_total", "counter", "Bytes written to clients."},
-    {"expired_keys", NUM, NULL, 1, "expired_keys_total", "counter", "Keys deleted because their TTL passed."},
-    {"evicted_keys", NUM, NULL, 1, "evicted_keys_total", "counter", "Keys evicted for maxmemory (always 0: the policy is noeviction)."},
-    {"keyspace_hits", NUM, NULL, 1, "keyspace_hits_total", "counter", "Key lookups that found the key."},
-    {"keyspace_misses", NUM, NULL, 1, "keyspace_misses_total", "counter", "Key lookups that did not find the key."},
-    {"client_output_buffer_limit_disconnections", NUM, NULL, 1, "client_output_buffer_limit_disconnections_total", "counter", "Clients closed for exceeding an output buffer limit."},
-    {"total_protocol_errors", NUM, NULL, 1, "protocol_errors_total", "counter", "Connections closed for a protocol error."},
-    {"failed_write_passes", NUM, NULL, 1, "failed_write_passes_total", "counter", "Loop passes whose writes could not commit (their writers were disconnected)."},
-    {"sync_full", NUM, NULL, 1, "replication_sync_full_total", "counter", "Full resyncs served to replicas."},
-    {"sync_partial_ok", NUM, NULL, 1, "replication_sync_partial_ok_total", "counter", "Partial resyncs accepted."},
-    {"sync_partial_err", NUM, NULL, 1, "replication_sync_partial_err_total", "counter", "Partial resyncs refused (a full sync followed)."},
+    {"total_connections_received", NUM, NULL, "connections_received_total", "counter",
+     "Connections accepted."},
+    {"rejected_connections", NUM, NULL, "rejected_connections_total", "counter",
+     "Connections refused (maxclients)."},
+    {"total_commands_processed", NUM, NULL, "commands_processed_total", "counter",
+     "Commands executed."},
+    {"instantaneous_ops_per_sec", NUM, NULL, "instantaneous_ops_per_second", "gauge",
+     "Commands per second over the last few cron ticks."},
+    {"total_net_input_bytes", NUM, NULL, "net_input_bytes_total", "counter",
+     "Bytes read from clients."},
+    {"total_net_output_bytes", NUM, NULL, "net_output_bytes_total", "counter",
+     "Bytes written to clients."},
+    {"expired_keys", NUM, NULL, "expired_keys_total", "counter",
+     "Keys deleted because their TTL passed."},
+    {"evicted_keys", NUM, NULL, "evicted_keys_total", "counter",
+     "Keys evicted for maxmemory (always 0: the policy is noeviction)."},
+    {"keyspace_hits", NUM, NULL, "keyspace_hits_total", "counter",
+     "Key lookups that found the key."},
+    {"keyspace_misses", NUM, NULL, "keyspace_misses_total", "counter",
+     "Key lookups that did not find the key."},
+    {"client_output_buffer_limit_disconnections", NUM, NULL,
+     "client_output_buffer_limit_disconnections_total", "counter",
+     "Clients closed for exceeding an output buffer limit."},
+    {"total_protocol_errors", NUM, NULL, "protocol_errors_total", "counter",
+     "Connections closed for a protocol error."},
+    {"failed_write_passes", NUM, NULL, "failed_write_passes_total", "counter",
+     "Loop passes whose writes could not commit (their writers were disconnected)."},
+    {"sync_full", NUM, NULL, "replication_sync_full_total", "counter",
+     "Full resyncs served to replicas."},
+    {"sync_partial_ok", NUM, NULL, "replication_sync_partial_ok_total", "counter",
+     "Partial resyncs accepted."},
+    {"sync_partial_err", NUM, NULL, "replication_sync_partial_err_total", "counter",
+     "Partial resyncs refused (a full sync followed)."},
     /* replication */
-    {"role", WORD, "role", 1, "replication_role", "gauge", "Always 1; the label is master (a leader) or slave (a replica)."},
-    {"connected_slaves", NUM, NULL, 1, "replication_connected_replicas", "gauge", "Replicas connected to this server."},
-    {"master_repl_offset", NUM, NULL, 1, "replication_offset_bytes", "gauge", "This server's replication offset (master_repl_offset)."},
-    {"repl_backlog_size", NUM, NULL, 1, "replication_backlog_size_bytes", "gauge", "The replication backlog's capacity."},
-    {"repl_backlog_histlen", NUM, NULL, 1, "replication_backlog_history_bytes", "gauge", "Bytes of stream the backlog holds."},
-    {"master_link_status", UP, "up", 1, "replication_master_link_up", "gauge", "On a replica: 1 when the link to the leader is up."},
-    {"master_last_io_seconds_ago", NUM, NULL, 1, "replication_master_last_io_seconds", "gauge", "On a replica: seconds since the leader last sent anything (-1: never)."},
-    {"master_sync_in_progress", NUM, NULL, 1, "replication_master_sync_in_progress", "gauge", "On a replica: 1 while a full sync is being received."},
-    {"master_link_down_since_seconds", NUM, NULL, 1, "replication_master_link_down_seconds", "gauge", "On a replica whose link is down: for how long, in seconds."},
+    {"role", WORD, "role", "replication_role", "gauge",
+     "Always 1; the label is master (a leader) or slave (a replica)."},
+    {"connected_slaves", NUM, NULL, "replication_connected_replicas", "gauge",
+     "Replicas connected to this server."},
+    {"master_repl_offset", NUM, NULL, "replication_offset_bytes", "gauge",
+     "This server's replication offset (master_repl_offset)."},
+    {"repl_backlog_size", NUM, NULL, "replication_backlog_size_bytes", "gauge",
+     "The replication backlog's capacity."},
+    {"repl_backlog_histlen", NUM, NULL, "replication_backlog_history_bytes", "gauge",
+     "Bytes of stream the backlog holds."},
+    {"master_link_status", UP, "up", "replication_master_link_up", "gauge",
+     "On a replica: 1 when the link to the leader is up."},
+    {"master_last_io_seconds_ago", NUM, NULL, "replication_master_last_io_seconds", "gauge",
+     "On a replica: seconds since the leader last sent anything (-1: never)."},
+    {"master_sync_in_progress", NUM, NULL, "replication_master_sync_in_progress", "gauge",
+     "On a replica: 1 while a full sync is being received."},
+    {"master_link_down_since_seconds", NUM, NULL, "replication_master_link_down_seconds", "gauge",
+     "On a replica whose link is down: for how long, in seconds."},
     /* featurestore */
-    {"fs_entities", NUM, NULL, 1, "fs_entities", "gauge", "Feature store entities defined."},
-    {"fs_views", NUM, NULL, 1, "fs_views", "gauge", "Feature views defined."},
-    {"fs_services", NUM, NULL, 1, "fs_services", "gauge", "Feature services defined."},
-    {"fs_pushes", NUM, NULL, 1, "fs_pushes_total", "counter", "FS.PUSH rows accepted."},
-    {"fs_history_batches", NUM, NULL, 1, "fs_history_batches_total", "counter", "Batches written to the offline history (RocksDB)."},
-    {"fs_history_rows", NUM, NULL, 1, "fs_history_rows_total", "counter", "Rows written to the offline history."},
-    {"fs_history_write_errors", NUM, NULL, 1, "fs_history_write_errors_total", "counter", "Offline history writes that failed."},
+    {"fs_entities", NUM, NULL, "fs_entities", "gauge", "Feature store entities defined."},
+    {"fs_views", NUM, NULL, "fs_views", "gauge", "Feature views defined."},
+    {"fs_services", NUM, NULL, "fs_services", "gauge", "Feature services defined."},
+    {"fs_pushes", NUM, NULL, "fs_pushes_total", "counter", "FS.PUSH rows accepted."},
+    {"fs_history_batches", NUM, NULL, "fs_history_batches_total", "counter",
+     "Batches written to the offline history (RocksDB)."},
+    {"fs_history_rows", NUM, NULL, "fs_history_rows_total", "counter",
+     "Rows written to the offline history."},
+    {"fs_history_write_errors", NUM, NULL, "fs_history_write_errors_total", "counter",
+     "Offline history writes that failed."},
     /* vector */
-    {"vector_indexes", NUM, NULL, 1, "vector_indexes", "gauge", "FT vector indexes defined."},
-    {"vector_indexing", NUM, NULL, 1, "vector_indexes_building", "gauge", "FT indexes whose background build is running."},
-    {"vector_documents", NUM, NULL, 1, "vector_documents", "gauge", "Documents in all FT indexes."},
-    {"vector_memory_bytes", NUM, NULL, 1, "vector_memory_bytes", "gauge", "Bytes of vectors held by the FT indexes."},
-    {"vector_hash_indexing_failures", NUM, NULL, 1, "vector_hash_indexing_failures", "gauge", "Hashes the FT indexes could not index, summed over the indexes that exist."},
-    {"vector_snapshots_written", NUM, NULL, 1, "vector_snapshots_written_total", "counter", "FT index snapshots written."},
-    {"vector_snapshot_failures", NUM, NULL, 1, "vector_snapshot_failures_total", "counter", "FT index snapshots that failed."},
-    {"vector_snapshot_loads", NUM, NULL, 1, "vector_snapshot_loads_total", "counter", "FT indexes loaded from a snapshot."},
-    {"vector_rebuilds", NUM, NULL, 1, "vector_rebuilds_total", "counter", "FT indexes rebuilt from the hashes."},
+    {"vector_indexes", NUM, NULL, "vector_indexes", "gauge", "FT vector indexes defined."},
+    {"vector_indexing", NUM, NULL, "vector_indexes_building", "gauge",
+     "FT indexes whose background build is running."},
+    {"vector_documents", NUM, NULL, "vector_documents", "gauge", "Documents in all FT indexes."},
+    {"vector_memory_bytes", NUM, NULL, "vector_memory_bytes", "gauge",
+     "Bytes of vectors held by the FT indexes."},
+    {"vector_hash_indexing_failures", NUM, NULL, "vector_hash_indexing_failures", "gauge",
+     "Hashes the FT indexes could not index, summed over the indexes that exist."},
+    {"vector_snapshots_written", NUM, NULL, "vector_snapshots_written_total", "counter",
+     "FT index snapshots written."},
+    {"vector_snapshot_failures", NUM, NULL, "vector_snapshot_failures_total", "counter",
+     "FT index snapshots that failed."},
+    {"vector_snapshot_loads", NUM, NULL, "vector_snapshot_loads_total", "counter",
+     "FT indexes loaded from a snapshot."},
+    {"vector_rebuilds", NUM, NULL, "vector_rebuilds_total", "counter",
+     "FT indexes rebuilt from the hashes."},
 };
 
 /* Lists: each INFO field of `section` whose name starts with `prefix` and whose value has
@@ -118,14 +163,28 @@ static const struct list {
     double per; /* INFO's unit per metric unit (1e6: microseconds to seconds) */
     const char *name, *type, *help;
 } lists[] = {
-    {"keyspace", "", "db", {NULL}, "keys", 1, "db_keys", "gauge", "Keys in the database."},
-    {"keyspace", "", "db", {NULL}, "expires", 1, "db_keys_expiring", "gauge", "Keys with a TTL in the database."},
-    {"replication", "slave", NULL, {"ip", "port", "state"}, "offset", 1, "replication_replica_offset_bytes", "gauge", "On a leader: the replication offset each replica acknowledged."},
-    {"replication", "slave", NULL, {"ip", "port", "state"}, "lag", 1, "replication_replica_lag_seconds", "gauge", "On a leader: seconds since each replica's last acknowledgement."},
-    {"commandstats", "cmdstat_", "cmd", {NULL}, "calls", 1, "command_calls_total", "counter", "Calls of each command (FS.JOIN's are the feature store's joins, FT.SEARCH's the vector searches)."},
-    {"commandstats", "cmdstat_", "cmd", {NULL}, "failed_calls", 1, "command_failed_calls_total", "counter", "Calls of each command that answered an error."},
-    {"commandstats", "cmdstat_", "cmd", {NULL}, "rejected_calls", 1, "command_rejected_calls_total", "counter", "Calls of each command refused before running (arity, ACL, OOM, READONLY, ...)."},
-    {"commandstats", "cmdstat_", "cmd", {NULL}, "usec", 1e6, "command_duration_seconds_total", "counter", "Seconds spent on the event loop executing each command."},
+    /* clang-format off */
+    {"keyspace", "", "db", {NULL}, "keys", 1, "db_keys", "gauge",
+     "Keys in the database."},
+    {"keyspace", "", "db", {NULL}, "expires", 1, "db_keys_expiring", "gauge",
+     "Keys with a TTL in the database."},
+    {"replication", "slave", NULL, {"ip", "port", "state"}, "offset", 1,
+     "replication_replica_offset_bytes", "gauge",
+     "On a leader: the replication offset each replica acknowledged."},
+    {"replication", "slave", NULL, {"ip", "port", "state"}, "lag", 1,
+     "replication_replica_lag_seconds", "gauge",
+     "On a leader: seconds since each replica's last acknowledgement."},
+    {"commandstats", "cmdstat_", "cmd", {NULL}, "calls", 1, "command_calls_total", "counter",
+     "Calls of each command (FS.JOIN's are the feature store's joins, FT.SEARCH's the vector "
+     "searches)."},
+    {"commandstats", "cmdstat_", "cmd", {NULL}, "failed_calls", 1, "command_failed_calls_total",
+     "counter", "Calls of each command that answered an error."},
+    {"commandstats", "cmdstat_", "cmd", {NULL}, "rejected_calls", 1,
+     "command_rejected_calls_total", "counter",
+     "Calls of each command refused before running (arity, ACL, OOM, READONLY, ...)."},
+    {"commandstats", "cmdstat_", "cmd", {NULL}, "usec", 1e6, "command_duration_seconds_total",
+     "counter", "Seconds spent on the event loop executing each command."},
+    /* clang-format on */
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -174,8 +233,8 @@ static void family(buf *b, const char *name, const char *type, const char *help)
     prom_family(b, full, type, help);
 }
 
-static void sample(buf *b, const char *name, const char *suffix, const prom_label *labels,
-                   int n, double v)
+static void sample(buf *b, const char *name, const char *suffix, const prom_label *labels, int n,
+                   double v)
 {
     char full[128];
     snprintf(full, sizeof full, PREFIX "%s", name);
@@ -192,7 +251,7 @@ static void emit_scalar(buf *b, const info_text *it, const struct scalar *m)
         v = strcmp(f->value, m->arg) == 0;
     prom_label label = {m->arg, f->value};
     family(b, m->name, m->type, m->help);
-    sample(b, m->name, NULL, &label, m->kind == WORD, v / m->per);
+    sample(b, m->name, NULL, &label, m->kind == WORD, v);
 }
 
 /* The value of item `name` in "a=1,b=2" (not NUL-terminated: *len says how long), or NULL. */
@@ -282,8 +341,9 @@ static void emit_latency(buf *b)
         if (!h || !h->total)
             continue;
         if (!started++)
-            family(b, name, "histogram", "Time each command held the event loop, in seconds "
-                                         "(recorded while latency-tracking is yes).");
+            family(b, name, "histogram",
+                   "Time each command held the event loop, in seconds "
+                   "(recorded while latency-tracking is yes).");
         char le[32];
         prom_label labels[2] = {{"cmd", commands[i].name}, {"le", le}};
         for (int k = 0; k < LATENCY_BUCKETS; k++) {
@@ -298,18 +358,27 @@ static void emit_latency(buf *b)
     }
 }
 
-void metrics_render(buf *out)
+void metrics_from_info(buf *out, const char *info, size_t len)
 {
     info_text it = {0};
     buf_init(&it.text);
-    info_render_all(&it.text);
+    buf_append(&it.text, info, len);
     parse(&it);
     for (size_t i = 0; i < NELEM(scalars); i++)
         emit_scalar(out, &it, &scalars[i]);
     for (size_t i = 0; i < NELEM(lists); i++)
         emit_list(out, &it, &lists[i]);
-    emit_latency(out);
     emit_gpu(out, &it);
     xfree(it.fields);
     buf_free(&it.text);
+}
+
+void metrics_render(buf *out)
+{
+    buf info;
+    buf_init(&info);
+    info_render_all(&info);
+    metrics_from_info(out, info.data, info.len);
+    buf_free(&info);
+    emit_latency(out);
 }

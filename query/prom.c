@@ -43,8 +43,8 @@ void prom_value(buf *b, double v)
         buf_append(b, s, double_to_str(s, v));
 }
 
-void prom_sample(buf *b, const char *name, const char *suffix, const prom_label *labels,
-                 int n, double v)
+void prom_sample(buf *b, const char *name, const char *suffix, const prom_label *labels, int n,
+                 double v)
 {
     buf_printf(b, "%s%s", name, suffix ? suffix : "");
     for (int i = 0; i < n; i++) {
@@ -60,8 +60,8 @@ void prom_sample(buf *b, const char *name, const char *suffix, const prom_label 
 void prom_name_clean(char *s)
 {
     for (char *p = s; *p; p++) {
-        int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
-                 *p == ':' || (*p >= '0' && *p <= '9' && p != s);
+        int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p == ':' ||
+                 (*p >= '0' && *p <= '9' && p != s);
         if (!ok)
             *p = '_';
     }

@@ -26,8 +26,8 @@ typedef struct prom_label {
 void prom_family(buf *b, const char *name, const char *type, const char *help);
 /* One sample line: name, then suffix (NULL or "_bucket", "_sum", ...), the n labels (none
  * when n is 0), the value. */
-void prom_sample(buf *b, const char *name, const char *suffix, const prom_label *labels,
-                 int n, double v);
+void prom_sample(buf *b, const char *name, const char *suffix, const prom_label *labels, int n,
+                 double v);
 /* Appends s with \, " and newline escaped, as a label value needs. */
 void prom_escape_label(buf *b, const char *s);
 /* Appends v as the format writes floats: shortest round-trip digits, integers without an

@@ -57,8 +57,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* Every method evhttp knows is let through to on_request, which answers 405 itself (evhttp
  * would answer 501 to the ones not allowed). */
-#define ALL_METHODS                                                                         \
-    (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
+#define ALL_METHODS                                                                                \
+    (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |     \
      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
 
 static int listen_all(const http_config *cfg, char *err, size_t errlen)

@@ -24,10 +24,10 @@ struct event_base;
 #define HTTP_TIMEOUT_SECS 10
 
 typedef struct http_config {
-    const char *bind;         /* space-separated addresses, as net_config's */
+    const char *bind; /* space-separated addresses, as net_config's */
     int port;
     int backlog;
-    const char *path;         /* the page served, e.g. "/metrics" */
+    const char *path; /* the page served, e.g. "/metrics" */
     const char *content_type;
     void (*render)(buf *out); /* appends the page's body */
 } http_config;
