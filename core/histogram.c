@@ -67,6 +67,17 @@ uint64_t hist_count_upto(const histogram *h, uint64_t v)
     return n;
 }
 
+void hist_count_upto_many(const histogram *h, const uint64_t *bounds, int n, uint64_t *out)
+{
+    uint64_t seen = 0;
+    unsigned i = 0;
+    for (int j = 0; j < n; j++) {
+        for (; i < HIST_BUCKETS && bucket_top(i) <= bounds[j]; i++)
+            seen += h->counts[i];
+        out[j] = seen;
+    }
+}
+
 uint64_t hist_max(const histogram *h)
 {
     for (unsigned i = HIST_BUCKETS; i-- > 0;)

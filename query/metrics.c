@@ -226,19 +226,12 @@ static int number(const char *s, size_t len, double *v)
     return str_to_double(s, len, v, 0) == 0;
 }
 
-static void family(buf *b, const char *name, const char *type, const char *help)
-{
-    char full[128];
-    snprintf(full, sizeof full, PREFIX "%s", name);
-    prom_family(b, full, type, help);
-}
+#define NAME_LEN 128
 
-static void sample(buf *b, const char *name, const char *suffix, const prom_label *labels, int n,
-                   double v)
+/* PREFIX + name, once per family rather than once per sample. */
+static void full_name(char *out, const char *name)
 {
-    char full[128];
-    snprintf(full, sizeof full, PREFIX "%s", name);
-    prom_sample(b, full, suffix, labels, n, v);
+    snprintf(out, NAME_LEN, PREFIX "%s", name);
 }
 
 static void emit_scalar(buf *b, const info_text *it, const struct scalar *m)
@@ -250,8 +243,10 @@ static void emit_scalar(buf *b, const info_text *it, const struct scalar *m)
     if (m->kind == UP)
         v = strcmp(f->value, m->arg) == 0;
     prom_label label = {m->arg, f->value};
-    family(b, m->name, m->type, m->help);
-    sample(b, m->name, NULL, &label, m->kind == WORD, v);
+    char name[NAME_LEN];
+    full_name(name, m->name);
+    prom_family(b, name, m->type, m->help);
+    prom_sample(b, name, NULL, &label, m->kind == WORD, v);
 }
 
 /* The value of item `name` in "a=1,b=2" (not NUL-terminated: *len says how long), or NULL. */
@@ -290,6 +285,8 @@ static int list_labels(const struct list *l, const field *f, prom_label *labels,
 static void emit_list(buf *b, const info_text *it, const struct list *l)
 {
     int started = 0;
+    char name[NAME_LEN];
+    full_name(name, l->name);
     for (int i = 0; i < it->n; i++) {
         const field *f = &it->fields[i];
         size_t len;
@@ -303,8 +300,8 @@ static void emit_list(buf *b, const info_text *it, const struct list *l)
         char values[MAX_LABELS][LABEL_VALUE_MAX];
         int n = list_labels(l, f, labels, values);
         if (!started++)
-            family(b, l->name, l->type, l->help);
-        sample(b, l->name, NULL, labels, n, x / l->per);
+            prom_family(b, name, l->type, l->help);
+        prom_sample(b, name, NULL, labels, n, x / l->per);
     }
 }
 
@@ -316,7 +313,7 @@ static void emit_gpu(buf *b, const info_text *it)
         double v;
         if (strcasecmp(f->section, "gpu") != 0 || !number(f->value, strlen(f->value), &v))
             continue;
-        char name[128];
+        char name[NAME_LEN];
         snprintf(name, sizeof name, PREFIX "gpu_%s",
                  strncmp(f->key, "gpu_", 4) == 0 ? f->key + 4 : f->key);
         prom_name_clean(name);
@@ -334,27 +331,33 @@ static void emit_gpu(buf *b, const info_text *it)
  * took less than bound us exactly when v <= bound - 1. */
 static void emit_latency(buf *b)
 {
-    const char *name = "command_latency_seconds";
+    const char *name = PREFIX "command_latency_seconds";
+    uint64_t below[LATENCY_BUCKETS];
+    char le[LATENCY_BUCKETS + 1][32];
+    for (int k = 0; k < LATENCY_BUCKETS; k++) {
+        below[k] = ((uint64_t)1 << k) - 1;
+        double_to_str(le[k], (double)(below[k] + 1) / 1e6);
+    }
+    snprintf(le[LATENCY_BUCKETS], sizeof le[0], "+Inf");
     int started = 0;
     for (int i = 0; i < ncommands; i++) {
         const histogram *h = cmdstats[i].latency;
         if (!h || !h->total)
             continue;
         if (!started++)
-            family(b, name, "histogram",
-                   "Time each command held the event loop, in seconds "
-                   "(recorded while latency-tracking is yes).");
-        char le[32];
-        prom_label labels[2] = {{"cmd", commands[i].name}, {"le", le}};
-        for (int k = 0; k < LATENCY_BUCKETS; k++) {
-            uint64_t bound = (uint64_t)1 << k;
-            double_to_str(le, (double)bound / 1e6);
-            sample(b, name, "_bucket", labels, 2, (double)hist_count_upto(h, bound - 1));
+            prom_family(b, name, "histogram",
+                        "Time each command held the event loop, in seconds "
+                        "(recorded while latency-tracking is yes).");
+        uint64_t counts[LATENCY_BUCKETS];
+        hist_count_upto_many(h, below, LATENCY_BUCKETS, counts);
+        prom_label labels[2] = {{"cmd", commands[i].name}, {"le", NULL}};
+        for (int k = 0; k <= LATENCY_BUCKETS; k++) {
+            labels[1].value = le[k];
+            prom_sample(b, name, "_bucket", labels, 2,
+                        (double)(k < LATENCY_BUCKETS ? counts[k] : h->total));
         }
-        snprintf(le, sizeof le, "+Inf");
-        sample(b, name, "_bucket", labels, 2, (double)h->total);
-        sample(b, name, "_sum", labels, 1, (double)h->sum / 1e6);
-        sample(b, name, "_count", labels, 1, (double)h->total);
+        prom_sample(b, name, "_sum", labels, 1, (double)h->sum / 1e6);
+        prom_sample(b, name, "_count", labels, 1, (double)h->total);
     }
 }
 

@@ -5,19 +5,25 @@
 #include <math.h>
 #include <string.h>
 
-/* Help texts escape \ and newline; label values also escape the double quote. */
+/* Help texts escape \ and newline; label values also escape the double quote. Runs of
+ * plain bytes are copied whole: a scrape writes thousands of these. */
 static void escape(buf *b, const char *s, int quote)
 {
-    for (; *s; s++) {
-        if (*s == '\\')
-            buf_append(b, "\\\\", 2);
-        else if (*s == '\n')
-            buf_append(b, "\\n", 2);
-        else if (*s == '"' && quote)
-            buf_append(b, "\\\"", 2);
-        else
-            buf_appendc(b, *s);
+    const char *special = quote ? "\\\n\"" : "\\\n";
+    while (*s) {
+        size_t run = strcspn(s, special);
+        buf_append(b, s, run);
+        s += run;
+        if (*s) {
+            buf_append(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+            s++;
+        }
     }
+}
+
+static void append_str(buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
 }
 
 void prom_escape_label(buf *b, const char *s)
@@ -46,10 +52,14 @@ void prom_value(buf *b, double v)
 void prom_sample(buf *b, const char *name, const char *suffix, const prom_label *labels, int n,
                  double v)
 {
-    buf_printf(b, "%s%s", name, suffix ? suffix : "");
+    append_str(b, name);
+    if (suffix)
+        append_str(b, suffix);
     for (int i = 0; i < n; i++) {
-        buf_printf(b, "%c%s=\"", i ? ',' : '{', labels[i].name);
-        prom_escape_label(b, labels[i].value);
+        buf_appendc(b, i ? ',' : '{');
+        append_str(b, labels[i].name);
+        buf_append(b, "=\"", 2);
+        escape(b, labels[i].value, 1);
         buf_appendc(b, '"');
     }
     buf_append(b, n ? "} " : " ", n ? 2 : 1);

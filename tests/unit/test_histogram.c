@@ -134,6 +134,28 @@ static void cumulative_counts(void **state)
     free(h);
 }
 
+/* The one-walk form gives what hist_count_upto() gives at each bound. */
+static void count_upto_many_matches(void **state)
+{
+    (void)state;
+    histogram *h = new_hist();
+    uint64_t seed = 7;
+    for (int i = 0; i < 20000; i++)
+        hist_record(h, next_rand(&seed) % 5000000);
+    uint64_t bounds[40], out[40];
+    uint64_t b = 0;
+    for (int i = 0; i < 40; i++) {
+        bounds[i] = b;
+        b = b * 3 / 2 + (uint64_t)(i % 3); /* repeats, small steps and large ones */
+    }
+    bounds[39] = HIST_MAX;
+    hist_count_upto_many(h, bounds, 40, out);
+    for (int i = 0; i < 40; i++)
+        assert_true(out[i] == hist_count_upto(h, bounds[i]));
+    assert_true(out[39] == 20000);
+    free(h);
+}
+
 /* The sum is of the values as recorded, even past HIST_MAX (a Prometheus _sum). */
 static void sum_of_values(void **state)
 {
@@ -156,6 +178,7 @@ int main(void)
         cmocka_unit_test(empty_and_out_of_range),
         cmocka_unit_test(cumulative_counts),
         cmocka_unit_test(sum_of_values),
+        cmocka_unit_test(count_upto_many_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
