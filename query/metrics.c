@@ -64,6 +64,8 @@ static const struct scalar {
      "Size of the LMDB memory map, in bytes."},
     {"lmdb_used_bytes", NUM, NULL, "lmdb_used_bytes", "gauge", "Bytes of the LMDB map in use."},
     /* persistence */
+    {"loading", NUM, NULL, "loading", "gauge",
+     "1 while the server loads data (a replica swapping in a full sync): commands get -LOADING."},
     {"lmdb_commits", NUM, NULL, "lmdb_commits_total", "counter",
      "LMDB write transactions committed (one per loop pass that wrote)."},
     {"lmdb_syncs", NUM, NULL, "lmdb_syncs_total", "counter", "fsyncs of the LMDB environment."},

@@ -33,7 +33,7 @@ SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", 
 # Every metric the server exports from a leader's INFO (metrics.c's tables): one that goes
 # missing means INFO changed a field's name under the metrics.
 LEADER_METRICS = """build_info uptime_seconds connected_clients maxclients memory_used_bytes
-memory_rss_bytes memory_max_bytes lmdb_map_size_bytes lmdb_used_bytes lmdb_commits_total
+memory_rss_bytes memory_max_bytes lmdb_map_size_bytes lmdb_used_bytes loading lmdb_commits_total
 lmdb_syncs_total lmdb_failed_commits_total last_sync_timestamp_seconds
 connections_received_total rejected_connections_total commands_processed_total
 instantaneous_ops_per_second net_input_bytes_total net_output_bytes_total expired_keys_total
