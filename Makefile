@@ -281,3 +281,8 @@ bench-repl: deps quiver-server
 	$(Q)/usr/bin/python3 bench/repl_bench.py
 
 bench: bench-repl
+
+# ---- Dockerfile: its build stage installs this list (the one `make deps` installs) ----
+.PHONY: print-deps
+print-deps:
+	@echo $(DEB_PACKAGES)
