@@ -86,6 +86,7 @@ static const option options[] = {
     {"latency-tracking-info-percentiles", T_PCTL, O(percentiles), 0, 100, NULL, 0, "50 99 99.9"},
     {"maxmemory", T_SIZE, O(maxmemory), 0, LLONG_MAX, NULL, 0, "0"},
     {"maxmemory-policy", T_ENUM, O(maxmemory_policy), 0, 0, maxmemory_policy_names, 0, "noeviction"},
+    {"metrics-port", T_INT, O(metrics_port), 0, 65535, NULL, IMMUTABLE, "0"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -64,6 +64,7 @@ typedef struct config {
     double percentiles[CONFIG_MAX_PERCENTILES];
     long long maxmemory;           /* bytes, 0 = no limit */
     int maxmemory_policy;          /* noeviction only: Quiver evicts nothing */
+    int metrics_port;              /* HTTP GET /metrics (Prometheus) on bind, 0 = none */
 } config;
 
 /* Fills defaults. */

@@ -175,6 +175,21 @@ static const struct {
     {"latencystats", latency_info_section, 0},
 };
 
+#define NSECTIONS (sizeof sections / sizeof sections[0])
+
+static void render_section(buf *b, size_t s)
+{
+    if (b->len)
+        buf_append(b, "\r\n", 2);
+    sections[s].render(b);
+}
+
+void info_render_all(buf *b)
+{
+    for (size_t s = 0; s < NSECTIONS; s++)
+        render_section(b, s);
+}
+
 void cmd_info(client *c)
 {
     buf b;
@@ -186,15 +201,12 @@ void cmd_info(client *c)
         else if (arg_is(c, i, "default"))
             all = 1;
     }
-    for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+    for (size_t s = 0; s < NSECTIONS; s++) {
         int want = everything || (all && sections[s].in_default);
         for (int i = 1; i < c->argc && !want; i++)
             want = arg_is(c, i, sections[s].name);
-        if (!want)
-            continue;
-        if (b.len)
-            buf_append(&b, "\r\n", 2);
-        sections[s].render(&b);
+        if (want)
+            render_section(&b, s);
     }
     reply_verbatim(c, b.data ? b.data : "", b.len);
     buf_free(&b);

@@ -158,7 +158,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
-static int listen_on(const char *addr, int port, tls_ctx *tls, char *err, size_t errlen)
+int net_listen_fd(const char *addr, int port, int backlog, int *fdp, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
@@ -179,7 +179,7 @@ static int listen_on(const char *addr, int port, tls_ctx *tls, char *err, size_t
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     }
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
-        listen(fd, net.cfg.backlog > 0 ? net.cfg.backlog : 511) != 0) {
+        listen(fd, backlog > 0 ? backlog : 511) != 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -187,6 +187,15 @@ static int listen_on(const char *addr, int port, tls_ctx *tls, char *err, size_t
         return ERR_IO;
     }
     freeaddrinfo(res);
+    *fdp = fd;
+    return 0;
+}
+
+static int listen_on(const char *addr, int port, tls_ctx *tls, char *err, size_t errlen)
+{
+    int fd, rc = net_listen_fd(addr, port, net.cfg.backlog, &fd, err, errlen);
+    if (rc)
+        return rc;
     if (net.nlisten == MAX_LISTENERS) {
         close(fd);
         snprintf(err, errlen, "too many bind addresses (at most %d)", MAX_LISTENERS);

@@ -141,6 +141,9 @@ typedef struct net_stats {
 int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,
               net_release_fn release, char *err, size_t errlen);
 void net_stop(void);
+/* A non-blocking listening socket on addr ("*" is every IPv4 address; IPv6 ones listen for
+ * IPv6 only) and port, into *fd. Errors: ERR_IO with the address and reason in err. */
+int net_listen_fd(const char *addr, int port, int backlog, int *fd, char *err, size_t errlen);
 /* Re-reads limits and need_auth after CONFIG SET or ACL changes. */
 void net_reconfigure(const net_config *cfg);
 /* End of a loop pass. ok = 0 means the pass's writes were not committed: clients that
