@@ -4,8 +4,12 @@ through FS.JOIN and FT.SEARCH; READONLY replicas; a SIGKILLed replica resuming b
 resync, or by full sync when the backlog is too small; bad input (garbage from a fake
 replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed; masteruser with a
 minimal ACL user; tls-replication to a TLS-only leader (full sync, stream, partial resync
-after SIGKILL; a foreign, missing or distrusting certificate refused). Every wait is
-bounded."""
+after SIGKILL; a foreign, missing or distrusting certificate refused); -LOADING while a whole
+snapshot waits for a worker job, and a readiness probe during a big full sync; repl-timeout
+at both ends (SIGSTOP of the leader, of a replica, a fake replica that stops reading) and
+the leader's PINGs in the stream; FAILOVER with a writer running (Redis's errors, TIMEOUT,
+ABORT); a first sync not counted as a failed partial one; replica-protect-data against a
+leader that came back empty. Every wait is bounded."""
 import os
 import random
 import shutil
