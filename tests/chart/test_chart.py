@@ -296,7 +296,8 @@ class Objects(unittest.TestCase):
         lines = config_lines(m.get("ConfigMap")["data"]["quiver.conf"])
         self.assertEqual(lines, ["protected-mode no", "client-output-buffer-limit normal 1gb 0 0",
                                  "durability everysec", "latency-tracking no", "maxclients 50",
-                                 "repl-backlog-size 64mb", "slowlog-max-len 7", "hz 20"])
+                                 "repl-backlog-size 64mb", "replica-protect-data yes",
+                                 "slowlog-max-len 7", "hz 20"])
 
     def test_config_or_password_change_rolls_the_pods(self):
         def annotations(values):

@@ -5,12 +5,14 @@ from the rendered Secret). What differs from a cluster, and only that: each pod'
 are local directories, it listens on 127.0.0.1 on a port of its own rather than 0.0.0.0
 on the shared containerPort, and pod 0's DNS name becomes "localhost" (QUIVER_LEADER_HOST:
 still a name the replicas resolve at each connect), with pod 0's port in
-QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet leaves unset. Pods start together (podManagementPolicy Parallel), here the leader last,
-and are waited for with the readiness probe script, run as the kubelet would.
+QUIVER_LEADER_PORT, the one variable start.sh reads that the StatefulSet leaves unset.
+Pods start together (podManagementPolicy Parallel), here the leader last, and are waited
+for with the readiness probe script, run as the kubelet would.
 Checked: leader + 2 replicas that converge; pod 1 deleted with its volume and started
 empty full-syncs and does not lead; pod 0 restarted (SIGTERM) leads again with its data
 and both replicas reconnect and converge; replicas stay alive (liveness) while pod 0 is
-down; pod 0 lost with its volume: a replica promoted by hand, then leaderOrdinal=1 rolled
+down; pod 0 back on an empty volume while still the leader is refused by both replicas,
+which keep their data (replica-protect-data); pod 0 lost with its volume: a replica promoted by hand, then leaderOrdinal=1 rolled
 out, leaves pod 1 leading and pod 0 back, empty, as its replica. A password full of quotes
 and backslashes reaches the server intact. Every wait is bounded."""
 import base64
@@ -152,6 +154,24 @@ class TestStatefulSet(unittest.TestCase):
         self.assert_leader_with_replicas()
         write_load(leader, rng, 100, base=400)
         self.assertNotEqual(self.assert_converged(), digest)
+
+    def test_pod_0_back_empty_is_not_followed(self):
+        """replica-protect-data (on in the chart): an empty pod 0 cannot wipe the replicas."""
+        rng = random.Random(9)
+        setup_schema(self.client(0))
+        write_load(self.client(0), rng, 200)
+        digest = self.assert_converged()
+        self.pods[0].kill()
+        self.pods[0].delete_volumes()
+        self.pods[0].start()
+        self.pods[0].wait_ready()
+        for replica in (1, 2):
+            r = self.client(replica)
+            wait_for(lambda: "master_sync_refused" in info(r, "replication"),
+                     "pod %d to refuse the empty leader" % replica)
+            self.assertEqual(info(r, "replication")["master_link_status"], "down")
+            self.assertEqual(r.execute_command("QUIVER.DIGEST"), digest)
+        self.assertEqual(self.client(0).dbsize(), 0)
 
     def test_pod_0_lost_with_its_volume_and_a_replica_promoted(self):
         """The README's procedure: REPLICAOF NO ONE on a replica, then leaderOrdinal."""
