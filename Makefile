@@ -259,3 +259,7 @@ bench-repl: deps quiver-server
 	$(Q)/usr/bin/python3 bench/repl_bench.py
 
 bench: bench-repl
+
+# tests/integration/test_replication_big.py: a full sync of 1 GB in the plain build; 256 MB
+# under sanitizers, where the same bytes take several times as long.
+test: export QUIVER_BIG_SYNC_MB = $(if $(SANITIZER),256,1024)
