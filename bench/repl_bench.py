@@ -12,7 +12,9 @@
     again); medians and their ratio. Twice: REPL_BENCH_WRITES pipelined SETs (64-byte values,
     1000 a round trip) from a raw client that encodes them once, so that the servers are the
     bottleneck (on 2 CPUs three servers doing the same work per write share them), and a
-    quarter as many through redis-py's pipeline, as a Python client sees it.
+    quarter as many through redis-py's pipeline, as a Python client sees it. And the
+    leader's CPU time per SET in both cases (from /proc), which the machine's other load
+    does not skew: what feeding the replicas costs the leader.
 Every wait is bounded; the servers and their directories go on exit."""
 import os
 import socket
@@ -152,6 +154,13 @@ def lag(leader, lr):
             ("lag (SET then WAIT 1), writer at %.0f SET/s: p99" % rate, "%.2f ms" % pct(0.99))]
 
 
+def cpu_s(server):
+    """The server process's user + system CPU seconds so far."""
+    with open("/proc/%d/stat" % server.proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_rate_raw(server):
     p = Pipe(server.port)
     batch = set_batch(b"w:", 0, 1000, b"v" * 64)
@@ -176,28 +185,35 @@ def write_rate_redispy(server):
     return n / (time.time() - t0)
 
 
-def write_ratio(rate, what):
+def write_ratio(rate, what, writes):
     """On a small leader, so that attaching the replicas again is quick; the rounds
     alternate, so that the machine's other load falls on both sides alike."""
     with harness.Server(durability="no") as leader, harness.Server(durability="no") as a, \
             harness.Server(durability="no") as b:
         lr = leader.client()
-        alone, with2 = [], []
+        alone, with2, cpu0, cpu2 = [], [], 0.0, 0.0
         for _ in range(ROUNDS):
+            c0 = cpu_s(leader)
             alone.append(rate(leader))
+            cpu0 += cpu_s(leader) - c0
             for s in (a, b):
                 s.client().execute_command("REPLICAOF", "127.0.0.1", leader.port)
             for s in (a, b):
                 caught_up(lr, s.client())
+            c0 = cpu_s(leader)
             with2.append(rate(leader))
             for s in (a, b):
                 caught_up(lr, s.client())
+            cpu2 += cpu_s(leader) - c0  # with the ACKs of the catching up
+            for s in (a, b):
                 s.client().execute_command("REPLICAOF", "NO", "ONE")
     m0, m2 = statistics.median(alone), statistics.median(with2)
     return [("SET/s, %s, no replica (median of %d)" % (what, ROUNDS), "%.0f" % m0),
             ("SET/s, %s, 2 replicas (median of %d)" % (what, ROUNDS),
              "%.0f (%.2fx; rounds %s)" % (m2, m2 / m0, " ".join("%.2f" % (y / x)
-                                                                for x, y in zip(alone, with2))))]
+                                                                for x, y in zip(alone, with2)))),
+            ("leader CPU per SET, %s: alone / 2 replicas" % what,
+             "%.2f / %.2f us" % (cpu0 / (ROUNDS * writes) * 1e6, cpu2 / (ROUNDS * writes) * 1e6))]
 
 
 def main():
@@ -210,8 +226,8 @@ def main():
                      "%.1f MB" % (lr.info("memory")["lmdb_used_bytes"] / 1e6)))
         rows += full_syncs(leader, lr)
         rows += lag(leader, lr)
-    rows += write_ratio(write_rate_raw, "raw pipeline (server-bound)")
-    rows += write_ratio(write_rate_redispy, "redis-py pipeline")
+    rows += write_ratio(write_rate_raw, "raw pipeline (server-bound)", WRITES // 1000 * 1000)
+    rows += write_ratio(write_rate_redispy, "redis-py pipeline", WRITES // 4)
     width = max(len(k) for k, _ in rows)
     print("replication on 127.0.0.1, %d CPUs" % os.cpu_count())
     for k, v in rows:
