@@ -507,8 +507,9 @@ static int flush_client(client *c)
     if (c->osent == c->obuf.len) {
         c->obuf.len = c->osent = c->ocommitted = 0;
         /* A replica's output is refilled at once: new memory each time would cost a page
-         * fault per 4 KiB sent. */
-        if (c->obuf.cap > 64 * 1024 && !(c->flags & CLIENT_REPLICA))
+         * fault per 4 KiB sent (a full sync's window fits in 32 MiB; more is let go). */
+        int keep = (c->flags & CLIENT_REPLICA) && c->obuf.cap <= ((size_t)32 << 20);
+        if (c->obuf.cap > 64 * 1024 && !keep)
             buf_free(&c->obuf);
         if (!(c->tls_blocked & TLS_READ_NEEDS_WRITE))
             event_del(c->wev);
