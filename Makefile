@@ -286,3 +286,7 @@ bench: bench-repl
 .PHONY: print-deps
 print-deps:
 	@echo $(DEB_PACKAGES)
+
+# tests/integration/test_replication_big.py: a full sync of 1 GB in the plain build; 256 MB
+# under sanitizers, where the same bytes take several times as long.
+test: export QUIVER_BIG_SYNC_MB = $(if $(SANITIZER),256,1024)

@@ -63,7 +63,8 @@
  * The leader takes the snapshot between two passes (store_snap_begin: one LMDB read
  * transaction and a RocksDB checkpoint of the same commit) and a worker thread encodes it
  * straight into the replica's output, waiting while more than REPL_SEND_WINDOW bytes are
- * unsent (no temporary file: the data goes out once, at the socket's pace). Vector (FT)
+ * unsent (no temporary file: the data goes out once, at the socket's pace). RECORDS frames
+ * are built in place (frame_begin/frame_finish), in chunk buffers the worker reuses. Vector (FT)
  * indexes are not sent: their definitions travel in LMDB and the replica rebuilds them from
  * the hashes, as at any start without a snapshot file; FS.KNN indexes likewise.
  *

@@ -127,7 +127,11 @@ void repl_rmtree(const char *path);
 /* A new replication id (40 hex characters). */
 void repl_new_id(char *out);
 
-/* Frames (snapframe.c). */
+/* Frames (snapframe.c). A frame is built in place: frame_begin writes its head (the
+ * payload length left open) and returns where it starts, the payload is appended to out,
+ * frame_finish sets the length and appends the CRC; frame_put does all three. */
+size_t frame_begin(buf *out, int type, const char *name, size_t nlen);
+void frame_finish(buf *out, size_t start);
 void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p, size_t n);
 /* Parses one frame at p[0..len): RESP_NEED_MORE-like 1 when incomplete, -1 when malformed
  * (bad CRC, too long), 0 with the parts and the frame's size. */

@@ -168,6 +168,8 @@ void client_unpark(client *c);
 /* Appends already-encoded reply bytes to c's output, emptying b (its memory may be taken
  * over), and queues them for sending at the end of the pass. */
 void client_output_append(client *c, buf *b);
+/* The same for bytes the caller keeps: copies n bytes at p to c's output. */
+void client_output_write(client *c, const void *p, size_t n);
 /* Formats one CLIENT LIST line for c (no trailing newline); user is its ACL user's name. */
 void client_describe(const client *c, const char *user, buf *out);
 /* Runs the idle-timeout and soft-limit checks; called from the server cron. */
