@@ -589,7 +589,11 @@ static void ping_replicas(int64_t now)
 {
     repl *r = srv.repl;
     store_txn *t;
-    if (!r->replicas || repl_is_replica() || r->failover_state != FAILOVER_NONE ||
+    if (!r->replicas || repl_is_replica()) {
+        r->last_ping_ms = now; /* the period counts from when a replica is there to hear */
+        return;
+    }
+    if (r->failover_state != FAILOVER_NONE ||
         now - r->last_ping_ms < (int64_t)srv.cfg.repl_ping_replica_period * 1000 ||
         store_txn_write(srv.store, 0, &t) != 0)
         return;
