@@ -259,3 +259,20 @@ bench-repl: deps quiver-server
 	$(Q)/usr/bin/python3 bench/repl_bench.py
 
 bench: bench-repl
+
+# ---- index/gpu: CUDA exact kNN (index/gpu/README.md), built on its own Makefile ----
+#   make gpu-test   build the library and run index/gpu/test_gpu (it prints SKIP and passes
+#                   where no device exists); make test runs it too wherever nvcc is found.
+# GPU=0 leaves CUDA out even where nvcc is present; CUDA_HOME names another toolkit.
+CUDA_HOME ?= /usr/local/cuda
+GPU ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),1,0)
+GPU_TEST := $(if $(filter 1,$(GPU)),build/gpu/test_gpu)
+.PHONY: gpu gpu-test
+gpu:
+	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME)
+
+gpu-test: gpu
+	$(Q)build/gpu/test_gpu
+
+test: $(if $(GPU_TEST),gpu)
+export GPU_TEST

@@ -52,6 +52,8 @@ for r in "$BUILD"/tests/replay_*; do
   name=$(basename "$r" | sed 's/^replay_//')
   pick fuzz "$name" && run "fuzz corpus $name" "$r" "tests/fuzz/corpus/$name"
 done
+# The CUDA library's own test (index/gpu/): the Makefile names it where nvcc exists.
+[ -n "${GPU_TEST:-}" ] && [ -x "$GPU_TEST" ] && pick unit test_gpu && run "unit test_gpu" "$GPU_TEST"
 export QUIVER_BIN=${QUIVER_BIN:-$PWD/quiver-server}
 [ -x "$BUILD/tests/test_client" ] && pick integration hiredis && run "integration hiredis client" \
   env PYTHONPATH=tests/integration $PY tests/integration/run_c_client.py "$BUILD/tests/test_client"
