@@ -261,18 +261,20 @@ bench-repl: deps quiver-server
 bench: bench-repl
 
 # ---- index/gpu: CUDA exact kNN (index/gpu/README.md), built on its own Makefile ----
-#   make gpu-test   build the library and run index/gpu/test_gpu (it prints SKIP and passes
-#                   where no device exists); make test runs it too wherever nvcc is found.
+#   make gpu-test   build the library and run its tests: test_gpu_select (the top-k select
+#                   on CPU threads) and test_gpu (prints SKIP and passes where no device
+#                   exists). make test runs both, test_gpu only where nvcc is found.
 # GPU=0 leaves CUDA out even where nvcc is present; CUDA_HOME names another toolkit.
 CUDA_HOME ?= /usr/local/cuda
 GPU ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),1,0)
-GPU_TEST := $(if $(filter 1,$(GPU)),build/gpu/test_gpu)
+GPU_TESTS := build/gpu/test_gpu_select $(if $(filter 1,$(GPU)),build/gpu/test_gpu)
 .PHONY: gpu gpu-test
 gpu:
-	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME)
+	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME) \
+	  $(if $(filter 1,$(GPU)),all,select)
 
 gpu-test: gpu
-	$(Q)build/gpu/test_gpu
+	$(Q)for t in $(GPU_TESTS); do $$t || exit 1; done
 
-test: $(if $(GPU_TEST),gpu)
-export GPU_TEST
+test: gpu
+export GPU_TESTS

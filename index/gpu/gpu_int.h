@@ -2,7 +2,7 @@
  * the launchers of the kernels and the layout of the search state. Not for use outside
  * index/gpu/.
  *
- * KEYS. A candidate is one uint64: the distance mapped to an order-preserving uint32 in the
+ * KEYS (gpu_select.h makes them). A candidate is one uint64: the distance mapped to an order-preserving uint32 in the
  * high half, a row position (during the scan) or an id (after the re-rank) in the low half.
  * So one integer compare orders by distance, then by position or id, and GPU_KEY_NONE
  * (all ones) is larger than every real candidate: an empty slot of a top-k list. */
@@ -12,8 +12,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#define GPU_KEY_NONE UINT64_MAX
-#define GPU_THREADS 256 /* threads of every block-per-query kernel */
+#include "index/gpu/gpu_select.h"
 
 /* Where one search reads from: the stored rows and their side arrays, the prepared queries. */
 typedef struct gpu_search_args {

@@ -1,7 +1,7 @@
 /* gpu_kernels.cu: the device side of index/gpu/: row upkeep (scatter, tombstones, moves),
  * query preparation, and the top-k selection that runs after each distance tile's GEMM.
  *
- * The selection is one block per (query, lane). The block keeps its running top-k as sorted
+ * The selection (gpu_select.h) is one block per (query, lane). The block keeps its running top-k as sorted
  * keys (gpu_int.h, KEYS) in shared memory, with a buffer behind them. Threads read the tile
  * a block-width at a time, turn each dot product into a distance and append only keys below
  * the current k-th key (the threshold) to the buffer; when the buffer could overflow, a
@@ -12,45 +12,13 @@
 #include "index/gpu/gpu.h"
 #include "index/gpu/gpu_int.h"
 
-/* ---- keys ---- */
-
-/* Maps a float to a uint32 of the same order (negatives flipped, positives' sign set). */
-__device__ __forceinline__ uint32_t float_order(float f)
-{
-    uint32_t u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-__device__ __forceinline__ float order_float(uint32_t u)
-{
-    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
-}
-
-__device__ __forceinline__ uint64_t make_key(float dist, uint32_t low)
-{
-    return ((uint64_t)float_order(dist) << 32) | low;
-}
-
-/* ---- block-wide helpers ---- */
-
-/* Sorts n (a power of two) keys in shared memory ascending; every thread of the block calls. */
-__device__ void bitonic_sort(uint64_t *a, uint32_t n)
-{
-    for (uint32_t size = 2; size <= n; size <<= 1) {
-        for (uint32_t stride = size >> 1; stride > 0; stride >>= 1) {
-            for (uint32_t i = threadIdx.x; i < n / 2; i += blockDim.x) {
-                uint32_t lo = 2 * i - (i & (stride - 1)), hi = lo + stride;
-                bool ascending = (lo & size) == 0;
-                uint64_t x = a[lo], y = a[hi];
-                if ((x > y) == ascending) {
-                    a[lo] = y;
-                    a[hi] = x;
-                }
-            }
-            __syncthreads();
-        }
-    }
-}
+/* gpu_select.h's Block on a CUDA thread block. */
+struct cuda_block {
+    __device__ uint32_t tid() const { return threadIdx.x; }
+    __device__ uint32_t size() const { return blockDim.x; }
+    __device__ void sync() const { __syncthreads(); }
+    __device__ uint32_t add(uint32_t *p, uint32_t v) const { return atomicAdd(p, v); }
+};
 
 __device__ float warp_sum(float v)
 {
@@ -78,71 +46,18 @@ __device__ float block_sum(float v)
     return total;
 }
 
-/* The list sizes of a select block: kp listed keys, then a buffer up to the next power of
- * two past kp + one block-width (so a block-width of appends always fits after a flush). */
-__host__ __device__ static uint32_t select_span(uint32_t kp)
-{
-    uint32_t s = 1;
-    while (s < kp + GPU_THREADS)
-        s <<= 1;
-    return s;
-}
-
 size_t gpu__select_smem(uint32_t kp)
 {
-    return select_span(kp) * sizeof(uint64_t);
+    return gpu_select_span(kp) * sizeof(uint64_t);
 }
 
-/* The running top-k of one block: keys[0..kp) sorted, keys[kp..span) the buffer. */
-struct topk_list {
-    uint64_t *keys;
-    uint32_t kp, kc, span;
-    uint32_t *count;     /* keys in the buffer (shared) */
-    uint64_t *threshold; /* keys[kc - 1] after the last flush (shared) */
-
-    /* Sorts list + buffer, keeps the best kp; all threads call. */
-    __device__ void flush()
-    {
-        for (uint32_t i = kp + *count + threadIdx.x; i < span; i += blockDim.x)
-            keys[i] = GPU_KEY_NONE;
-        __syncthreads();
-        bitonic_sort(keys, span);
-        if (threadIdx.x == 0) {
-            *count = 0;
-            *threshold = keys[kc - 1];
-        }
-        __syncthreads();
-    }
-
-    /* Offers one key per thread (GPU_KEY_NONE offers nothing); all threads call. */
-    __device__ void offer(uint64_t key)
-    {
-        uint32_t buffered = *count;
-        __syncthreads(); /* everyone has read count before anyone appends */
-        if (buffered + blockDim.x > span - kp)
-            flush();
-        if (key < *threshold)
-            keys[kp + atomicAdd(count, 1u)] = key;
-        __syncthreads();
-    }
-};
-
-/* Loads a running list from global memory into shared memory. */
-__device__ topk_list load_list(const uint64_t *src, uint32_t kp, uint32_t kc)
+/* A top-k list over this block's dynamic shared memory. */
+__device__ gpu_topk shared_topk(uint32_t kp, uint32_t kc)
 {
     extern __shared__ uint64_t smem[];
     __shared__ uint32_t count;
     __shared__ uint64_t threshold;
-    topk_list t = {smem, kp, kc, select_span(kp), &count, &threshold};
-    for (uint32_t i = threadIdx.x; i < kp; i += blockDim.x)
-        smem[i] = src[i];
-    if (threadIdx.x == 0)
-        count = 0;
-    __syncthreads();
-    if (threadIdx.x == 0)
-        threshold = smem[kc - 1];
-    __syncthreads();
-    return t;
+    return gpu_topk{smem, kp, kc, gpu_select_span(kp), &count, &threshold};
 }
 
 /* ---- row upkeep ---- */
@@ -243,29 +158,22 @@ __device__ __forceinline__ float dist_from_dot(int metric, float dot, float qn, 
 __global__ void select_tile_kernel(gpu_search_args a, const float *dots, uint64_t tile_start,
                                    uint32_t tile_rows)
 {
+    cuda_block b;
     uint32_t q = blockIdx.x, lane = blockIdx.y;
     uint64_t *state = a.state + ((size_t)q * a.lanes + lane) * a.kp;
-    topk_list t = load_list(state, a.kp, a.kc);
+    gpu_topk t = shared_topk(a.kp, a.kc);
+    t.load(b, state);
     uint32_t lo = (uint32_t)((uint64_t)tile_rows * lane / a.lanes);
     uint32_t hi = (uint32_t)((uint64_t)tile_rows * (lane + 1) / a.lanes);
     const float *d = dots + (size_t)q * tile_rows;
     float qn = a.qnorms[q];
-    /* Every thread runs the same number of rounds: offer() synchronises the block. */
-    for (uint32_t base = lo; base < hi; base += blockDim.x) {
-        uint32_t j = base + threadIdx.x;
-        uint64_t key = GPU_KEY_NONE;
-        if (j < hi) {
-            uint64_t r = tile_start + j;
-            bool dead = (a.tomb[r >> 5] >> (r & 31)) & 1u;
-            if (!dead)
-                key = make_key(dist_from_dot(a.metric, d[j], qn, a.norms[r]), (uint32_t)r);
-        }
-        t.offer(key);
-    }
-    if (*t.count > 0)
-        t.flush();
-    for (uint32_t i = threadIdx.x; i < a.kp; i += blockDim.x)
-        state[i] = t.keys[i];
+    t.offer_range(b, lo, hi, [&](uint32_t j) {
+        uint64_t r = tile_start + j;
+        if ((a.tomb[r >> 5] >> (r & 31)) & 1u)
+            return GPU_KEY_NONE; /* deleted */
+        return gpu_make_key(dist_from_dot(a.metric, d[j], qn, a.norms[r]), (uint32_t)r);
+    });
+    t.store(b, state);
 }
 
 void gpu__select_tile(cudaStream_t s, const gpu_search_args *a, const float *dots,
@@ -291,35 +199,31 @@ __device__ float exact_distance(const gpu_search_args &a, uint32_t q, uint32_t r
  * candidate), sort by (distance, id) and write the k best. */
 __global__ void finish_kernel(gpu_search_args a, uint32_t k, int64_t *out_ids, float *out_dists)
 {
+    cuda_block b;
     uint32_t q = blockIdx.x;
     const uint64_t *lists = a.state + (size_t)q * a.lanes * a.kp;
-    topk_list t = load_list(lists, a.kp, a.kc);
-    uint32_t total = a.lanes * a.kp;
-    for (uint32_t base = a.kp; base < total; base += blockDim.x) {
-        uint32_t i = base + threadIdx.x;
-        t.offer(i < total ? lists[i] : GPU_KEY_NONE);
-    }
-    if (*t.count > 0)
-        t.flush();
+    gpu_topk t = shared_topk(a.kp, a.kc);
+    t.load(b, lists);
+    t.offer_range(b, a.kp, a.lanes * a.kp, [&](uint32_t i) { return lists[i]; });
     uint32_t warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (uint32_t c = warp; c < a.kp; c += warps) {
         uint64_t key = c < a.kc ? t.keys[c] : GPU_KEY_NONE;
         uint64_t exact = GPU_KEY_NONE;
         if (key != GPU_KEY_NONE) {
             uint32_t r = (uint32_t)key;
-            exact = make_key(exact_distance(a, q, r), a.row_ids[r]);
+            exact = gpu_make_key(exact_distance(a, q, r), a.row_ids[r]);
         }
         __syncwarp();
         if ((threadIdx.x & 31) == 0)
             t.keys[c] = exact;
     }
     __syncthreads();
-    bitonic_sort(t.keys, a.kp);
+    gpu_bitonic_sort(b, t.keys, a.kp);
     for (uint32_t i = threadIdx.x; i < k; i += blockDim.x) {
         uint64_t key = t.keys[i];
         bool none = key == GPU_KEY_NONE;
         out_ids[(size_t)q * k + i] = none ? -1 : (int64_t)(uint32_t)key;
-        out_dists[(size_t)q * k + i] = none ? INFINITY : order_float((uint32_t)(key >> 32));
+        out_dists[(size_t)q * k + i] = none ? INFINITY : gpu_order_float((uint32_t)(key >> 32));
     }
 }
 
