@@ -22,7 +22,7 @@
 #define TILE_FLOATS (128u << 20)
 /* Rows per upload of gpu_index_add: bounds the staging buffer to ~64 MiB. */
 #define ADD_CHUNK_BYTES (64u << 20)
-#define MAX_LANES 64u
+#define MAX_LANES 128u
 
 /* A device buffer that only grows. */
 struct dev_buf {
@@ -499,8 +499,8 @@ static uint32_t pow2_at_least(uint32_t x)
     return p;
 }
 
-/* Lanes per query: enough blocks to fill the device twice over at small batches, each lane
- * scanning at least 2048 rows of a tile. */
+/* Lanes per query: enough blocks to fill the device twice over at small batches (a batch of
+ * one would otherwise scan on one SM), each lane scanning at least 2048 rows of a tile. */
 static uint32_t lanes_for(const gpu_index *g, uint32_t nq, uint64_t tile_rows)
 {
     uint32_t want = (2u * g->sm_count + nq - 1) / nq;

@@ -21,6 +21,9 @@
 
 #define GPU_KEY_NONE UINT64_MAX
 #define GPU_THREADS 256 /* threads of every block-per-query kernel */
+/* Keys each thread reads per round of a select: several loads in flight per thread, and a
+ * quarter of the barriers per key. */
+#define GPU_ITEMS 4
 
 /* Maps a float to a uint32 of the same order (negatives flipped, positives' sign set). */
 GPU_HD uint32_t gpu_float_order(float f)
@@ -44,11 +47,11 @@ GPU_HD uint64_t gpu_make_key(float dist, uint32_t low)
 }
 
 /* The keys a select block holds: kp listed, then a buffer up to the next power of two past
- * kp + GPU_THREADS (so a block-width of appends always fits after a flush). */
+ * kp + GPU_ITEMS * GPU_THREADS (so one round's appends always fit after a flush). */
 GPU_HD uint32_t gpu_select_span(uint32_t kp)
 {
     uint32_t s = 1;
-    while (s < kp + GPU_THREADS)
+    while (s < kp + GPU_ITEMS * GPU_THREADS)
         s <<= 1;
     return s;
 }
@@ -114,26 +117,32 @@ struct gpu_topk {
         b.sync();
     }
 
-    /* Offers one key per thread (GPU_KEY_NONE offers nothing). */
-    template <class Block> GPU_HD void offer(Block &b, uint64_t key)
+    /* Offers GPU_ITEMS keys per thread (GPU_KEY_NONE offers nothing). */
+    template <class Block> GPU_HD void offer(Block &b, const uint64_t *cand)
     {
         uint32_t buffered = *count;
         b.sync(); /* everyone has read count before anyone appends */
-        if (buffered + b.size() > span - kp)
+        if (buffered + GPU_ITEMS * b.size() > span - kp)
             flush(b);
-        if (key < *threshold)
-            keys[kp + b.add(count, 1u)] = key;
+        for (int i = 0; i < GPU_ITEMS; i++)
+            if (cand[i] < *threshold)
+                keys[kp + b.add(count, 1u)] = cand[i];
         b.sync();
     }
 
-    /* Offers key_of(j) for every j in [lo, hi), then flushes what is buffered. Every thread
-     * runs the same number of rounds, since offer() is a barrier. */
+    /* Offers key_of(j) for every j in [lo, hi), then flushes what is buffered. A round reads
+     * GPU_ITEMS block-widths, each coalesced. Every thread runs the same number of rounds,
+     * since offer() is a barrier. */
     template <class Block, class KeyOf>
     GPU_HD void offer_range(Block &b, uint32_t lo, uint32_t hi, KeyOf key_of)
     {
-        for (uint32_t base = lo; base < hi; base += b.size()) {
-            uint32_t j = base + b.tid();
-            offer(b, j < hi ? key_of(j) : GPU_KEY_NONE);
+        for (uint32_t base = lo; base < hi; base += GPU_ITEMS * b.size()) {
+            uint64_t cand[GPU_ITEMS];
+            for (int i = 0; i < GPU_ITEMS; i++) {
+                uint32_t j = base + i * b.size() + b.tid();
+                cand[i] = j < hi ? key_of(j) : GPU_KEY_NONE;
+            }
+            offer(b, cand);
         }
         uint32_t buffered = *count;
         b.sync();
