@@ -46,6 +46,7 @@ typedef struct dataset {
     float *v;           /* n x dim */
     double *norm;       /* |v| per id */
     unsigned char *live;
+    uint32_t *seen, stamp; /* seen[id] == stamp: id already in the result being checked */
 } dataset;
 
 static void *xmalloc(size_t n)
@@ -74,8 +75,10 @@ static void set_norms(dataset *d)
 
 static dataset dataset_new(uint32_t n, uint32_t dim)
 {
-    dataset d = {n, dim, xmalloc((size_t)n * dim * 4), xmalloc((size_t)n * 8), xmalloc(n)};
+    dataset d = {n, dim, xmalloc((size_t)n * dim * 4), xmalloc((size_t)n * 8), xmalloc(n),
+                 xmalloc((size_t)n * 4), 0};
     memset(d.live, 0, n);
+    memset(d.seen, 0, (size_t)n * 4);
     return d;
 }
 
@@ -84,6 +87,7 @@ static void dataset_free(dataset *d)
     free(d->v);
     free(d->norm);
     free(d->live);
+    free(d->seen);
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -218,11 +222,12 @@ static int close_enough(double a, double b, int metric)
 }
 
 /* Checks one query's k results; returns how many ids differ from the oracle's (ties). */
-static int check_query(const dataset *d, int metric, const float *qv, const hit *want,
+static int check_query(dataset *d, int metric, const float *qv, const hit *want,
                        const int64_t *ids, const float *dists, uint32_t k, const char *what)
 {
     double qn = norm_of(qv, d->dim);
     int differ = 0;
+    d->stamp++; /* a new query: no id seen yet */
     for (uint32_t i = 0; i < k; i++) {
         if (want[i].id == UINT32_MAX) {
             CHECK(ids[i] == -1 && isinf(dists[i]), "%s: rank %u: want none, got id %lld", what,
@@ -235,8 +240,8 @@ static int check_query(const dataset *d, int metric, const float *qv, const hit 
                   want[i].id);
             return differ;
         }
-        for (uint32_t j = 0; j < i; j++)
-            CHECK(ids[j] != id, "%s: id %lld at ranks %u and %u", what, (long long)id, j, i);
+        CHECK(d->seen[id] != d->stamp, "%s: id %lld twice (rank %u)", what, (long long)id, i);
+        d->seen[id] = d->stamp;
         double truth = true_distance(metric, qv, qn, d, (uint32_t)id);
         CHECK(close_enough(dists[i], truth, metric), "%s: rank %u id %lld: reported %.9g, true %.9g",
               what, i, (long long)id, dists[i], truth);
@@ -249,7 +254,7 @@ static int check_query(const dataset *d, int metric, const float *qv, const hit 
 }
 
 /* Searches nq queries for k and checks each against the oracle's first k of kmax. */
-static void check_search(gpu_index *g, const dataset *d, int metric, const float *queries,
+static void check_search(gpu_index *g, dataset *d, int metric, const float *queries,
                          uint32_t nq, uint32_t k, const hit *want, uint32_t kmax, unsigned flags,
                          const char *label)
 {
@@ -274,7 +279,7 @@ static void check_search(gpu_index *g, const dataset *d, int metric, const float
 }
 
 /* Every k of {1, 10, 100, 1024} and batch of `batches` against one oracle of kmax = 1024. */
-static void check_all(gpu_index *g, const dataset *d, int metric, const float *queries,
+static void check_all(gpu_index *g, dataset *d, int metric, const float *queries,
                       const uint32_t *batches, int nbatches, const char *label)
 {
     static const uint32_t ks[] = {1, 10, 100, 1024};
@@ -465,9 +470,10 @@ static void test_dataset(const char *name, const char *base, const char *query, 
         free(qv);
         return;
     }
-    dataset d = {n, dim, bv, xmalloc((size_t)n * 8), xmalloc(n)};
+    dataset d = {n, dim, bv, xmalloc((size_t)n * 8), xmalloc(n), xmalloc((size_t)n * 4), 0};
     set_norms(&d);
     memset(d.live, 1, n);
+    memset(d.seen, 0, (size_t)n * 4);
     gpu_index *g;
     char err[256];
     int rc = gpu_index_create(0, dim, metric, &g, err, sizeof err);
@@ -494,6 +500,35 @@ static void test_dataset(const char *name, const char *base, const char *query, 
 }
 
 /* ---- errors ---- */
+
+/* Twice the rows the device could hold: refused, and the index still adds and answers. */
+static void test_oom(void)
+{
+    enum { DIM = 4096 };
+    gpu_index *g;
+    char err[256];
+    gpu_device_info info;
+    gpu_device_query(0, &info, err, sizeof err);
+    int rc = gpu_index_create(0, DIM, GPU_METRIC_L2, &g, err, sizeof err);
+    CHECK(rc == GPU_OK, "create: %s", err);
+    if (rc)
+        return;
+    rc = gpu_index_reserve(g, info.total_mem / (DIM * 4) * 2);
+    CHECK(rc == GPU_ERR_OOM, "reserve past device memory: %s", gpu_strerror(rc));
+    printf("out of memory says: %s\n", gpu_index_error(g));
+    float *v = xmalloc(DIM * 4);
+    for (int i = 0; i < DIM; i++)
+        v[i] = (float)i;
+    uint32_t id = 3;
+    int64_t got = -1;
+    float dist = -1;
+    CHECK(gpu_index_add(g, &id, v, 1, DIM) == GPU_OK, "add after OOM: %s", gpu_index_error(g));
+    rc = gpu_index_search(g, v, 1, DIM, 1, 0, &got, &dist);
+    CHECK(rc == GPU_OK && got == 3 && dist == 0.0f, "search after OOM: %s, id %lld",
+          gpu_strerror(rc), (long long)got);
+    free(v);
+    gpu_index_free(g);
+}
 
 static void test_errors(void)
 {
@@ -526,20 +561,15 @@ static void test_errors(void)
           "batch 4097");
     CHECK(gpu_index_search(g, zero, 1, 8, 1, 0, out_ids, out_d) == GPU_ERR_ARG, "zero query");
     CHECK(gpu_index_delete(g, &absent, 1) == GPU_ERR_NOTFOUND, "delete of an absent id");
-    /* More rows than the device holds: refused, and the index still answers. */
-    gpu_device_info info;
-    gpu_device_query(0, &info, err, sizeof err);
-    rc = gpu_index_reserve(g, info.total_mem / 32 * 2);
-    CHECK(rc == GPU_ERR_OOM, "reserve past device memory: %s", gpu_strerror(rc));
-    printf("out of memory says: %s\n", gpu_index_error(g));
     rc = gpu_index_search(g, v, 2, 8, 4, 0, out_ids, out_d);
     CHECK(rc == GPU_OK && out_ids[0] == 5 && out_ids[1] == 9 && out_ids[2] == -1 &&
               out_ids[4] == 9 && fabsf(out_d[0]) < 1e-6f,
-          "after OOM: %s, ids %lld %lld", gpu_strerror(rc), (long long)out_ids[0],
+          "search: %s, ids %lld %lld", gpu_strerror(rc), (long long)out_ids[0],
           (long long)out_ids[1]);
     CHECK(gpu_index_delete(g, ids, 1) == GPU_OK, "delete: %s", gpu_index_error(g));
     CHECK(gpu_index_count(g) == 1, "count after delete");
     gpu_index_free(g);
+    test_oom();
     printf("errors checked\n");
 }
 
