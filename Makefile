@@ -278,3 +278,8 @@ gpu-test: gpu
 
 test: gpu
 export GPU_TESTS
+# The server dlopen()s the library (index/gpu_probe.c) from where this build puts it.
+ifeq ($(GPU),1)
+$(BUILD)/index/gpu_probe.o: CFLAGS += -DQUIVER_GPU_LIB='"$(CURDIR)/build/gpu/libquivergpu.so"'
+quiver-server: | gpu
+endif
