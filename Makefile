@@ -278,6 +278,11 @@ gpu-test: gpu
 
 test: gpu
 export GPU_TESTS
+# make tsan: the select's barriers too (index/gpu/test_gpu_select under ThreadSanitizer).
+tsan: gpu-tsan
+.PHONY: gpu-tsan
+gpu-tsan:
+	$(Q)$(MAKE) --no-print-directory -C index/gpu tsan
 # The server dlopen()s the library (index/gpu_probe.c) from where this build puts it.
 ifeq ($(GPU),1)
 $(BUILD)/index/gpu_probe.o: CFLAGS += -DQUIVER_GPU_LIB='"$(CURDIR)/build/gpu/libquivergpu.so"'
