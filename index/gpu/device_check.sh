@@ -6,7 +6,7 @@
 #   device_check.log   all of it, with the time of each step
 #   env.txt            nvidia-smi, nvcc, torch versions
 #   build.txt test_gpu_select.txt test_gpu.txt gpu_bench.txt gpu_bench.json
-# Every step has its own timeout; the whole run stays under ~7 minutes. The data sets are
+# Every step has its own timeout; the whole run takes ~4-7 minutes. The data sets are
 # read from $QUIVER_GPU_DATA, else ../shared/data/vectors, else data/gpu-vectors (what
 # index/gpu/stage_data.sh copies there to be carried). Exit status: the number of failed steps.
 set -u
@@ -45,13 +45,19 @@ export QUIVER_GPU_DATA
             "cuda", torch.version.cuda)'; } > "$OUT/env.txt" 2>&1
 head -n 20 "$OUT/env.txt"
 
-if step build 300 make -C index/gpu -j"$(nproc)" CUDA_HOME="$CUDA_HOME" NVCC="$NVCC" \
-     GPU_ARCH="$GPU_ARCH" OUT="$PWD/build/gpu" all; then
-  step test_gpu_select 60 build/gpu/test_gpu_select
-  step test_gpu 180 build/gpu/test_gpu
-  # Bounded: 1M rows for the random sets, 0.2 s per point (about two minutes in all).
-  step gpu_bench 240 "$PY" bench/gpu_bench.py --rows "${BENCH_ROWS:-1000000}" --seconds 0.2 \
-    --json "$OUT/gpu_bench.json"
+# Warnings do not stop this build (GPU_WERROR=0): they are in build.txt; here they compile as
+# errors. The caps add up to under 600 s, one device call, even if every step hangs.
+if step build 180 make -C index/gpu -j"$(nproc)" CUDA_HOME="$CUDA_HOME" NVCC="$NVCC" \
+     GPU_ARCH="$GPU_ARCH" GPU_WERROR=0 OUT="$PWD/build/gpu" all; then
+  step test_gpu_select 45 build/gpu/test_gpu_select
+  step test_gpu 150 build/gpu/test_gpu
+  if [ $? -eq 124 ]; then
+    echo "== test_gpu timed out (a kernel that never ends?): the benchmark would too, skipped"
+  else
+    # Bounded: 1M rows for the random sets, 0.2 s per point (about two minutes in all).
+    step gpu_bench 210 "$PY" bench/gpu_bench.py --rows "${BENCH_ROWS:-1000000}" --seconds 0.2 \
+      --json "$OUT/gpu_bench.json"
+  fi
 fi
 echo "== $(date -u +%T) done: $failed step(s) failed; outputs in $OUT"
 exit $failed

@@ -1,12 +1,13 @@
 /* gpu_kernels.cu: the device side of index/gpu/: row upkeep (scatter, tombstones, moves),
  * query preparation, and the top-k selection that runs after each distance tile's GEMM.
  *
- * The selection (gpu_select.h) is one block per (query, lane). The block keeps its running top-k as sorted
- * keys (gpu_int.h, KEYS) in shared memory, with a buffer behind them. Threads read the tile
- * a block-width at a time, turn each dot product into a distance and append only keys below
- * the current k-th key (the threshold) to the buffer; when the buffer could overflow, a
- * bitonic sort of list + buffer keeps the best kp and tightens the threshold. After the
- * first tile few candidates pass, so a tile costs about one read of its dot products. */
+ * The selection (gpu_select.h) is one block per (query, lane). The block keeps its running
+ * top-k as sorted keys (gpu_int.h, KEYS) in shared memory, with a buffer behind them. Each
+ * round its threads read GPU_ITEMS block-widths of the tile, turn each dot product into a
+ * distance and append only keys below the current k-th key (the threshold) to the buffer;
+ * when the buffer could overflow, a bitonic sort of list + buffer keeps the best kp and
+ * tightens the threshold. After the first tile few candidates pass, so a tile costs about
+ * one read of its dot products. */
 #include <math.h>
 
 #include "index/gpu/gpu.h"
