@@ -47,12 +47,12 @@ static int query_device(void)
     int rc = query ? query(0, &info, detail, sizeof detail) : GPU_ERR_NO_DEVICE;
     if (!query)
         snprintf(detail, sizeof detail, "%s lacks gpu_device_query", path);
+    /* The library stays loaded, device or not: CUDA's libraries keep static state (their
+     * own libstdc++'s exception pools) that an unload would leave unreachable: a leak. */
     if (rc != GPU_OK) {
         snprintf(probed.reason, sizeof probed.reason, "no CUDA device (%s)", detail);
-        dlclose(lib);
         return ERR_GPU;
     }
-    /* The library stays loaded: the searches that will use it need it anyway. */
     snprintf(probed.device, sizeof probed.device, "%s", info.name);
     probed.total_mem = info.total_mem;
     probed.free_mem = info.free_mem;
