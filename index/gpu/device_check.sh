@@ -33,6 +33,16 @@ CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$NVCC")")}
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
 cc=${cc:-90}
 GPU_ARCH="-gencode arch=compute_$cc,code=sm_$cc -gencode arch=compute_$cc,code=compute_$cc"
+# cuBLAS: the toolkit's, else the one a pip wheel brought with torch (nvidia-cublas-*).
+CUBLAS_INC= CUBLAS_LIB=
+if ! ls "$CUDA_HOME"/lib64/libcublas.so* > /dev/null 2>&1; then
+  wheel=$("$PY" -c 'import nvidia.cublas as m; print(list(m.__path__)[0])' 2>/dev/null)
+  lib=$(ls "$wheel"/lib/libcublas.so* 2>/dev/null | head -1)
+  if [ -n "$lib" ]; then
+    CUBLAS_INC="-I$wheel/include"
+    CUBLAS_LIB="-L$wheel/lib -Xlinker -rpath=$wheel/lib -l:$(basename "$lib")"
+  fi
+fi
 if [ -z "${QUIVER_GPU_DATA:-}" ]; then
   QUIVER_GPU_DATA=../shared/data/vectors
   [ -d "$QUIVER_GPU_DATA" ] || QUIVER_GPU_DATA=data/gpu-vectors
@@ -40,6 +50,7 @@ fi
 export QUIVER_GPU_DATA
 
 { nvidia-smi; "$NVCC" --version; echo "CUDA_HOME=$CUDA_HOME GPU_ARCH=$GPU_ARCH";
+  echo "CUBLAS_INC=$CUBLAS_INC CUBLAS_LIB=${CUBLAS_LIB:-the toolkit default}";
   echo "QUIVER_GPU_DATA=$QUIVER_GPU_DATA"; ls -l "$QUIVER_GPU_DATA"/* 2>&1;
   "$PY" -c 'import numpy, torch; print("numpy", numpy.__version__, "torch", torch.__version__,
             "cuda", torch.version.cuda)'; } > "$OUT/env.txt" 2>&1
@@ -48,7 +59,8 @@ head -n 20 "$OUT/env.txt"
 # Warnings do not stop this build (GPU_WERROR=0): they are in build.txt; here they compile as
 # errors. The caps add up to under 600 s, one device call, even if every step hangs.
 if step build 180 make -C index/gpu -j"$(nproc)" CUDA_HOME="$CUDA_HOME" NVCC="$NVCC" \
-     GPU_ARCH="$GPU_ARCH" GPU_WERROR=0 OUT="$PWD/build/gpu" all; then
+     GPU_ARCH="$GPU_ARCH" GPU_WERROR=0 OUT="$PWD/build/gpu" CUBLAS_INC="$CUBLAS_INC" \
+     ${CUBLAS_LIB:+CUBLAS_LIB="$CUBLAS_LIB"} all; then
   step test_gpu_select 45 build/gpu/test_gpu_select
   step test_gpu 150 build/gpu/test_gpu
   rc=$?
