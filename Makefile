@@ -265,13 +265,14 @@ bench: bench-repl
 #                   on CPU threads) and test_gpu (prints SKIP and passes where no device
 #                   exists). make test runs both, test_gpu only where nvcc is found.
 # GPU=0 leaves CUDA out even where nvcc is present; CUDA_HOME names another toolkit.
+# Warnings are errors under WERROR=1 (CI), as for the C code.
 CUDA_HOME ?= /usr/local/cuda
 GPU ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),1,0)
 GPU_TESTS := build/gpu/test_gpu_select $(if $(filter 1,$(GPU)),build/gpu/test_gpu)
 .PHONY: gpu gpu-test
 gpu:
 	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME) \
-	  $(if $(filter 1,$(GPU)),all,select)
+	  GPU_WERROR=$(if $(WERROR),1,0) $(if $(filter 1,$(GPU)),all,select)
 
 gpu-test: gpu
 	$(Q)for t in $(GPU_TESTS); do $$t || exit 1; done
