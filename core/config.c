@@ -79,12 +79,16 @@ static const option options[] = {
     {"min-replicas-to-write", T_INT, O(min_replicas_to_write), 0, INT_MAX, NULL, 0, "0"},
     {"min-replicas-max-lag", T_INT, O(min_replicas_max_lag), 0, INT_MAX, NULL, 0, "10"},
     {"repl-backlog-size", T_SIZE, O(repl_backlog_size), 16 * 1024, LLONG_MAX, NULL, IMMUTABLE, "1mb"},
+    {"repl-timeout", T_INT, O(repl_timeout), 1, INT_MAX, NULL, 0, "60"},
+    {"repl-ping-replica-period", T_INT, O(repl_ping_replica_period), 1, INT_MAX, NULL, 0, "10"},
+    {"replica-protect-data", T_BOOL, O(replica_protect_data), 0, 1, NULL, 0, "no"},
     {"slowlog-log-slower-than", T_LL, O(slowlog_slower_than), -1, LLONG_MAX, NULL, 0, "10000"},
     {"slowlog-max-len", T_INT, O(slowlog_max_len), 0, INT_MAX, NULL, 0, "128"},
     {"latency-tracking", T_BOOL, O(latency_tracking), 0, 1, NULL, 0, "yes"},
     {"latency-tracking-info-percentiles", T_PCTL, O(percentiles), 0, 100, NULL, 0, "50 99 99.9"},
     {"maxmemory", T_SIZE, O(maxmemory), 0, LLONG_MAX, NULL, 0, "0"},
     {"maxmemory-policy", T_ENUM, O(maxmemory_policy), 0, 0, maxmemory_policy_names, 0, "noeviction"},
+    {"metrics-port", T_INT, O(metrics_port), 0, 65535, NULL, IMMUTABLE, "0"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -54,6 +54,9 @@ typedef struct config {
     char *masterauth;        /* password for the leader */
     char *masteruser;        /* ACL user for the leader, "" for the default user */
     long long repl_backlog_size;
+    int repl_timeout;             /* s: a link silent this long is dropped (both ends) */
+    int repl_ping_replica_period; /* s: a leader PINGs its replicas through the stream */
+    int replica_protect_data;     /* never full-sync from an empty, never-followed leader */
     int min_replicas_to_write, min_replicas_max_lag; /* writes need that many good replicas */
     long long slowlog_slower_than; /* us; -1 logs nothing, 0 everything */
     int slowlog_max_len;
@@ -62,6 +65,7 @@ typedef struct config {
     double percentiles[CONFIG_MAX_PERCENTILES];
     long long maxmemory;           /* bytes, 0 = no limit */
     int maxmemory_policy;          /* noeviction only: Quiver evicts nothing */
+    int metrics_port;              /* HTTP GET /metrics (Prometheus) on bind, 0 = none */
 } config;
 
 /* Fills defaults. */

@@ -34,6 +34,7 @@ void hist_record(histogram *h, uint64_t v)
 {
     h->counts[bucket_of(v)]++;
     h->total++;
+    h->sum += v;
 }
 
 uint64_t hist_percentile(const histogram *h, double p)
@@ -64,6 +65,17 @@ uint64_t hist_count_upto(const histogram *h, uint64_t v)
     for (unsigned i = 0; i < HIST_BUCKETS && bucket_top(i) <= v; i++)
         n += h->counts[i];
     return n;
+}
+
+void hist_count_upto_many(const histogram *h, const uint64_t *bounds, int n, uint64_t *out)
+{
+    uint64_t seen = 0;
+    unsigned i = 0;
+    for (int j = 0; j < n; j++) {
+        for (; i < HIST_BUCKETS && bucket_top(i) <= bounds[j]; i++)
+            seen += h->counts[i];
+        out[j] = seen;
+    }
 }
 
 uint64_t hist_max(const histogram *h)

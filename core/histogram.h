@@ -22,6 +22,7 @@
 
 typedef struct histogram {
     uint64_t total;
+    uint64_t sum; /* of the recorded values (as given, before HIST_MAX): a Prometheus _sum */
     uint64_t counts[HIST_BUCKETS];
 } histogram;
 
@@ -33,6 +34,8 @@ uint64_t hist_percentile(const histogram *h, double p);
 /* How many recorded samples are <= v, counting whole buckets (a bucket is counted when its
  * upper end is <= v). */
 uint64_t hist_count_upto(const histogram *h, uint64_t v);
+/* hist_count_upto() at each of n non-decreasing bounds, in one walk over the buckets. */
+void hist_count_upto_many(const histogram *h, const uint64_t *bounds, int n, uint64_t *out);
 /* The largest recorded value, as the upper end of its bucket; 0 when empty. */
 uint64_t hist_max(const histogram *h);
 

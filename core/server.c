@@ -23,6 +23,7 @@
 #include "query/ft.h"
 #include "query/query.h"
 #include "replication/repl.h"
+#include "wire/http.h"
 #include "wire/wire.h"
 
 server srv;
@@ -321,6 +322,18 @@ static void make_run_id(char *out)
         sprintf(out + 2 * i, "%02x", r[i]);
 }
 
+/* The Prometheus endpoint (metrics-port), on the same addresses as the RESP port. */
+static int metrics_start(char *err, size_t errlen)
+{
+    if (!srv.cfg.metrics_port)
+        return 0;
+    http_config hc = {.bind = srv.cfg.bind, .port = srv.cfg.metrics_port,
+                      .backlog = srv.cfg.tcp_backlog, .path = "/metrics",
+                      .content_type = "text/plain; version=0.0.4; charset=utf-8",
+                      .render = metrics_render};
+    return http_start(srv.base, &hc, err, errlen);
+}
+
 int server_start(char *err, size_t errlen)
 {
     srv.start_ms = clock_ms();
@@ -351,7 +364,9 @@ int server_start(char *err, size_t errlen)
     ft_start(); /* FT indexes: definitions, snapshots, reconciling scans (may use workers) */
     net_config nc;
     net_config_from(&srv.cfg, &nc);
-    if ((rc = net_start(srv.base, &nc, query_dispatch, query_release, err, errlen)) != 0) {
+    if ((rc = net_start(srv.base, &nc, query_dispatch, query_release, err, errlen)) != 0 ||
+        (rc = metrics_start(err, errlen)) != 0) {
+        net_stop();
         jobs_stop();
         ft_shutdown();
         store_close(srv.store);
@@ -370,8 +385,10 @@ int server_start(char *err, size_t errlen)
             fclose(f);
         }
     }
-    log_info("Quiver %s ready: port %d, tls-port %d, bind %s, data in %s, durability %s",
-             QUIVER_VERSION, srv.cfg.port, srv.cfg.tls_port, srv.cfg.bind, srv.cfg.dir,
+    log_info("Quiver %s ready: port %d, tls-port %d, metrics-port %d, bind %s, data in %s, "
+             "durability %s",
+             QUIVER_VERSION, srv.cfg.port, srv.cfg.tls_port, srv.cfg.metrics_port, srv.cfg.bind,
+             srv.cfg.dir,
              srv.cfg.durability == DURABILITY_ALWAYS ? "always"
              : srv.cfg.durability == DURABILITY_EVERYSEC ? "everysec" : "no");
     return 0;
@@ -384,6 +401,7 @@ int server_run(void)
         server_pass_end();
     }
     log_info("shutting down: syncing data to disk");
+    http_stop();
     net_stop(); /* closing the clients stops their jobs */
     repl_stop();
     ft_stop();  /* and FT index builds stop */

@@ -228,6 +228,10 @@ void query_dispatch(client *c)
         reject(c, cmd, denied_write);
         return;
     }
+    if (!(cmd->flags & CMD_LOADING) && repl_loading()) {
+        reject(c, cmd, "LOADING Quiver is loading the dataset in memory");
+        return;
+    }
     if ((c->flags & CLIENT_MULTI) && (cmd->flags & CMD_NOTXN)) {
         reject(c, cmd, "Command not allowed inside a transaction");
         return;

@@ -84,10 +84,11 @@ static void section_persistence(buf *b)
     static const char *names[] = {"no", "everysec", "always"};
     store_stats st;
     store_get_stats(srv.store, &st);
-    buf_printf(b, "# Persistence\r\nloading:0\r\ndurability:%s\r\nlmdb_commits:%llu\r\n"
+    buf_printf(b, "# Persistence\r\nloading:%d\r\nasync_loading:0\r\ndurability:%s\r\n"
+                  "lmdb_commits:%llu\r\n"
                   "lmdb_syncs:%llu\r\nlmdb_failed_commits:%llu\r\nlast_sync_time:%lld\r\n"
                   "aof_enabled:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\n",
-               names[st.durability], (unsigned long long)st.commits,
+               repl_loading(), names[st.durability], (unsigned long long)st.commits,
                (unsigned long long)st.syncs, (unsigned long long)st.failed_commits,
                (long long)st.last_sync_ms / 1000);
 }
@@ -189,6 +190,21 @@ static const struct {
     {"gpu", section_gpu, 1},
 };
 
+#define NSECTIONS (sizeof sections / sizeof sections[0])
+
+static void render_section(buf *b, size_t s)
+{
+    if (b->len)
+        buf_append(b, "\r\n", 2);
+    sections[s].render(b);
+}
+
+void info_render_all(buf *b)
+{
+    for (size_t s = 0; s < NSECTIONS; s++)
+        render_section(b, s);
+}
+
 void cmd_info(client *c)
 {
     buf b;
@@ -200,15 +216,12 @@ void cmd_info(client *c)
         else if (arg_is(c, i, "default"))
             all = 1;
     }
-    for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+    for (size_t s = 0; s < NSECTIONS; s++) {
         int want = everything || (all && sections[s].in_default);
         for (int i = 1; i < c->argc && !want; i++)
             want = arg_is(c, i, sections[s].name);
-        if (!want)
-            continue;
-        if (b.len)
-            buf_append(&b, "\r\n", 2);
-        sections[s].render(&b);
+        if (want)
+            render_section(&b, s);
     }
     reply_verbatim(c, b.data ? b.data : "", b.len);
     buf_free(&b);

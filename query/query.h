@@ -18,5 +18,10 @@ void query_attach_store(void);
 void query_dispatch(client *c);
 /* Frees what query/ holds for a client that is going away. */
 void query_release(client *c);
+/* Appends the server's metrics in the Prometheus text format (query/metrics.c). */
+void metrics_render(buf *out);
+/* Its part that depends on INFO's text alone (every section, as INFO EVERYTHING writes it):
+ * appends the metrics read from those len bytes. A pure function, for unit tests. */
+void metrics_from_info(buf *out, const char *info, size_t len);
 
 #endif

@@ -115,8 +115,9 @@ void slowlog_push(client *c, const command *cmd, int64_t start_us, int64_t dur_u
 /* Latency histograms (latency.c): the INFO latencystats section. */
 void latency_info_section(buf *b);
 
-/* INFO and COMMAND DOCS need these. */
-void info_render(client *c, buf *out, int argc, const char **sections, const size_t *lens);
+/* COMMAND DOCS needs this. */
 void docs_reply(client *c, const command *cmd);
+/* Appends every INFO section (INFO EVERYTHING's text) to b; the metrics read it (metrics.c). */
+void info_render_all(buf *b);
 
 #endif

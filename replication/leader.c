@@ -97,10 +97,7 @@ void leader_flush(void)
                 replica_over_limit(rp, rp->held.len);
             continue;
         }
-        buf b;
-        buf_init(&b);
-        buf_append(&b, r->pending.data, r->pending.len);
-        client_output_append(rp->c, &b);
+        client_output_write(rp->c, r->pending.data, r->pending.len);
         if (replica_limit() && client_obuf_pending(rp->c) > replica_limit())
             replica_over_limit(rp, client_obuf_pending(rp->c));
     }
@@ -169,6 +166,7 @@ typedef struct snap_job {
     int failed;
     uint64_t frames;
     buf out;
+    buf spare; /* a delivered chunk's memory, for the next one (mu) */
 } snap_job;
 
 typedef struct chunk {
@@ -183,12 +181,17 @@ static void job_deliver(void *arg)
     size_t n = ch->data.len;
     size_t unsent = 0;
     if (j->rp) {
-        client_output_append(j->rp->c, &ch->data);
+        client_output_write(j->rp->c, ch->data.data, n);
         unsent = client_obuf_pending(j->rp->c);
+    }
+    pthread_mutex_lock(&j->mu);
+    if (!j->spare.data) { /* memory already faulted in: the worker's next chunk reuses it */
+        j->spare = ch->data;
+        j->spare.len = 0;
+        buf_init(&ch->data);
     }
     buf_free(&ch->data);
     xfree(ch);
-    pthread_mutex_lock(&j->mu);
     j->queued -= n;
     j->unsent = unsent;
     pthread_cond_signal(&j->cv);
@@ -229,10 +232,12 @@ static int job_emit(snap_job *j, int last)
     chunk *ch = xmalloc(sizeof *ch);
     ch->job = j;
     ch->data = j->out;
-    buf_init(&j->out);
     pthread_mutex_lock(&j->mu);
+    j->out = j->spare;
+    buf_init(&j->spare);
     j->queued += ch->data.len;
     pthread_mutex_unlock(&j->mu);
+    buf_reserve(&j->out, CHUNK_BYTES + REPL_FRAME_MAX + 4096); /* no regrowth per chunk */
     server_post(job_deliver, ch);
     pthread_mutex_lock(&j->mu);
     while (!j->cancelled && j->queued + j->unsent > REPL_SEND_WINDOW)
@@ -248,18 +253,18 @@ static void job_frame(snap_job *j, int type, const char *name, size_t nlen, cons
     j->frames++;
 }
 
+/* The records go straight into the output, each RECORDS frame built in place. */
 static int send_records(snap_job *j)
 {
-    buf recs;
-    buf_init(&recs);
-    const char *db, *cur = NULL;
+    const char *db, *cur = NULL; /* cur: the database of the open frame */
     const void *k, *v;
-    size_t kl, vl;
+    size_t kl, vl, start = 0, plen = 0;
     int rc;
-    while ((rc = store_snap_next(j->snap, &db, &k, &kl, &v, &vl)) == 0 || recs.len) {
-        if (recs.len && (rc != 0 || db != cur || recs.len + kl + vl + 8 > REPL_FRAME_MAX)) {
-            job_frame(j, FRAME_RECORDS, cur, strlen(cur), recs.data, recs.len);
-            recs.len = 0;
+    while ((rc = store_snap_next(j->snap, &db, &k, &kl, &v, &vl)) == 0 || cur) {
+        if (cur && (rc != 0 || db != cur || plen + kl + vl + 8 > REPL_FRAME_MAX)) {
+            frame_finish(&j->out, start);
+            j->frames++;
+            cur = NULL;
             if (job_emit(j, 0) != 0)
                 break;
         }
@@ -269,15 +274,19 @@ static int send_records(snap_job *j)
             rc = ERR_CORRUPT;
             break;
         }
-        cur = db;
+        if (!cur) {
+            start = frame_begin(&j->out, FRAME_RECORDS, db, strlen(db));
+            cur = db;
+            plen = 0;
+        }
         uint32_t n = (uint32_t)kl;
-        buf_append(&recs, &n, 4);
-        buf_append(&recs, k, kl);
+        buf_append(&j->out, &n, 4);
+        buf_append(&j->out, k, kl);
         n = (uint32_t)vl;
-        buf_append(&recs, &n, 4);
-        buf_append(&recs, v, vl);
+        buf_append(&j->out, &n, 4);
+        buf_append(&j->out, v, vl);
+        plen += 8 + kl + vl;
     }
-    buf_free(&recs);
     return rc == ERR_NOTFOUND ? 0 : -1;
 }
 
@@ -377,6 +386,7 @@ static void job_main(void *arg)
 static void job_free(snap_job *j)
 {
     buf_free(&j->out);
+    buf_free(&j->spare);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     xfree(j);
@@ -442,6 +452,7 @@ void leader_start_snapshots(void)
         pthread_mutex_init(&j->mu, NULL);
         pthread_cond_init(&j->cv, NULL);
         buf_init(&j->out);
+        buf_init(&j->spare);
         j->rp = rp;
         rp->job = j;
         rp->state = REPLICA_SENDING;
@@ -571,9 +582,57 @@ int leader_good_replicas(int max_lag)
     return n;
 }
 
+/* Every repl-ping-replica-period seconds a PING goes down the stream, a logged write like
+ * any (it commits the offset), so that replicas can tell a quiet leader from a dead one.
+ * Not during a failover: the target must catch up with an offset that stands still. */
+static void ping_replicas(int64_t now)
+{
+    repl *r = srv.repl;
+    store_txn *t;
+    if (!r->replicas || repl_is_replica() || r->failover_state != FAILOVER_NONE ||
+        now - r->last_ping_ms < (int64_t)srv.cfg.repl_ping_replica_period * 1000 ||
+        store_txn_write(srv.store, 0, &t) != 0)
+        return;
+    r->last_ping_ms = now;
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    int db = store_log_db(srv.store);
+    store_log(srv.store, db >= 0 ? db : 0, 1, argv, lens); /* no SELECT for a PING */
+}
+
+/* repl-timeout: an online replica whose ACKs stopped, or one whose snapshot output has
+ * not moved (it stopped reading), is dropped; it reconnects when it can. */
+static void drop_silent_replica(replica *rp, int64_t now)
+{
+    int64_t limit = (int64_t)srv.cfg.repl_timeout * 1000;
+    if (rp->state == REPLICA_SENDING) {
+        size_t unsent = client_obuf_pending(rp->c);
+        if (unsent != rp->unsent || unsent == 0) {
+            rp->unsent = unsent;
+            rp->unsent_ms = now;
+        }
+        if (now - rp->unsent_ms > limit) {
+            log_warn("replica %s closed: the snapshot did not move for %d seconds (repl-timeout)",
+                     rp->c->addr, srv.cfg.repl_timeout);
+            client_close(rp->c);
+        }
+    } else if (rp->state == REPLICA_ONLINE && now - rp->ack_ms > limit) {
+        log_warn("replica %s closed: no ACK for %d seconds (repl-timeout)", rp->c->addr,
+                 srv.cfg.repl_timeout);
+        client_close(rp->c);
+    }
+}
+
 void leader_cron(void)
 {
+    int64_t now = clock_ms();
     leader_check_waiters();
+    ping_replicas(now);
+    for (replica *rp = srv.repl->replicas, *next; rp; rp = next) {
+        next = rp->next;
+        if (rp->c->state != CONN_CLOSED)
+            drop_silent_replica(rp, now);
+    }
     for (replica *rp = srv.repl->replicas, *next; rp; rp = next) {
         next = rp->next;
         if (rp->state == REPLICA_ONLINE && replica_limit() &&
@@ -629,6 +688,8 @@ static int can_continue(const repl *r, const char *id, size_t idlen, uint64_t fr
 void cmd_psync(client *c)
 {
     repl *r = srv.repl;
+    if (c->argc > 3 && arg_is(c, 3, "failover") && failover_take_over(c) != 0)
+        return;
     if (repl_is_replica() && link_stream_db() < 0) {
         reply_error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
         return;

@@ -33,6 +33,13 @@ static int set_master(const char *host, size_t hlen, const char *port, size_t pl
     return 0;
 }
 
+void repl_set_master(const char *host, int port)
+{
+    char num[12];
+    snprintf(num, sizeof num, "%d", port);
+    set_master(host, strlen(host), num, strlen(num));
+}
+
 void repl_start(void)
 {
     repl *r = xcalloc(1, sizeof *r);
@@ -61,6 +68,7 @@ void repl_stop(void)
     if (!r)
         return;
     link_stop();
+    xfree(r->failover_host);
     backlog_free(&r->bl);
     buf_free(&r->pending);
     xfree(r->master_host);
@@ -70,6 +78,7 @@ void repl_stop(void)
 
 void repl_cron(void)
 {
+    failover_cron();
     leader_cron();
     link_cron();
 }
@@ -96,6 +105,8 @@ const char *repl_write_denied(const client *c)
         return NULL;
     if (repl_is_replica())
         return "READONLY You can't write against a read only replica.";
+    if (srv.repl->failover_state != FAILOVER_NONE) /* Redis pauses them; we refuse */
+        return "TRYAGAIN Writes are paused while a FAILOVER is in progress.";
     if (srv.cfg.min_replicas_to_write > 0 &&
         leader_good_replicas(srv.cfg.min_replicas_max_lag) < srv.cfg.min_replicas_to_write)
         return "NOREPLICAS Not enough good replicas to write.";
@@ -104,7 +115,7 @@ const char *repl_write_denied(const client *c)
 
 /* ---- REPLICAOF and ROLE ------------------------------------------------------------------ */
 
-static void promote(void)
+void repl_promote(void)
 {
     repl *r = srv.repl;
     link_stop();
@@ -125,9 +136,13 @@ static void promote(void)
 void cmd_replicaof(client *c)
 {
     repl *r = srv.repl;
+    if (r->failover_state != FAILOVER_NONE) {
+        reply_error(c, "ERR REPLICAOF not allowed while failing over.");
+        return;
+    }
     if (arg_is(c, 1, "no") && arg_is(c, 2, "one")) {
         if (repl_is_replica())
-            promote();
+            repl_promote();
         reply_ok(c);
         return;
     }
@@ -170,7 +185,7 @@ static const char *replica_state_name(int s)
 }
 
 /* "ip" of an "ip:port" address. */
-static void addr_host(const char *addr, char *out, size_t n)
+void repl_addr_host(const char *addr, char *out, size_t n)
 {
     const char *colon = strrchr(addr, ':');
     size_t len = colon ? (size_t)(colon - addr) : strlen(addr);
@@ -198,12 +213,24 @@ void cmd_role(client *c)
     reply_array(c, n);
     for (replica *rp = r->replicas; rp; rp = rp->next) {
         char host[64];
-        addr_host(rp->c->addr, host, sizeof host);
+        repl_addr_host(rp->c->addr, host, sizeof host);
         reply_array(c, 3);
         reply_bulk_cstr(c, host);
         reply_bulk_int(c, rp->port);
         reply_bulk_int(c, (long long)rp->ack);
     }
+}
+
+static const char *failover_state_name(int s)
+{
+    return s == FAILOVER_WAIT_SYNC    ? "waiting-for-sync"
+           : s == FAILOVER_IN_PROGRESS ? "failover-in-progress"
+                                       : "no-failover";
+}
+
+int repl_loading(void)
+{
+    return srv.repl && srv.repl->loading;
 }
 
 void repl_info(buf *b)
@@ -226,6 +253,8 @@ void repl_info(buf *b)
                        (long long)(now - r->link_down_since_ms) / 1000);
         if (r->link_error[0])
             buf_printf(b, "master_link_error:%s\r\n", r->link_error);
+        if (r->sync_refused[0])
+            buf_printf(b, "master_sync_refused:%s\r\n", r->sync_refused);
         buf_printf(b, "slave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n");
     }
     int n = 0;
@@ -235,17 +264,18 @@ void repl_info(buf *b)
     n = 0;
     for (replica *rp = r->replicas; rp; rp = rp->next) {
         char host[64];
-        addr_host(rp->c->addr, host, sizeof host);
+        repl_addr_host(rp->c->addr, host, sizeof host);
         buf_printf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%llu,lag=%lld\r\n", n++, host,
                    rp->port, replica_state_name(rp->state), (unsigned long long)rp->ack,
                    (long long)(now - rp->ack_ms) / 1000);
     }
     buf_printf(b,
-               "master_failover_state:no-failover\r\nmaster_replid:%s\r\nmaster_replid2:%s\r\n"
+               "master_failover_state:%s\r\nmaster_replid:%s\r\nmaster_replid2:%s\r\n"
                "master_repl_offset:%llu\r\nsecond_repl_offset:%lld\r\n"
                "repl_backlog_active:1\r\nrepl_backlog_size:%zu\r\n"
                "repl_backlog_first_byte_offset:%llu\r\nrepl_backlog_histlen:%zu\r\n",
-               r->replid, r->replid2, (unsigned long long)store_offset(srv.store),
+               failover_state_name(r->failover_state), r->replid, r->replid2,
+               (unsigned long long)store_offset(srv.store),
                r->second_offset ? (long long)r->second_offset + 1 : -1LL, r->bl.size,
                (unsigned long long)(r->bl.end - r->bl.len + 1), r->bl.len);
 }

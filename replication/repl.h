@@ -27,6 +27,23 @@
  * replica then takes the socket from hiredis (the bytes hiredis read past the reply come
  * along), or keeps its TLS session, and reads frames and commands itself.
  * Replica -> leader afterwards: REPLCONF ACK <offset> every second (no reply).
+ * A replica with no stream yet (offset 0) asks PSYNC ? -1, which the leader does not count
+ * in sync_partial_err. With replica-protect-data, a replica holding data drops the link
+ * instead of swapping in an empty snapshot (no RECORDS frame but "meta") whose replid is
+ * neither of its own.
+ *
+ * LIVENESS. The leader logs PING (*1 $4 PING) every repl-ping-replica-period seconds: part
+ * of the stream, with its offset, committed like a write. A replica drops a link that
+ * brought nothing for repl-timeout; the leader drops a replica whose ACKs stopped (or
+ * whose snapshot output did not move) for as long.
+ *
+ * FAILOVER (failover.c). The leader refuses writes (-TRYAGAIN) until the target has
+ * ACKed its offset, then connects to the target as a replica with
+ *   PSYNC <replid> <offset + 1> FAILOVER
+ * The target, when <replid> is its own (its leader's), promotes itself: a new replid, the
+ * old one kept as replid2 up to its offset; it answers +CONTINUE <new replid> as to any
+ * replica of the old history, and the old leader follows it. Otherwise: -ERR PSYNC
+ * FAILOVER replid must match my replid.
  *
  * SNAPSHOT FORMAT (version 1). A sequence of frames; integers little-endian:
  *   0   u8   type: 1 HEADER, 2 RECORDS, 3 FILE, 4 END (never change)
@@ -46,7 +63,8 @@
  * The leader takes the snapshot between two passes (store_snap_begin: one LMDB read
  * transaction and a RocksDB checkpoint of the same commit) and a worker thread encodes it
  * straight into the replica's output, waiting while more than REPL_SEND_WINDOW bytes are
- * unsent (no temporary file: the data goes out once, at the socket's pace). Vector (FT)
+ * unsent (no temporary file: the data goes out once, at the socket's pace). RECORDS frames
+ * are built in place (frame_begin/frame_finish), in chunk buffers the worker reuses. Vector (FT)
  * indexes are not sent: their definitions travel in LMDB and the replica rebuilds them from
  * the hashes, as at any start without a snapshot file; FS.KNN indexes likewise.
  *
@@ -55,6 +73,9 @@
  * written and synced, the store is closed, the old data.mdb, history/ and vectors/ go, the
  * new ones are renamed in, sync.tmp is removed and the store reopened. A crash after READY
  * is finished by repl_recover_dir() at the next start; before READY, sync.tmp is deleted.
+ * The swap waits for worker jobs (they may read the store); meanwhile the replica answers
+ * -LOADING to commands without the loading flag (no new job starts) and drops its own
+ * replicas (their snapshot jobs would hold it).
  *
  * REPLICAS ARE READ-ONLY: client writes get -READONLY; the stream is applied by an internal
  * master client (no replies, no ACL) through the normal command path, so the replica's
@@ -94,6 +115,9 @@ void repl_stop(void);
  * c is not its leader (READONLY), or fewer than min-replicas-to-write replicas acknowledged
  * within min-replicas-max-lag seconds (NOREPLICAS). */
 const char *repl_write_denied(const client *c);
+/* 1 while a replica's full sync swaps its data: commands without the loading flag get
+ * -LOADING (INFO persistence loading:1). */
+int repl_loading(void);
 /* 1 when this server is a replica (no active expiry). */
 int repl_is_replica(void);
 /* A client going away that may be a replica. */

@@ -37,6 +37,8 @@ typedef struct replica {
     int port;     /* REPLCONF listening-port */
     uint64_t ack; /* REPLCONF ACK */
     int64_t ack_ms;
+    size_t unsent;        /* SENDING: output not yet written, as last seen */
+    int64_t unsent_ms;    /* when that last changed (repl-timeout) */
     buf held;             /* the stream while the snapshot is sent */
     struct snap_job *job; /* while SENDING */
     struct replica *next;
@@ -54,6 +56,10 @@ typedef struct waiter {
 /* The replica's side of things. */
 enum { LINK_NONE, LINK_CONNECTING, LINK_HANDSHAKE, LINK_TRANSFER, LINK_CONNECTED };
 
+/* FAILOVER on the leader: waiting for the target to acknowledge every byte (writes
+ * refused meanwhile), then following it with PSYNC ... FAILOVER until it answers. */
+enum { FAILOVER_NONE, FAILOVER_WAIT_SYNC, FAILOVER_IN_PROGRESS };
+
 typedef struct repl {
     char replid[41], replid2[41];
     uint64_t second_offset; /* replid2 is valid up to here; 0 = none */
@@ -63,13 +69,21 @@ typedef struct repl {
     replica *replicas;
     waiter *waiters;
     uint64_t sync_full, sync_partial_ok, sync_partial_err;
+    int64_t last_ping_ms; /* the last PING put in the stream */
+    int failover_state;   /* FAILOVER_* */
+    char *failover_host;  /* TO host port; NULL: the first replica that catches up */
+    int failover_port, failover_force;
+    int64_t failover_end_ms; /* TIMEOUT; 0 = none */
     /* replica side */
     char *master_host;
     int master_port;
     int link_state;
     struct replica_link *link;
     int64_t link_down_since_ms, last_io_ms, next_connect_ms;
+    int64_t link_start_ms; /* the link's attempt began (repl-timeout before any byte) */
+    int loading;           /* a whole snapshot waits to be swapped in: -LOADING */
     char link_error[256];
+    char sync_refused[256]; /* why replica-protect-data refused the leader's full sync */
 } repl;
 
 /* leader.c */
@@ -85,6 +99,21 @@ int leader_good_replicas(int max_lag);
 void leader_cron(void);
 /* Answers the WAITs that enough ACKs (or their timeout) settle. */
 void leader_check_waiters(void);
+/* FAILOVER's steps, from the cron and from the link (failover.c). */
+void failover_cron(void);
+/* The link to the target answered PSYNC FAILOVER (+CONTINUE): done, as its replica. */
+void failover_done(void);
+/* The failover cannot finish (why: for the log); the leader goes on as before. */
+void failover_abort(const char *why);
+/* PSYNC <replid> <offset> FAILOVER reached this replica: promotes it when replid is its
+ * leader's. 0, or -1 with the error reply sent. */
+int failover_take_over(client *c);
+/* Stops following the leader and becomes one under a new replid (replid2 keeps the old). */
+void repl_promote(void);
+/* Follows host:port from the next cron tick (the link starts then). */
+void repl_set_master(const char *host, int port);
+/* "ip" of an "ip:port" address. */
+void repl_addr_host(const char *addr, char *out, size_t n);
 /* replica.c */
 void link_start(void);
 void link_stop(void);
@@ -98,7 +127,11 @@ void repl_rmtree(const char *path);
 /* A new replication id (40 hex characters). */
 void repl_new_id(char *out);
 
-/* Frames (snapframe.c). */
+/* Frames (snapframe.c). A frame is built in place: frame_begin writes its head (the
+ * payload length left open) and returns where it starts, the payload is appended to out,
+ * frame_finish sets the length and appends the CRC; frame_put does all three. */
+size_t frame_begin(buf *out, int type, const char *name, size_t nlen);
+void frame_finish(buf *out, size_t start);
 void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p, size_t n);
 /* Parses one frame at p[0..len): RESP_NEED_MORE-like 1 when incomplete, -1 when malformed
  * (bad CRC, too long), 0 with the parts and the frame's size. */

@@ -53,6 +53,7 @@ typedef struct replica_link {
     uint64_t snap_offset, frames;
     int32_t snap_db;
     char snap_replid[41];
+    int snap_has_data; /* a RECORDS frame of keys or the feature store came */
     resp_parser parser;
     client master; /* runs the stream's commands */
     int64_t last_ack_ms;
@@ -125,8 +126,11 @@ void link_fail(const char *why)
     link_free(l);
     r->link = NULL;
     r->link_state = LINK_NONE;
+    r->loading = 0;
     r->link_down_since_ms = clock_ms();
     r->next_connect_ms = clock_ms() + 1000;
+    if (r->failover_state == FAILOVER_IN_PROGRESS)
+        failover_abort("the link to the failover target failed");
 }
 
 int link_stream_db(void)
@@ -519,6 +523,40 @@ static void swap_in(replica_link *l)
     ft_start();
 }
 
+#define SYNC_REFUSED (-2)
+
+/* 1 when this server holds data: some key, or a stream it applied or wrote. */
+static int holds_data(void)
+{
+    if (store_offset(srv.store) > 0)
+        return 1;
+    for (int db = 0; db < STORE_DBS; db++)
+        if (store_dbsize(srv.store, db) > 0)
+            return 1;
+    return 0;
+}
+
+/* replica-protect-data, once the snapshot is whole: an empty one (no record outside
+ * "meta": no keys, no feature store) from a leader whose replid is neither of ours (a
+ * history this server never followed) would wipe our data: a pod that lost its volume and
+ * came back as the leader. SYNC_REFUSED after dropping the link, the reason in INFO. */
+static int protect_data(replica_link *l)
+{
+    repl *r = srv.repl;
+    if (!srv.cfg.replica_protect_data || l->snap_has_data ||
+        memcmp(l->snap_replid, r->replid, 40) == 0 ||
+        memcmp(l->snap_replid, r->replid2, 40) == 0 || !holds_data())
+        return 0;
+    snprintf(r->sync_refused, sizeof r->sync_refused,
+             "empty leader %s never followed: this replica keeps its data "
+             "(replica-protect-data yes)",
+             l->snap_replid);
+    char why[300];
+    snprintf(why, sizeof why, "full sync refused: %s", r->sync_refused);
+    link_fail(why);
+    return SYNC_REFUSED;
+}
+
 static int frame_step(replica_link *l, int type, const char *name, size_t nlen, const char *p,
                       size_t n)
 {
@@ -532,6 +570,7 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen, 
         char db[32];
         if (nlen == 0 || nlen >= sizeof db)
             return -1;
+        l->snap_has_data |= nlen != 4 || memcmp(name, "meta", 4) != 0;
         memcpy(db, name, nlen);
         db[nlen] = '\0';
         return load_records(l, db, p, n);
@@ -546,7 +585,11 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen, 
         return -1;
     memcpy(&off, p, 8);
     memcpy(&count, p + 8, 8);
-    if (off != l->snap_offset || count != l->frames - 1 || seal_snapshot(l) != 0)
+    if (off != l->snap_offset || count != l->frames - 1)
+        return -1;
+    if (protect_data(l) != 0)
+        return SYNC_REFUSED;
+    if (seal_snapshot(l) != 0)
         return -1;
     l->swap_ready = 1;
     return 0;
@@ -556,11 +599,18 @@ static int frame_step(replica_link *l, int type, const char *name, size_t nlen, 
  * waits meanwhile. -1 when it must wait. */
 static int try_swap(replica_link *l)
 {
-    if (server_jobs_busy())
+    repl *r = srv.repl;
+    if (server_jobs_busy()) {
+        /* From here no command may start a job on the data about to go (-LOADING), and
+         * our replicas' snapshots, which could read it for as long as they are slow, end. */
+        if (!r->loading)
+            leader_drop_all();
+        r->loading = 1;
         return -1;
+    }
     swap_in(l);
     l->swap_ready = 0;
-    repl *r = srv.repl;
+    r->loading = 0;
     memcpy(r->replid, l->snap_replid, sizeof r->replid);
     r->second_offset = 0;
     backlog_free(&r->bl);
@@ -585,8 +635,9 @@ static int read_frames(replica_link *l)
                            &plen, &size);
         if (rc == 1)
             return 0;
-        if (rc < 0 || frame_step(l, type, name, nlen, payload, plen) != 0) {
-            link_fail("the snapshot from the leader is damaged or cannot be stored");
+        if (rc < 0 || (rc = frame_step(l, type, name, nlen, payload, plen)) != 0) {
+            if (rc != SYNC_REFUSED) /* else the link is gone already */
+                link_fail("the snapshot from the leader is damaged or cannot be stored");
             return -1;
         }
         l->pos += size;
@@ -674,6 +725,8 @@ static int psync_accepted(replica_link *l, const char *status)
         l->frames_phase = 1;
         r->link_state = LINK_TRANSFER;
         log_info("replication: %s", status);
+        if (r->failover_state == FAILOVER_IN_PROGRESS)
+            failover_done(); /* FORCE: the target did not have all of ours */
     } else if (strncmp(status, "CONTINUE", 8) == 0) {
         const char *id = status + 8 + (status[8] == ' ');
         if (strlen(id) == 40 && memcmp(id, r->replid, 40) != 0) {
@@ -686,11 +739,13 @@ static int psync_accepted(replica_link *l, const char *status)
         r->link_state = LINK_CONNECTED;
         log_info("replication: partial resync from offset %llu",
                  (unsigned long long)store_offset(srv.store) + 1);
+        if (r->failover_state == FAILOVER_IN_PROGRESS)
+            failover_done();
     } else {
         link_fail("unexpected reply to PSYNC");
         return -1;
     }
-    r->link_error[0] = '\0';
+    r->link_error[0] = r->sync_refused[0] = '\0';
     return 0;
 }
 
@@ -770,9 +825,17 @@ static int handshake_commands(handshake_cmd *c, char port[12], char off[24])
     snprintf(port, 12, "%d", srv.cfg.port);
     c[n++] = (handshake_cmd){"REPLCONF listening-port", 3, {"REPLCONF", "listening-port", port}};
     c[n++] = (handshake_cmd){"REPLCONF capa", 3, {"REPLCONF", "capa", "psync2"}};
-    /* Our own id and offset: a leader whose history this is (or continues) resumes it. */
-    snprintf(off, 24, "%llu", (unsigned long long)store_offset(srv.store) + 1);
-    c[n++] = (handshake_cmd){"PSYNC", 3, {"PSYNC", srv.repl->replid, off}};
+    /* Our own id and offset: a leader whose history this is (or continues) resumes it.
+     * With no stream yet there is nothing to resume: "? -1" asks for a full sync, which the
+     * leader does not count as a failed partial one. FAILOVER tells the target to take over. */
+    uint64_t at = store_offset(srv.store);
+    int failover = srv.repl->failover_state == FAILOVER_IN_PROGRESS;
+    snprintf(off, 24, "%llu", (unsigned long long)at + 1);
+    if (at == 0 && !failover)
+        c[n++] = (handshake_cmd){"PSYNC", 3, {"PSYNC", "?", "-1"}};
+    else
+        c[n++] = (handshake_cmd){"PSYNC", failover ? 4 : 3,
+                                 {"PSYNC", srv.repl->replid, off, "FAILOVER"}};
     return n;
 }
 
@@ -955,10 +1018,26 @@ void link_start(void)
     snprintf(l->master.addr, sizeof l->master.addr, "%s:%d", r->master_host, r->master_port);
     r->link = l;
     r->link_state = LINK_CONNECTING;
+    r->link_start_ms = clock_ms();
     if (srv.cfg.tls_replication)
         start_tls(l);
     else
         start_plain(l);
+}
+
+/* repl-timeout: a leader that sent nothing (not even its PINGs) for that long, or a link
+ * stuck connecting or in the handshake, is dropped; 1 when it was. */
+static int link_timed_out(int64_t now)
+{
+    repl *r = srv.repl;
+    int64_t heard = r->last_io_ms > r->link_start_ms ? r->last_io_ms : r->link_start_ms;
+    if (now - heard <= (int64_t)srv.cfg.repl_timeout * 1000)
+        return 0;
+    char why[128];
+    snprintf(why, sizeof why, "timeout: nothing from the leader for %lld seconds",
+             (long long)(now - heard) / 1000);
+    link_fail(why);
+    return 1;
 }
 
 void link_cron(void)
@@ -972,6 +1051,8 @@ void link_cron(void)
         return;
     }
     replica_link *l = r->link;
+    if (l && link_timed_out(now))
+        return;
     if (l && l->swap_ready)
         consume(l);
     else if (l && r->link_state == LINK_CONNECTED && now - l->last_ack_ms >= 1000)

@@ -5,20 +5,32 @@
 
 #include <string.h>
 
-void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p, size_t n)
+size_t frame_begin(buf *out, int type, const char *name, size_t nlen)
 {
     size_t start = out->len;
-    unsigned char h[FRAME_HEAD_LEN];
+    unsigned char h[FRAME_HEAD_LEN] = {(unsigned char)type};
     uint16_t nl = (uint16_t)nlen;
-    uint32_t pl = (uint32_t)n;
-    h[0] = (unsigned char)type;
     memcpy(h + 1, &nl, 2);
-    memcpy(h + 3, &pl, 4);
     buf_append(out, h, sizeof h);
     buf_append(out, name, nlen);
-    buf_append(out, p, n);
+    return start;
+}
+
+void frame_finish(buf *out, size_t start)
+{
+    uint16_t nl;
+    memcpy(&nl, out->data + start + 1, 2);
+    uint32_t pl = (uint32_t)(out->len - start - FRAME_HEAD_LEN - nl);
+    memcpy(out->data + start + 3, &pl, 4);
     uint32_t crc = crc32c(0, out->data + start, out->len - start);
     buf_append(out, &crc, 4);
+}
+
+void frame_put(buf *out, int type, const char *name, size_t nlen, const void *p, size_t n)
+{
+    size_t start = frame_begin(out, type, name, nlen);
+    buf_append(out, p, n);
+    frame_finish(out, start);
 }
 
 int frame_get(const char *p, size_t len, int *type, const char **name, size_t *nlen,

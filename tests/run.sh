@@ -63,6 +63,11 @@ for t in tests/integration/test_*.py; do
   [ -f "$t" ] && pick integration "$(basename "$t" .py)" &&
     run "integration $(basename "$t" .py)" env PYTHONPATH=tests/integration $PY -m unittest -v "$(basename "$t" .py)" 2>&1
 done
+# The Helm chart's checks (helm/quiver), kind "chart": lint, rendered objects, rehearsal.
+for t in tests/chart/test_*.py; do
+  [ -f "$t" ] && pick chart "$(basename "$t" .py)" &&
+    run "chart $(basename "$t" .py)" env PYTHONPATH=tests/chart:tests/integration $PY -m unittest -v "$(basename "$t" .py)" 2>&1
+done
 
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"

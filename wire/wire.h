@@ -141,6 +141,9 @@ typedef struct net_stats {
 int net_start(struct event_base *base, const net_config *cfg, net_dispatch_fn dispatch,
               net_release_fn release, char *err, size_t errlen);
 void net_stop(void);
+/* A non-blocking listening socket on addr ("*" is every IPv4 address; IPv6 ones listen for
+ * IPv6 only) and port, into *fd. Errors: ERR_IO with the address and reason in err. */
+int net_listen_fd(const char *addr, int port, int backlog, int *fd, char *err, size_t errlen);
 /* Re-reads limits and need_auth after CONFIG SET or ACL changes. */
 void net_reconfigure(const net_config *cfg);
 /* End of a loop pass. ok = 0 means the pass's writes were not committed: clients that
@@ -165,6 +168,8 @@ void client_unpark(client *c);
 /* Appends already-encoded reply bytes to c's output, emptying b (its memory may be taken
  * over), and queues them for sending at the end of the pass. */
 void client_output_append(client *c, buf *b);
+/* The same for bytes the caller keeps: copies n bytes at p to c's output. */
+void client_output_write(client *c, const void *p, size_t n);
 /* Formats one CLIENT LIST line for c (no trailing newline); user is its ACL user's name. */
 void client_describe(const client *c, const char *user, buf *out);
 /* Runs the idle-timeout and soft-limit checks; called from the server cron. */

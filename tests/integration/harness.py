@@ -35,6 +35,7 @@ class Server:
         self.external = os.environ.get("TEST_SERVER")
         self.proc = None
         self.preexec = None  # run in the child before exec (resource limits)
+        self.env = None  # the child's environment (None: this process's)
         self.dir = None
         if self.external:
             host, port = self.external.rsplit(":", 1)
@@ -63,7 +64,7 @@ class Server:
     def start(self, timeout=10):
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(self.args(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=self.preexec)
+                                     preexec_fn=self.preexec, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -4,16 +4,24 @@ through FS.JOIN and FT.SEARCH; READONLY replicas; a SIGKILLed replica resuming b
 resync, or by full sync when the backlog is too small; bad input (garbage from a fake
 replica, a bogus PSYNC, a wrong masterauth) leaving the leader unharmed; masteruser with a
 minimal ACL user; tls-replication to a TLS-only leader (full sync, stream, partial resync
-after SIGKILL; a foreign, missing or distrusting certificate refused). Every wait is
-bounded."""
+after SIGKILL; a foreign, missing or distrusting certificate refused); -LOADING while a whole
+snapshot waits for a worker job, and a readiness probe during a big full sync; repl-timeout
+at both ends (SIGSTOP of the leader, of a replica, a fake replica that stops reading) and
+the leader's PINGs in the stream; FAILOVER with a writer running (Redis's errors, TIMEOUT,
+ABORT); a first sync not counted as a failed partial one; replica-protect-data against a
+leader that came back empty. Every wait is bounded."""
 import os
 import random
+import shutil
+import signal
 import struct
+import threading
 import time
 import unittest
 
 import certs
 import harness
+import redis
 
 WAIT_S = 30
 
@@ -556,3 +564,324 @@ class TestTLS(Base):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def stopped(server):
+    """SIGSTOPs a server, and SIGCONTs it at cleanup (a stopped one cannot exit)."""
+    server.proc.send_signal(signal.SIGSTOP)
+    return lambda: server.proc and server.proc.send_signal(signal.SIGCONT)
+
+
+class TestLoading(Base):
+    def test_readiness_during_a_full_sync_never_hangs_or_answers_wrong(self):
+        """A prober (PING, GET of a key the old and the new data both hold) during a full
+        sync of a few hundred thousand keys: PONG or LOADING, the old value, the new one or
+        LOADING; never a hang (socket timeout) or anything else."""
+        leader = self.server()
+        lr = leader.client()
+        pipe = lr.pipeline(transaction=False)
+        for i in range(200000):
+            pipe.set("k:%d" % i, "v" * 64)
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+        lr.set("probe", "new")
+        replica = self.server()
+        rr = replica.client()
+        rr.set("probe", "old")
+        seen = set()
+        self.follow(replica, leader)
+        deadline = time.time() + WAIT_S
+        while rr.get("probe") != b"new" or info(rr, "replication")["master_link_status"] != "up":
+            self.assertLess(time.time(), deadline, "the full sync did not finish")
+            for cmd, ok in ((("PING",), {b"PONG", True}), (("GET", "probe"), {b"old", b"new"})):
+                try:
+                    reply = rr.execute_command(*cmd)
+                except redis.exceptions.BusyLoadingError as e:
+                    self.assertEqual(str(e), "Quiver is loading the dataset in memory")
+                    reply = "LOADING"
+                self.assertIn(reply, ok | {"LOADING"}, cmd)
+                seen.add(reply)
+        self.assertEqual(info(rr, "persistence")["loading"], "0")
+        self.assertEqual(rr.dbsize(), 200001)
+
+    def test_a_swap_that_waits_for_a_job_answers_loading(self):
+        """The snapshot is whole while a worker job (an FT index build over the old data)
+        still reads the store: until the swap, commands without Redis's loading flag get
+        -LOADING, those with it answer, INFO says loading:1; then the new data serves."""
+        leader = self.server()
+        lr = leader.client()
+        lr.set("probe", "new")
+        replica = self.server()
+        rr = replica.client()
+        rng = random.Random(3)
+        pipe = rr.pipeline(transaction=False)
+        for i in range(25000):  # an HNSW build of seconds; the snapshot takes a fraction
+            pipe.hset("doc:%d" % i, "v", vec(rng, 64))
+        pipe.execute()
+        rr.execute_command("FT.CREATE", "big", "PREFIX", 1, "doc:", "SCHEMA", "v", "VECTOR",
+                           "HNSW", 6, "TYPE", "FLOAT32", "DIM", 64, "DISTANCE_METRIC", "L2")
+        self.follow(replica, leader)
+        wait_for(lambda: info(rr, "persistence")["loading"] == "1",
+                 "the whole snapshot to wait for the index build")
+        for cmd in (("PING",), ("GET", "probe"), ("FT.SEARCH", "big", "*")):
+            with self.assertRaises(redis.exceptions.BusyLoadingError, msg=cmd) as cm:
+                rr.execute_command(*cmd)
+            self.assertEqual(str(cm.exception), "Quiver is loading the dataset in memory")
+        self.assertEqual(rr.execute_command("ECHO", "up"), b"up")
+        self.assertEqual(info(rr, "replication")["master_sync_in_progress"], "1")
+        caught_up(lr, rr)
+        self.assertEqual(info(rr, "persistence")["loading"], "0")
+        self.assertEqual((rr.get("probe"), rr.dbsize()), (b"new", 1))
+
+    def test_info_persistence_says_loading(self):
+        s = self.server()
+        p = info(s.client(), "persistence")
+        self.assertEqual((p["loading"], p["async_loading"]), ("0", "0"))
+
+
+class TestTimeouts(Base):
+    def test_leader_pings_through_the_stream(self):
+        leader = self.server(repl_ping_replica_period=1)
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        rr = replica.client()
+        caught_up(lr, rr)
+        start = int(info(lr, "replication")["master_repl_offset"])
+        wait_for(lambda: int(info(lr, "replication")["master_repl_offset"]) >= start + 28,
+                 "two PINGs in the stream of an idle leader")
+        caught_up(lr, rr)  # the replica applied them, at the same offsets
+        self.assertEqual(rr.dbsize(), 0)
+
+    def test_replica_drops_a_silent_leader_and_comes_back(self):
+        leader = self.server(repl_ping_replica_period=1)
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port, repl_timeout=2)
+        rr = replica.client()
+        lr.set("a", "1")
+        caught_up(lr, rr)
+        self.addCleanup(stopped(leader))
+        wait_for(lambda: info(rr, "replication")["master_link_status"] == "down",
+                 "the replica to drop a stopped leader")
+        self.assertIn("timeout", info(rr, "replication")["master_link_error"])
+        self.assertEqual(rr.get("a"), b"1")
+        leader.proc.send_signal(signal.SIGCONT)
+        lr.set("b", "2")
+        caught_up(lr, rr)
+        self.assertEqual(rr.get("b"), b"2")
+
+    def test_leader_drops_a_replica_whose_acks_stop(self):
+        leader = self.server(repl_timeout=2)
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        rr = replica.client()
+        caught_up(lr, rr)
+        self.addCleanup(stopped(replica))
+        wait_for(lambda: info(lr, "replication")["connected_slaves"] == "0",
+                 "the leader to drop a stopped replica")
+        replica.proc.send_signal(signal.SIGCONT)
+        lr.set("c", "3")
+        caught_up(lr, rr)
+        self.assertEqual(rr.get("c"), b"3")
+
+    def test_leader_drops_a_replica_that_stops_reading_its_snapshot(self):
+        """A fake replica asks for a full sync and never reads: once the snapshot fills the
+        send window and the socket, its output stands still and repl-timeout ends it (and
+        the snapshot's read transaction with it)."""
+        leader = self.server(repl_timeout=2)
+        lr = leader.client()
+        pipe = lr.pipeline(transaction=False)
+        for i in range(300000):  # ~40 MB of records: more than the window and the socket
+            pipe.set("k:%d" % i, "v" * 100)
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+        raw = leader.raw()
+        self.addCleanup(raw.close)
+        self.assertEqual(raw.command("REPLCONF", "listening-port", 1), b"OK")
+        raw.send(harness.encode("PSYNC", "?", -1))
+        wait_for(lambda: info(lr, "replication").get("slave0", {}).get("state") == "send_bulk",
+                 "the snapshot to start")
+        wait_for(lambda: info(lr, "replication")["connected_slaves"] == "0",
+                 "the leader to drop the replica that does not read")
+        self.assertIn("did not move", leader.read_log())
+        self.assertTrue(lr.set("after", "1"))
+
+    def test_options_follow_redis(self):
+        r = self.server().client()
+        self.assertEqual(r.config_get("repl-timeout"), {"repl-timeout": "60"})
+        self.assertEqual(r.config_get("repl-ping-replica-period"),
+                         {"repl-ping-replica-period": "10"})
+        with self.assertRaises(redis.exceptions.ResponseError):
+            r.config_set("repl-timeout", 0)
+        self.assertTrue(r.config_set("repl-timeout", 5))
+        self.assertEqual(r.config_get("repl-timeout"), {"repl-timeout": "5"})
+
+
+def failover_state(r):
+    return info(r, "replication")["master_failover_state"]
+
+
+class TestFailoverCommand(Base):
+    def test_hands_over_with_a_writer_running(self):
+        """FAILOVER TO a replica while a client writes: every write that got OK is on the
+        new leader, the old one follows it (partial resync) as does the other replica, and
+        all three converge."""
+        leader = self.server()
+        lr = leader.client()
+        a = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        b = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        ar, br = a.client(), b.client()
+        for s in (ar, br):
+            caught_up(lr, s)
+        lr.set("waited", "1")
+        self.assertEqual(lr.execute_command("WAIT", 2, 5000), 2)
+        old_id = info(lr, "replication")["master_replid"]
+        acked, refused, stop = [], [], threading.Event()
+
+        def write():
+            writer, i = leader.client(), 0
+            while not stop.is_set() and i < 100000:
+                try:
+                    writer.set("w:%d" % i, i)
+                    acked.append(i)
+                except redis.exceptions.ResponseError as e:
+                    refused.append(str(e))
+                i += 1
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        try:
+            wait_for(lambda: len(acked) >= 100, "the writer to get going")
+            self.assertEqual(lr.execute_command("FAILOVER", "TO", "127.0.0.1", a.port), b"OK")
+            wait_for(lambda: any(e.startswith("You can't write") for e in refused),
+                     "the writer to meet a replica")
+        finally:
+            stop.set()
+            thread.join()
+        for e in refused:
+            self.assertTrue(e.startswith(("TRYAGAIN Writes are paused", "You can't write")), e)
+        wait_for(lambda: info(ar, "replication")["role"] == "master", "the target to take over")
+        wait_for(lambda: info(lr, "replication")["role"] == "slave" and
+                 info(lr, "replication")["master_port"] == str(a.port), "the old leader to follow")
+        self.assertEqual(failover_state(lr), "no-failover")
+        self.assertEqual(info(ar, "stats")["sync_partial_ok"], "1")  # the old leader, no full sync
+        self.assertEqual(info(ar, "replication")["master_replid2"], old_id)
+        self.assertEqual(info(lr, "replication")["master_replid"],
+                         info(ar, "replication")["master_replid"])
+        ar.set("after", "1")
+        caught_up(ar, lr)
+        wait_for(lambda: br.get("after") == b"1", "the other replica to follow the new history")
+        self.assertEqual(ar.get("waited"), b"1")
+        for i in acked:
+            self.assertEqual(ar.get("w:%d" % i), str(i).encode())
+        digest = ar.execute_command("QUIVER.DIGEST")
+        wait_for(lambda: br.execute_command("QUIVER.DIGEST") == digest, "b's digest")
+        self.assertEqual(lr.execute_command("QUIVER.DIGEST"), digest)
+        with self.assertRaises(redis.exceptions.ReadOnlyError):
+            lr.set("x", "1")
+
+    def test_errors(self):
+        leader = self.server()
+        lr = leader.client()
+        for args, err in ((("FAILOVER",), "FAILOVER requires connected replicas."),
+                          (("FAILOVER", "ABORT"), "No failover in progress."),
+                          (("FAILOVER", "TIMEOUT", 0), "FAILOVER timeout must be greater than 0"),
+                          (("FAILOVER", "BOGUS"), "syntax error"),
+                          (("FAILOVER", "TO", "127.0.0.1"), "syntax error")):
+            with self.assertRaises(redis.exceptions.ResponseError) as cm:
+                lr.execute_command(*args)
+            self.assertEqual(str(cm.exception), err, args)
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        rr = replica.client()
+        caught_up(lr, rr)
+        for r, args, err in (
+                (rr, ("FAILOVER",), "FAILOVER is not valid when server is a replica."),
+                (lr, ("FAILOVER", "TO", "127.0.0.1", 1), "FAILOVER target HOST and PORT is not a replica."),
+                (lr, ("FAILOVER", "TO", "127.0.0.1", replica.port, "FORCE"),
+                 "FAILOVER with force option requires both a timeout and target HOST and IP."),
+                (lr, ("FAILOVER", "FORCE", "TIMEOUT", 100),
+                 "FAILOVER with force option requires both a timeout and target HOST and IP."),
+                (rr, ("PSYNC", "0" * 40, 1, "FAILOVER"), "PSYNC FAILOVER replid must match my replid.")):
+            with self.assertRaises(redis.exceptions.ResponseError) as cm:
+                r.execute_command(*args)
+            self.assertEqual(str(cm.exception), err, args)
+        self.assertEqual(info(lr, "replication")["role"], "master")
+        self.assertEqual(failover_state(lr), "no-failover")
+        self.assertTrue(lr.set("still", "writable"))
+
+    def test_timeout_aborts_when_the_target_never_catches_up(self):
+        leader = self.server()
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        self.addCleanup(stopped(replica))
+        lr.set("unseen", "1")  # the stopped replica never acknowledges it
+        self.assertEqual(lr.execute_command("FAILOVER", "TO", "127.0.0.1", replica.port,
+                                            "TIMEOUT", 300), b"OK")
+        with self.assertRaises(redis.exceptions.ResponseError) as cm:
+            lr.execute_command("FAILOVER")
+        self.assertEqual(str(cm.exception), "FAILOVER already in progress.")
+        with self.assertRaises(redis.exceptions.ResponseError) as cm:
+            lr.execute_command("REPLICAOF", "127.0.0.1", replica.port)
+        self.assertEqual(str(cm.exception), "REPLICAOF not allowed while failing over.")
+        wait_for(lambda: failover_state(lr) == "no-failover", "the failover to time out")
+        self.assertEqual(info(lr, "replication")["role"], "master")
+        self.assertTrue(lr.set("writable", "again"))
+
+    def test_abort_while_waiting(self):
+        leader = self.server()
+        lr = leader.client()
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        self.addCleanup(stopped(replica))
+        lr.set("unseen", "1")
+        self.assertEqual(lr.execute_command("FAILOVER"), b"OK")
+        self.assertEqual(failover_state(lr), "waiting-for-sync")
+        with self.assertRaises(redis.exceptions.ResponseError) as cm:
+            lr.set("paused", "1")
+        self.assertEqual(str(cm.exception),
+                         "TRYAGAIN Writes are paused while a FAILOVER is in progress.")
+        self.assertEqual(lr.execute_command("FAILOVER", "ABORT"), b"OK")
+        self.assertEqual(failover_state(lr), "no-failover")
+        self.assertTrue(lr.set("paused", "1"))
+
+
+class TestSyncFixes(Base):
+    def test_first_sync_is_not_a_failed_partial_one(self):
+        leader = self.server()
+        lr = leader.client()
+        lr.set("a", "1")
+        replica = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        caught_up(lr, replica.client())
+        st = info(lr, "stats")
+        self.assertEqual((st["sync_full"], st["sync_partial_err"]), ("1", "0"))
+
+    def test_replica_protect_data_refuses_an_empty_leader(self):
+        """The leader loses its volume and comes back empty: a replica with
+        replica-protect-data keeps its data and says why; one without it follows."""
+        leader = self.server()
+        lr = leader.client()
+        guarded = self.server(replicaof="127.0.0.1 %d" % leader.port, replica_protect_data="yes")
+        plain = self.server(replicaof="127.0.0.1 %d" % leader.port)
+        gr, pr = guarded.client(), plain.client()
+        lr.set("precious", "1")
+        caught_up(lr, gr)
+        caught_up(lr, pr)
+        leader.kill()
+        shutil.rmtree(os.path.join(leader.dir, "data"))
+        leader.start()
+        lr = leader.client()
+        wait_for(lambda: "master_sync_refused" in info(gr, "replication"), "the refusal")
+        ri = info(gr, "replication")
+        self.assertEqual(ri["master_link_status"], "down")
+        self.assertIn("replica-protect-data", ri["master_sync_refused"])
+        self.assertIn("full sync refused", ri["master_link_error"])
+        self.assertEqual(gr.get("precious"), b"1")
+        caught_up(lr, pr)
+        self.assertEqual(pr.dbsize(), 0)
+        self.assertEqual(gr.get("precious"), b"1")  # still refusing, retry after retry
+        gr.config_set("replica-protect-data", "no")
+        caught_up(lr, gr)
+        self.assertEqual(gr.dbsize(), 0)
+        self.assertNotIn("master_sync_refused", info(gr, "replication"))

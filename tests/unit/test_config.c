@@ -19,7 +19,7 @@
 #include "core/err.h"
 #include "wire/tls.h"
 
-#define NOPTIONS 44 /* rows of the option table in core/config.c */
+#define NOPTIONS 48 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -480,6 +480,18 @@ static void test_observability_options(void **state)
     assert_int_equal(SET(&cfg, "maxmemory-policy", "allkeys-lru"), ERR_INVAL);
     assert_non_null(strstr(err, "must be one of the following: noeviction"));
     assert_int_equal(SET(&cfg, "maxmemory-policy", "NOEVICTION"), 0);
+
+    /* metrics-port: off by default, a port number, chosen at start only */
+    assert_int_equal(cfg.metrics_port, 0);
+    assert_string_equal(get1(&cfg, "metrics-port", &g), "0");
+    assert_int_equal(SET(&cfg, "metrics-port", "9121"), ERR_INVAL);
+    assert_int_equal(cfg.metrics_port, 0);
+    assert_int_equal(SET_STARTUP(&cfg, "metrics-port", "9121"), 0);
+    assert_int_equal(cfg.metrics_port, 9121);
+    assert_int_equal(SET_STARTUP(&cfg, "metrics-port", "65536"), ERR_INVAL);
+    assert_int_equal(SET_STARTUP(&cfg, "metrics-port", "-1"), ERR_INVAL);
+    assert_int_equal(SET_STARTUP(&cfg, "metrics-port", "http"), ERR_INVAL);
+    assert_int_equal(cfg.metrics_port, 9121);
     config_free(&cfg);
 }
 
@@ -620,7 +632,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[2], "0");
     assert_int_equal(get(&cfg, "*MAX*", &g), 7); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 24); /* 11, 10 tls-*, repl-backlog-size, min-replicas-* */
+    assert_int_equal(get(&cfg, "*-*", &g), 28); /* 12, 10 tls-*, repl-*, replica-*, min-replicas-* */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);

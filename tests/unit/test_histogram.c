@@ -1,6 +1,7 @@
 /* test_histogram.c: unit tests for core/histogram.h: percentiles read back from the
  * histogram against the exact percentiles of the same samples sorted (never below them,
- * less than 1/128 above), bucket edges, values past the range, and cumulative counts. */
+ * less than 1/128 above), bucket edges, values past the range, cumulative counts, and the
+ * sum. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -133,6 +134,42 @@ static void cumulative_counts(void **state)
     free(h);
 }
 
+/* The one-walk form gives what hist_count_upto() gives at each bound. */
+static void count_upto_many_matches(void **state)
+{
+    (void)state;
+    histogram *h = new_hist();
+    uint64_t seed = 7;
+    for (int i = 0; i < 20000; i++)
+        hist_record(h, next_rand(&seed) % 5000000);
+    uint64_t bounds[40], out[40];
+    uint64_t b = 0;
+    for (int i = 0; i < 40; i++) {
+        bounds[i] = b;
+        b = b * 3 / 2 + (uint64_t)(i % 3); /* repeats, small steps and large ones */
+    }
+    bounds[39] = HIST_MAX;
+    hist_count_upto_many(h, bounds, 40, out);
+    for (int i = 0; i < 40; i++)
+        assert_true(out[i] == hist_count_upto(h, bounds[i]));
+    assert_true(out[39] == 20000);
+    free(h);
+}
+
+/* The sum is of the values as recorded, even past HIST_MAX (a Prometheus _sum). */
+static void sum_of_values(void **state)
+{
+    (void)state;
+    histogram *h = new_hist();
+    assert_true(h->sum == 0);
+    hist_record(h, 3);
+    hist_record(h, 1000);
+    hist_record(h, (uint64_t)HIST_MAX + 5);
+    assert_true(h->sum == 1003 + (uint64_t)HIST_MAX + 5);
+    assert_true(h->total == 3);
+    free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +177,8 @@ int main(void)
         cmocka_unit_test(single_values_and_edges),
         cmocka_unit_test(empty_and_out_of_range),
         cmocka_unit_test(cumulative_counts),
+        cmocka_unit_test(sum_of_values),
+        cmocka_unit_test(count_upto_many_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

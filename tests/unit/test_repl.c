@@ -69,6 +69,18 @@ static void test_frames_round_trip_and_damage(void **state)
                              0);
         f.data[i] ^= 0x40;
     }
+    /* built in place after other bytes, as the snapshot worker does: the same frame */
+    buf g;
+    buf_init(&g);
+    buf_append(&g, "before", 6);
+    size_t start = frame_begin(&g, FRAME_RECORDS, "keys", 4);
+    buf_append(&g, "payload ", 8);
+    buf_append(&g, "bytes", 5);
+    frame_finish(&g, start);
+    assert_int_equal(start, 6);
+    assert_int_equal(g.len - start, f.len);
+    assert_memory_equal(g.data + start, f.data, f.len);
+    buf_free(&g);
     buf_free(&f);
 }
 

@@ -418,6 +418,46 @@ static void test_pending(void **state)
     c->obuf.len = 0;
 }
 
+/* Output handed over from elsewhere (replication, parked work): the bytes already sent make
+ * room before the buffer grows, and a buffer bigger than ours is taken, not copied. */
+static void test_output_write_and_append(void **state)
+{
+    client *c = *state;
+    client_output_write(c, "0123456789", 10);
+    size_t cap = c->obuf.cap;
+    c->osent = c->ocommitted = 6; /* "012345" went out */
+    char more[256];
+    memset(more, 'x', sizeof more);
+    size_t n = cap - 10 + 2; /* fits only once the sent bytes are gone */
+    client_output_write(c, more, n);
+    assert_int_equal(c->obuf.cap, cap);
+    assert_int_equal(c->osent, 0);
+    assert_int_equal(c->ocommitted, 0);
+    assert_int_equal(client_obuf_pending(c), 4 + n);
+    assert_memory_equal(c->obuf.data, "6789", 4);
+    assert_memory_equal(c->obuf.data + 4, more, n);
+
+    c->obuf.len = 0;
+    buf big;
+    buf_init(&big);
+    buf_append(&big, more, sizeof more);
+    buf_append(&big, more, sizeof more); /* more than our capacity */
+    const char *mem = big.data;
+    client_output_append(c, &big);
+    assert_ptr_equal(c->obuf.data, mem);
+    assert_null(big.data);
+    assert_int_equal(client_obuf_pending(c), 2 * sizeof more);
+
+    c->obuf.len = 0;
+    buf small;
+    buf_init(&small);
+    buf_append(&small, "+OK\r\n", 5);
+    client_output_append(c, &small); /* fits in ours: copied */
+    assert_ptr_equal(c->obuf.data, mem);
+    assert_null(small.data);
+    EXPECT(c, "+OK\r\n");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -436,6 +476,7 @@ int main(void)
         T(test_deferred_empty_and_large),
         T(test_closed_client),
         T(test_pending),
+        T(test_output_write_and_append),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
