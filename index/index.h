@@ -116,6 +116,7 @@ typedef struct index_gpu_info {
     char device[256];    /* its name, "" when disabled */
     size_t total_mem, free_mem; /* bytes, at start */
     char reason[300];    /* why disabled, "" when enabled */
+    char library[256];   /* the index/gpu/ library loaded or tried, "" if none */
 } index_gpu_info;
 
 /* Probes for a device under mode. ERR_GPU with the reason in err only for INDEX_GPU_YES when

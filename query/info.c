@@ -168,7 +168,8 @@ static void section_gpu(buf *b)
     index_gpu_info g;
     index_gpu_get(&g);
     static const char *const modes[] = {"no", "yes", "auto"};
-    buf_printf(b, "# GPU\r\ngpu_mode:%s\r\ngpu_enabled:%d\r\n", modes[g.mode], g.enabled);
+    buf_printf(b, "# GPU\r\ngpu_mode:%s\r\ngpu_enabled:%d\r\ngpu_library:%s\r\n", modes[g.mode],
+               g.enabled, g.library);
     if (g.enabled)
         buf_printf(b, "gpu_device:%s\r\ngpu_memory_total:%zu\r\ngpu_memory_free:%zu\r\n",
                    g.device, g.total_mem, g.free_mem);

@@ -4,6 +4,7 @@ without a CUDA device (or without the library) the server must start exactly as 
 Where a device exists the same tests check the other side (enabled, a device name).
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_gpu"""
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -11,6 +12,17 @@ import unittest
 from harness import BINARY, Server, free_port
 
 OWN_PROCESS = unittest.skipIf(os.environ.get("TEST_SERVER"), "needs a server of its own")
+
+
+class InstalledServer(Server):
+    """A Server run from a copy of the binary somewhere else."""
+
+    def __init__(self, binary, **options):
+        super().__init__(**options)
+        self.binary = binary
+
+    def args(self):
+        return [self.binary] + super().args()[1:]
 
 
 def gpu_info(r):
@@ -84,7 +96,21 @@ class GpuOption(unittest.TestCase):
             else:
                 os.environ["QUIVER_GPU_LIB"] = saved
         self.assertEqual(g["gpu_enabled"], "0")
+        self.assertEqual(g["gpu_library"], "/nonexistent/libquivergpu.so")
         self.assertIn("cannot load /nonexistent/libquivergpu.so", g["gpu_disabled_reason"])
+
+    def test_library_beside_the_executable_comes_first(self):
+        """An installed server (the CUDA image) finds the library in its own directory."""
+        with Server() as s:
+            built = gpu_info(s.client())["gpu_library"]
+        if not built:
+            self.skipTest("this build has no index/gpu library (no nvcc, or GPU=0)")
+        with tempfile.TemporaryDirectory(prefix="quiver-test-") as d:
+            shutil.copy(BINARY, os.path.join(d, "quiver-server"))
+            os.symlink(built, os.path.join(d, "libquivergpu.so"))
+            with InstalledServer(os.path.join(d, "quiver-server")) as s:
+                g = gpu_info(s.client())
+        self.assertEqual(g["gpu_library"], os.path.join(d, "libquivergpu.so"))
 
 
 if __name__ == "__main__":
