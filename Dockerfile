@@ -50,7 +50,8 @@ RUN apt-get update && \
     fi && \
     rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN make -j"$(nproc)" quiver-server quiver-load quiver-join CUDA_HOME=/usr/local/cuda-$CUDA_VERSION
+RUN make -j"$(nproc)" quiver-server quiver-load quiver-join CUDA_HOME=/usr/local/cuda-$CUDA_VERSION && \
+    mkdir -p gpu-lib && if [ -f build/gpu/libquivergpu.so ]; then cp build/gpu/libquivergpu.so gpu-lib/; fi
 
 # ---- runtime ----
 FROM base AS runtime
@@ -74,6 +75,8 @@ RUN apt-get update && \
 ENV LD_LIBRARY_PATH=/usr/local/cuda-$CUDA_VERSION/lib64 \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=build /src/quiver-server /src/quiver-load /src/quiver-join /usr/local/bin/
+# CUDA=yes: index/gpu's library, which quiver-server loads from beside itself (empty otherwise).
+COPY --from=build /src/gpu-lib/ /usr/local/bin/
 RUN groupadd --system --gid 1001 quiver && \
     useradd --system --uid 1001 --gid 1001 --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin quiver && \

@@ -290,3 +290,33 @@ print-deps:
 # tests/integration/test_replication_big.py: a full sync of 1 GB in the plain build; 256 MB
 # under sanitizers, where the same bytes take several times as long.
 test: export QUIVER_BIG_SYNC_MB = $(if $(SANITIZER),256,1024)
+
+# ---- index/gpu: CUDA exact kNN (index/gpu/README.md), built on its own Makefile ----
+#   make gpu-test   build the library and run its tests: test_gpu_select (the top-k select
+#                   on CPU threads) and test_gpu (prints SKIP and passes where no device
+#                   exists). make test runs both, test_gpu only where nvcc is found.
+# GPU=0 leaves CUDA out even where nvcc is present; CUDA_HOME names another toolkit.
+# Warnings are errors under WERROR=1 (CI), as for the C code.
+CUDA_HOME ?= /usr/local/cuda
+GPU ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),1,0)
+GPU_TESTS := build/gpu/test_gpu_select $(if $(filter 1,$(GPU)),build/gpu/test_gpu)
+.PHONY: gpu gpu-test
+gpu:
+	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME) \
+	  GPU_WERROR=$(if $(WERROR),1,0) $(if $(filter 1,$(GPU)),all,select)
+
+gpu-test: gpu
+	$(Q)for t in $(GPU_TESTS); do $$t || exit 1; done
+
+test: gpu
+export GPU_TESTS
+# make tsan: the select's barriers too (index/gpu/test_gpu_select under ThreadSanitizer).
+tsan: gpu-tsan
+.PHONY: gpu-tsan
+gpu-tsan:
+	$(Q)$(MAKE) --no-print-directory -C index/gpu tsan
+# The server dlopen()s the library (index/gpu_probe.c) from where this build puts it.
+ifeq ($(GPU),1)
+$(BUILD)/index/gpu_probe.o: CFLAGS += -DQUIVER_GPU_LIB='"$(CURDIR)/build/gpu/libquivergpu.so"'
+quiver-server: | gpu
+endif

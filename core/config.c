@@ -25,6 +25,7 @@ static const char *const loglevel_names[] = {"debug", "verbose", "notice", "warn
 static const char *const save_names[] = {"", NULL};
 static const char *const appendonly_names[] = {"no", NULL};
 static const char *const tls_auth_names[] = {"no", "yes", "optional", NULL}; /* TLS_AUTH_* */
+static const char *const gpu_names[] = {"no", "yes", "auto", NULL}; /* INDEX_GPU_* */
 /* Quiver never evicts keys: the one Redis policy it can honour is refusing writes. */
 static const char *const maxmemory_policy_names[] = {"noeviction", NULL};
 
@@ -61,6 +62,7 @@ static const option options[] = {
     {"save", T_ENUM, O(save), 0, 0, save_names, IMMUTABLE, "\"\""},
     {"appendonly", T_ENUM, O(appendonly), 0, 0, appendonly_names, IMMUTABLE, "no"},
     {"aclfile", T_STR, O(aclfile), 0, 0, NULL, IMMUTABLE, ""},
+    {"gpu", T_ENUM, O(gpu), 0, 0, gpu_names, IMMUTABLE, "auto"},
     {"tls-port", T_INT, O(tls_port), 0, 65535, NULL, IMMUTABLE, "0"},
     {"tls-cert-file", T_STR, O(tls_cert_file), 0, 0, NULL, IMMUTABLE, ""},
     {"tls-key-file", T_STR, O(tls_key_file), 0, 0, NULL, IMMUTABLE, ""},

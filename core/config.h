@@ -23,6 +23,7 @@ typedef struct config {
     char *dir;
     char *requirepass;
     int durability;          /* DURABILITY_* of store.h */
+    int gpu;                 /* INDEX_GPU_* of index/index.h: no, yes, auto */
     int maxclients;
     int protected_mode;
     long long proto_max_bulk_len;

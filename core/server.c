@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "index/index.h"
 #include "query/acl.h"
 #include "query/ft.h"
 #include "query/query.h"
@@ -348,7 +349,7 @@ int server_start(char *err, size_t errlen)
                        .max_map_size = (size_t)srv.cfg.lmdb_max_map_size,
                        .durability = srv.cfg.durability};
     int rc = acl_init(srv.cfg.aclfile, srv.cfg.requirepass, err, errlen);
-    if (rc)
+    if (rc || (rc = index_gpu_probe(srv.cfg.gpu, err, errlen)))
         return rc;
     repl_recover_dir(srv.cfg.dir);
     if ((rc = store_open(&sc, &srv.store, err, errlen)) != 0)

@@ -105,4 +105,24 @@ int vec_normalize(float *v, uint32_t dim);
  * environment caps it, for tests and benchmarks). */
 const char *vec_kernels(void);
 
+/* ---- GPU (index/gpu_probe.c) ----
+ * Whether a CUDA device may serve exact kNN (index/gpu/), from the `gpu` option: probed once
+ * at start on the event-loop thread, read-only afterwards. */
+enum { INDEX_GPU_NO = 0, INDEX_GPU_YES = 1, INDEX_GPU_AUTO = 2 }; /* the `gpu` option's values */
+
+typedef struct index_gpu_info {
+    int mode;            /* INDEX_GPU_* */
+    int enabled;         /* a device answered and mode is not NO */
+    char device[256];    /* its name, "" when disabled */
+    size_t total_mem, free_mem; /* bytes, at start */
+    char reason[300];    /* why disabled, "" when enabled */
+    char library[256];   /* the index/gpu/ library loaded or tried, "" if none */
+} index_gpu_info;
+
+/* Probes for a device under mode. ERR_GPU with the reason in err only for INDEX_GPU_YES when
+ * none is usable (the server must not start); AUTO without one, and NO, return 0. */
+int index_gpu_probe(int mode, char *err, size_t errlen);
+/* What the probe found. */
+void index_gpu_get(index_gpu_info *out);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "core/util.h"
+#include "index/index.h"
 #include "query/ft.h"
 #include "query/query_int.h"
 #include "replication/repl.h"
@@ -162,6 +163,20 @@ static void section_vector(buf *b)
     ft_info_section(b);
 }
 
+static void section_gpu(buf *b)
+{
+    index_gpu_info g;
+    index_gpu_get(&g);
+    static const char *const modes[] = {"no", "yes", "auto"};
+    buf_printf(b, "# GPU\r\ngpu_mode:%s\r\ngpu_enabled:%d\r\ngpu_library:%s\r\n", modes[g.mode],
+               g.enabled, g.library);
+    if (g.enabled)
+        buf_printf(b, "gpu_device:%s\r\ngpu_memory_total:%zu\r\ngpu_memory_free:%zu\r\n",
+                   g.device, g.total_mem, g.free_mem);
+    else
+        buf_printf(b, "gpu_disabled_reason:%s\r\n", g.reason);
+}
+
 static const struct {
     const char *name;
     void (*render)(buf *);
@@ -173,6 +188,7 @@ static const struct {
     {"keyspace", section_keyspace, 1},       {"featurestore", section_featurestore, 1},
     {"commandstats", section_commandstats, 0}, {"vector", section_vector, 1},
     {"latencystats", latency_info_section, 0},
+    {"gpu", section_gpu, 1},
 };
 
 #define NSECTIONS (sizeof sections / sizeof sections[0])

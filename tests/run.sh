@@ -52,6 +52,10 @@ for r in "$BUILD"/tests/replay_*; do
   name=$(basename "$r" | sed 's/^replay_//')
   pick fuzz "$name" && run "fuzz corpus $name" "$r" "tests/fuzz/corpus/$name"
 done
+# The CUDA library's own tests (index/gpu/), as the Makefile names them in GPU_TESTS.
+for t in ${GPU_TESTS:-}; do
+  [ -x "$t" ] && pick unit "$(basename "$t")" && run "unit $(basename "$t")" "$t"
+done
 export QUIVER_BIN=${QUIVER_BIN:-$PWD/quiver-server}
 [ -x "$BUILD/tests/test_client" ] && pick integration hiredis && run "integration hiredis client" \
   env PYTHONPATH=tests/integration $PY tests/integration/run_c_client.py "$BUILD/tests/test_client"
