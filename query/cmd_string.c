@@ -132,10 +132,14 @@ static void do_set(client *c, const char *key, size_t klen, const char *val, siz
 {
     store_txn *t;
     store_obj o;
-    int64_t now = clock_ms();
+    int64_t now = call_now_ms();
     if (write_txn(c, vlen, &t))
         return;
-    int rc = store_lookup(t, c->db, key, klen, now, &o);
+    /* A plain SET need not know what the key held (store_set_string looks for itself):
+     * one B-tree search fewer per SET, on the leader and on every replica applying it. */
+    int rc = ERR_NOTFOUND;
+    if (flags & (SET_NX | SET_XX | SET_GET | SET_KEEPTTL))
+        rc = store_lookup(t, c->db, key, klen, now, &o);
     if (rc && rc != ERR_NOTFOUND) {
         reply_store_error(c, rc);
         return;
@@ -184,7 +188,7 @@ void cmd_set(client *c)
     int flags, when;
     int64_t expire_ms = 0;
     if (parse_set_options(c, 0, &flags, &when) ||
-        (when && parse_set_expire(c, when, clock_ms(), &expire_ms)))
+        (when && parse_set_expire(c, when, call_now_ms(), &expire_ms)))
         return;
     do_set(c, c->argv[1], c->argl[1], c->argv[2], c->argl[2], flags, expire_ms, 0);
 }

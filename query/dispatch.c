@@ -153,6 +153,11 @@ void call(client *c, const command *cmd)
     current = outer;
 }
 
+int64_t call_now_ms(void)
+{
+    return current.now_ms;
+}
+
 /* Defined in multi.c: queues c's command inside MULTI. */
 void multi_queue(client *c, const command *cmd);
 

@@ -91,6 +91,9 @@ void watch_release(client *c);
 void multi_release(client *c);
 /* Runs one command for real (used by the dispatcher and EXEC). */
 void call(client *c, const command *cmd);
+/* The wall clock (ms) read when the running command's call() began: its time for every
+ * expiry check, and one clock read fewer per command. */
+int64_t call_now_ms(void);
 /* Lookup that counts keyspace hits and misses. */
 int lookup_read(client *c, store_txn *t, const char *key, size_t klen, store_obj *o);
 

@@ -84,27 +84,61 @@ int store__decode(const MDB_val *v, rec *r)
     return 0;
 }
 
-/* Reads the record of key without looking at expiry. */
-static int get_rec(store_txn *t, const store__ref *ref, const char *key, size_t klen, rec *r)
+/* Decodes the record v that LMDB found under ref. */
+static int found_rec(const store__ref *ref, const char *key, size_t klen, const MDB_val *v,
+                     rec *r)
 {
-    MDB_val k = {ref->len, (void *)ref->buf}, v;
-    int rc = mdb_get(t->txn, ref->dbi, &k, &v);
+    int rc = store__decode(v, r);
     if (rc)
-        return store__map_rc(rc);
-    if ((rc = store__decode(&v, r)) != 0)
         return rc;
     if (ref->is_long && (r->fklen != klen || memcmp(r->fullkey, key, klen) != 0))
         return ERR_EXISTS; /* another key with the same digest */
     return 0;
 }
 
-/* Writes a key record. payload is the string value, or the 16 hash bytes. */
+/* Reads the record of key without looking at expiry. */
+static int get_rec(store_txn *t, const store__ref *ref, const char *key, size_t klen, rec *r)
+{
+    MDB_val k = {ref->len, (void *)ref->buf}, v;
+    int rc = mdb_get(t->txn, ref->dbi, &k, &v);
+    return rc ? store__map_rc(rc) : found_rec(ref, key, klen, &v, r);
+}
+
+/* get_rec through a cursor, left on the record when it is found (closed, *at NULL,
+ * otherwise): put_rec overwrites it there without searching the tree again, as long as
+ * nothing writes to ref's table in between. */
+static int get_rec_at(store_txn *t, const store__ref *ref, const char *key, size_t klen, rec *r,
+                      MDB_cursor **at)
+{
+    MDB_val k = {ref->len, (void *)ref->buf}, v;
+    int rc = mdb_cursor_open(t->txn, ref->dbi, at);
+    if (rc) {
+        *at = NULL;
+        return store__map_rc(rc);
+    }
+    rc = mdb_cursor_get(*at, &k, &v, MDB_SET_KEY);
+    rc = rc ? store__map_rc(rc) : found_rec(ref, key, klen, &v, r);
+    if (rc) {
+        mdb_cursor_close(*at);
+        *at = NULL;
+    }
+    return rc;
+}
+
+/* Writes a key record. payload is the string value, or the 16 hash bytes. at: NULL, or a
+ * cursor on the key's record from get_rec_at (closed here). */
 static int put_rec(store_txn *t, const store__ref *ref, const char *key, size_t klen, int type,
-                   int64_t expire_ms, const void *payload, size_t plen)
+                   int64_t expire_ms, const void *payload, size_t plen, MDB_cursor *at)
 {
     size_t size = 2 + (expire_ms ? 8 : 0) + (ref->is_long ? 4 + klen : 0) + plen;
     MDB_val k = {ref->len, (void *)ref->buf}, v = {size, NULL};
-    int rc = mdb_put(t->txn, ref->dbi, &k, &v, MDB_RESERVE);
+    int rc;
+    if (at) {
+        rc = mdb_cursor_put(at, &k, &v, MDB_CURRENT | MDB_RESERVE);
+        mdb_cursor_close(at);
+    } else {
+        rc = mdb_put(t->txn, ref->dbi, &k, &v, MDB_RESERVE);
+    }
     if (rc)
         return store__fail(t, rc);
     unsigned char *p = v.mv_data;
@@ -157,14 +191,19 @@ int store__delete_rec(store_txn *t, int db, const store__ref *ref, const rec *r)
 }
 
 /* Looks a key up for a write: an expired key is deleted first (and reported to the expired
- * hook), so that the caller sees it as absent. */
+ * hook), so that the caller sees it as absent. at: NULL, or where get_rec_at leaves its
+ * cursor when the key is there (and NULL when not). */
 static int wlookup(store_txn *t, int db, const char *key, size_t klen, int64_t now,
-                   store__ref *ref, rec *r)
+                   store__ref *ref, rec *r, MDB_cursor **at)
 {
     store__key_ref(t->st, db, key, klen, ref);
-    int rc = get_rec(t, ref, key, klen, r);
+    int rc = at ? get_rec_at(t, ref, key, klen, r, at) : get_rec(t, ref, key, klen, r);
     if (rc || !r->obj.expire_ms || r->obj.expire_ms > now || t->st->expiry_paused)
         return rc;
+    if (at) {
+        mdb_cursor_close(*at);
+        *at = NULL;
+    }
     if ((rc = store__delete_rec(t, db, ref, r)) != 0)
         return rc;
     if (t->st->expired_fn)
@@ -194,13 +233,18 @@ int store_set_string(store_txn *t, int db, const char *key, size_t klen, const c
 {
     store__ref ref;
     rec r;
-    int rc = wlookup(t, db, key, klen, now_ms, &ref, &r);
+    MDB_cursor *at; /* on the old record: overwriting it costs no second search */
+    int rc = wlookup(t, db, key, klen, now_ms, &ref, &r, &at);
     if (rc == 0) {
-        if (r.obj.type == STORE_HASH && (rc = store__hash_clear(t, r.obj.id)) != 0)
-            return rc;
+        if (r.obj.type == STORE_HASH) { /* rare: put_rec searches again after the fields go */
+            mdb_cursor_close(at);
+            at = NULL;
+            if ((rc = store__hash_clear(t, r.obj.id)) != 0)
+                return rc;
+        }
         if (r.obj.expire_ms != expire_ms) {
             if (r.obj.expire_ms && (rc = expire_index(t, &ref, r.obj.expire_ms, 0)) != 0)
-                return rc;
+                goto fail;
             store__count(t->st, db, 0, (expire_ms != 0) - (r.obj.expire_ms != 0));
         } else {
             expire_ms = r.obj.expire_ms ? expire_ms : 0;
@@ -213,9 +257,13 @@ int store_set_string(store_txn *t, int db, const char *key, size_t klen, const c
         return rc;
     }
     if (expire_ms && (rc = expire_index(t, &ref, expire_ms, 1)) != 0)
-        return rc;
+        goto fail;
 put:
-    return put_rec(t, &ref, key, klen, STORE_STRING, expire_ms, val, vlen);
+    return put_rec(t, &ref, key, klen, STORE_STRING, expire_ms, val, vlen, at);
+fail:
+    if (at)
+        mdb_cursor_close(at);
+    return rc;
 }
 
 int store_delete(store_txn *t, int db, const char *key, size_t klen, int64_t now_ms,
@@ -224,7 +272,7 @@ int store_delete(store_txn *t, int db, const char *key, size_t klen, int64_t now
     store__ref ref;
     rec r;
     *deleted = 0;
-    int rc = wlookup(t, db, key, klen, now_ms, &ref, &r);
+    int rc = wlookup(t, db, key, klen, now_ms, &ref, &r, NULL);
     if (rc)
         return rc == ERR_NOTFOUND ? 0 : rc;
     if ((rc = store__delete_rec(t, db, &ref, &r)) != 0)
@@ -264,7 +312,7 @@ static int rewrite_rec(store_txn *t, int db, const store__ref *ref, const char *
             store__count(t->st, db, 0, (expire_ms != 0) - (r->obj.expire_ms != 0));
     }
     if (!rc)
-        rc = put_rec(t, ref, key, klen, r->obj.type, expire_ms, payload, plen);
+        rc = put_rec(t, ref, key, klen, r->obj.type, expire_ms, payload, plen, NULL);
     xfree(copy);
     return rc;
 }
@@ -274,7 +322,7 @@ int store_set_expire(store_txn *t, int db, const char *key, size_t klen, int64_t
 {
     store__ref ref;
     rec r;
-    int rc = wlookup(t, db, key, klen, now_ms, &ref, &r);
+    int rc = wlookup(t, db, key, klen, now_ms, &ref, &r, NULL);
     if (rc)
         return rc;
     if (r.obj.expire_ms == expire_ms)
@@ -287,12 +335,12 @@ int store_rename(store_txn *t, int db, const char *src, size_t slen, const char 
 {
     store__ref sref, dref;
     rec sr, dr;
-    int rc = wlookup(t, db, src, slen, now_ms, &sref, &sr);
+    int rc = wlookup(t, db, src, slen, now_ms, &sref, &sr, NULL);
     if (rc)
         return rc;
     if (slen == dlen && memcmp(src, dst, slen) == 0)
         return 0;
-    rc = wlookup(t, db, dst, dlen, now_ms, &dref, &dr);
+    rc = wlookup(t, db, dst, dlen, now_ms, &dref, &dr, NULL);
     if (rc == 0)
         rc = store__delete_rec(t, db, &dref, &dr);
     else if (rc == ERR_NOTFOUND)

@@ -24,6 +24,7 @@
 #define MAX_LISTENERS 16
 #define READ_CHUNK (16 * 1024)
 #define READ_MAX (64 * 1024 * 1024)
+#define READ_BATCH (128 * 1024) /* what one pass reads from a client whose chunks come full */
 #define QUERY_BUF_LIMIT (1024LL * 1024 * 1024) /* client-query-buffer-limit */
 #define PARKED_READ_MAX (64 * 1024 * 1024) /* a parked client's socket rests past this */
 
@@ -492,9 +493,21 @@ static void read_input(client *c)
             client_close(c);
         return;
     }
-    c->qbuf.len += (size_t)n;
+    size_t got = (size_t)n;
+    c->qbuf.len += got;
+    /* A full chunk says more is waiting: a pipelining client's next chunks join this pass,
+     * whose commit and write to each replica then serve more commands. An error or EOF
+     * shows again on the next read, once what came is served. */
+    while ((size_t)n == want && got < READ_BATCH) {
+        want = READ_CHUNK;
+        buf_reserve(&c->qbuf, want);
+        if ((n = conn_read(c, c->qbuf.data + c->qbuf.len, want)) < 0)
+            break;
+        c->qbuf.len += (size_t)n;
+        got += (size_t)n;
+    }
     c->last_ms = clock_ms();
-    net.stats.net_in += (uint64_t)n;
+    net.stats.net_in += got;
     if (!(c->flags & CLIENT_PARKED))
         process_input(c);
 }

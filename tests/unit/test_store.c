@@ -411,6 +411,45 @@ static void test_strings(void **state)
     end(f);
 }
 
+/* SET overwrites a record through the cursor that found it (store_set_string): every size
+ * change (in place, larger, smaller, into and out of overflow pages), with the expiry
+ * changing too, leaves that value and its neighbours whole, short keys and long alike. */
+static void test_overwrite_in_place(void **state)
+{
+    fx *f = *state;
+    static const size_t sizes[] = {8, 8, 200, 3, 9000, 9000, 20000, 5, 0, 4000, 16};
+    char *v = malloc(20000), lk[700];
+    assert_non_null(v);
+    memset(lk, 'L', sizeof lk);
+    store_txn *t = wr(f);
+    set(t, 0, S("a"), S("before"), 0);
+    set(t, 0, S("c"), S("after"), 0);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        memset(v, 'a' + (int)i, sizes[i]);
+        int64_t exp = i % 3 == 1 ? NOW + 1000 : 0;
+        set(t, 0, S("b"), v, sizes[i], exp);
+        set(t, 0, lk, sizeof lk, v, sizes[i], exp);
+        expect_str(t, 0, S("b"), NOW, v, sizes[i]);
+        expect_str(t, 0, lk, sizeof lk, NOW, v, sizes[i]);
+        assert_int_equal(lookup(t, 0, S("b"), NOW).expire_ms, exp);
+        counts(f, 0, 4, exp ? 2 : 0);
+        if (i % 2) { /* the next write starts a new transaction */
+            end(f);
+            t = wr(f);
+        }
+    }
+    end(f);
+    fx_reopen(f);
+    t = rd(f);
+    expect_str(t, 0, S("a"), NOW, S("before"));
+    expect_str(t, 0, S("c"), NOW, S("after"));
+    expect_str(t, 0, S("b"), NOW, v, 16);
+    expect_str(t, 0, lk, sizeof lk, NOW, v, 16);
+    counts(f, 0, 4, 2); /* the last write (i = 10) gave both an expiry */
+    end(f);
+    free(v);
+}
+
 static void test_long_keys(void **state)
 {
     fx *f = *state;
@@ -1159,6 +1198,7 @@ int main(void)
         T(test_reopen_keeps_data_and_counts),
         T(test_wrong_format_is_corrupt),
         T(test_strings),
+        T(test_overwrite_in_place),
         T(test_long_keys),
         T_SMALL(test_big_values_grow_map),
         T_SMALL(test_unannounced_big_write_grows_after_full),
