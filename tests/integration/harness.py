@@ -28,6 +28,36 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(pred, what, timeout=30):
+    """Polls pred until it holds; past timeout seconds the test fails, naming what."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def listening_ports(pid):
+    """The TCP ports process pid listens on: its sockets in /proc/net/tcp{,6} in LISTEN."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.readlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class Server:
     def __init__(self, **options):
         self.options = {"durability": "everysec"}

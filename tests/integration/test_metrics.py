@@ -7,18 +7,16 @@ errors, the feature store, an FT index, a replica. HTTP: 404 for other paths, 40
 methods, HEAD, garbage and oversized requests answered or closed while the server carries
 on; metrics-port 0 (the default) listens on nothing; a port in use stops the start."""
 import http.client
-import os
 import re
 import socket
 import struct
-import time
 import unittest
 import urllib.error
 import urllib.request
 
 import harness
+from harness import listening_ports, wait_for
 
-WAIT_S = 30
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
 LABEL_VALUE = r'"(?:[^"\\\n]|\\[\\"n])*"'
@@ -141,35 +139,6 @@ def value(fams, name, **labels):
         if sname == "quiver_" + name and all(x in l for x in labels.items()):
             return v
     raise AssertionError("no sample %s %r" % (name, labels))
-
-
-def wait_for(pred, what, timeout=WAIT_S):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def listening_ports(pid):
-    """The TCP ports process pid listens on (its sockets in /proc/net/tcp{,6}, LISTEN)."""
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for row in f.readlines()[1:]:
-                cols = row.split()
-                if cols[3] == "0A" and cols[9] in inodes:
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 class Base(unittest.TestCase):

@@ -21,6 +21,7 @@ import unittest
 
 import certs
 import harness
+from harness import wait_for
 import redis
 
 WAIT_S = 30
@@ -31,22 +32,13 @@ def info(r, section):
     return {k: v if isinstance(v, dict) else str(v) for k, v in r.info(section).items()}
 
 
-def wait_for(pred, what, timeout=WAIT_S):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def caught_up(leader, replica):
+def caught_up(leader, replica, timeout=WAIT_S):
     """The replica's link is up and it has applied every byte the leader logged."""
     def ok():
         ri = info(replica, "replication")
         return (ri.get("master_link_status") == "up" and
                 ri.get("slave_repl_offset") == info(leader, "replication")["master_repl_offset"])
-    wait_for(ok, "the replica to catch up")
+    wait_for(ok, "the replica to catch up", timeout)
 
 
 def dump(r):

@@ -16,6 +16,8 @@ import time
 import unittest
 
 import harness
+from harness import wait_for
+from test_replication import caught_up
 
 SIZE_MB = int(os.environ.get("QUIVER_BIG_SYNC_MB", "1024"))
 VALUE_BYTES = 256 * 1024
@@ -26,23 +28,6 @@ WRITER_MAX = 200000  # the writer's bound, in writes
 
 def info(r, section):
     return r.info(section)
-
-
-def wait_for(pred, what, timeout=WAIT_S):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def caught_up(leader, replica):
-    def ok():
-        ri = info(replica, "replication")
-        return (ri.get("master_link_status") == "up" and
-                ri.get("slave_repl_offset") == info(leader, "replication")["master_repl_offset"])
-    wait_for(ok, "the replica to catch up")
 
 
 def load_strings(server, megabytes):
@@ -149,19 +134,19 @@ class TestBigFullSync(unittest.TestCase):
         writer.start()
         self.addCleanup(writer.join)
         self.addCleanup(writer.stop.set)
-        wait_for(lambda: writer.pushed > 0 or writer.error, "the writer's first writes")
+        wait_for(lambda: writer.pushed > 0 or writer.error, "the writer's first writes", WAIT_S)
         sent0 = int(info(lr, "stats")["total_net_output_bytes"])
         t1 = time.time()
         rr.execute_command("REPLICAOF", "127.0.0.1", leader.port)
         wait_for(lambda: info(rr, "replication").get("master_link_status") == "up"
-                 or writer.error, "the full sync")
+                 or writer.error, "the full sync", WAIT_S)
         sync_s = time.time() - t1
         sent = int(info(lr, "stats")["total_net_output_bytes"]) - sent0
         time.sleep(0.5)  # the stream goes on after the swap for a while
         writer.stop.set()
         writer.join()
         self.assertIsNone(writer.error)
-        caught_up(lr, rr)
+        caught_up(lr, rr, WAIT_S)
 
         self.assertEqual(info(lr, "stats")["sync_full"], 1)
         self.assertEqual(rr.execute_command("QUIVER.DIGEST"), lr.execute_command("QUIVER.DIGEST"))
@@ -179,7 +164,8 @@ class TestBigFullSync(unittest.TestCase):
             self.assertEqual(rr.mget([k for k, _ in part]), [v for _, v in part])
         rows = rr.execute_command("FS.HISTORY", "stats", "99999")
         self.assertEqual(len(rows), writer.pushed)
-        wait_for(lambda: int(rr.ft("idx").info()["num_docs"]) == 2000, "the replica's FT index")
+        wait_for(lambda: int(rr.ft("idx").info()["num_docs"]) == 2000, "the replica's FT index",
+                 WAIT_S)
         print("\n  full sync of %.0f MB (LMDB in use; leader loaded in %.1f s): %.1f MB sent in "
               "%.2f s = %.0f MB/s, %d writes acknowledged meanwhile"
               % (used / 1e6, load_s, sent / 1e6, sync_s, sent / 1e6 / sync_s,

@@ -22,6 +22,7 @@ import redis
 
 import certs
 import harness
+from harness import listening_ports
 
 CERTS = None
 
@@ -339,26 +340,6 @@ class TestLimitsOverTLS(unittest.TestCase):
                 tls_client(s).get("big")
             self.assertTrue(plain.ping())
             self.assertTrue(tls_client(s).ping())
-
-
-def listening_ports(pid):
-    """TCP ports the process listens on, from /proc."""
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 class TestStartup(unittest.TestCase):
