@@ -622,7 +622,7 @@ class TestLoading(Base):
             self.assertEqual(str(cm.exception), "Quiver is loading the dataset in memory")
         self.assertEqual(rr.execute_command("ECHO", "up"), b"up")
         self.assertEqual(info(rr, "replication")["master_sync_in_progress"], "1")
-        caught_up(lr, rr)
+        caught_up(lr, rr, 300)  # after the build: minutes under ThreadSanitizer
         self.assertEqual(info(rr, "persistence")["loading"], "0")
         self.assertEqual((rr.get("probe"), rr.dbsize()), (b"new", 1))
 
