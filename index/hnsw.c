@@ -680,8 +680,9 @@ static void link_pruned(hnsw *h, searcher *s, uint32_t y, uint32_t x, float dxy,
     set_list(h, s, y, lev, c, k);
 }
 
-/* Links the new node x (already in its record) into levels min(level, maxlevel)..0. */
-static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level)
+/* Links the new node x (already in its record) into levels min(level, maxlevel)..bottom
+ * (0; a bulk build, whose level 0 comes from kNN lists, inserts into levels 1.. only). */
+static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level, uint32_t bottom)
 {
     const float *q = vec_of(h, x);
     float curd;
@@ -690,7 +691,7 @@ static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level)
     if (h->maxlevel > level)
         cur = greedy(h, q, cur, &curd, h->maxlevel, level + 1);
     uint32_t top = level < h->maxlevel ? level : h->maxlevel;
-    for (uint32_t lev = top; lev != UINT32_MAX; lev--) {
+    for (uint32_t lev = top; lev >= bottom && lev != UINT32_MAX; lev--) {
         searcher_begin(h, s);
         uint32_t n = search_best(h, s, q, cur, curd, h->efc, lev);
         pair *w = s->best;
@@ -833,7 +834,7 @@ static int hnsw_add(vec_index *ix, uint32_t id, const float *v)
         h->maxlevel = level;
         return 0;
     }
-    connect(h, s, x, level);
+    connect(h, s, x, level, 0);
     searcher_put(h, s);
     if (level > h->maxlevel) {
         h->maxlevel = level;
@@ -1426,4 +1427,362 @@ int vec__hnsw_create(const vec_params *p, vec_index **out, char *err, size_t err
     h->base.ops = &hnsw_ops;
     *out = &h->base;
     return 0;
+}
+
+/* ---- bulk build from kNN lists (vec_hnsw_build) ----
+ * Level 0 in three passes over the nodes, the first and the last on threads: (1) each
+ * node's kNN list, with distances, sorted and pruned by select_neighbors to 2M; (2) the
+ * reverse edges gathered per target (CSR arrays); (3) each node's list merged with its
+ * reverse edges and pruned again where that passes 2M. A worker writes only the lists of
+ * its own nodes and reads only those and the vectors (pass 1) or the CSR arrays (pass 3),
+ * so no locks. Then, on one thread: the level-0 back lists, the upper levels by insertion
+ * (connect() from level 1: few nodes), and a walk from the entry point that links in every
+ * node it cannot reach (the kNN lists of a tight cluster can all stay inside it). */
+
+typedef struct bulk {
+    hnsw *h;
+    const uint32_t *knn;
+    uint32_t k;
+    const uint32_t *roff, *rev; /* pass 3: node x's reverse edges are rev[roff[x]..roff[x+1]) */
+    pair *scr;                  /* per worker, cap pairs each */
+    size_t cap;
+} bulk;
+
+/* Sorts c[0..n) by (distance, slot), drops repeated slots, and prunes the rest into x's
+ * level-0 list by the heuristic. */
+static void bulk_set0(hnsw *h, uint32_t x, pair *c, uint32_t n, pair *rest, uint32_t fill)
+{
+    qsort(c, n, sizeof(pair), pair_cmp);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (!m || c[i].s != c[m - 1].s) /* the same slot has the same distance: adjacent */
+            c[m++] = c[i];
+    m = select_neighbors(h, c, m, h->m0, fill, rest);
+    uint32_t *l = list_of(h, x, 0);
+    l[0] = m;
+    for (uint32_t i = 0; i < m; i++)
+        l[1 + i] = c[i].s;
+}
+
+static int bulk_knn_pass(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi)
+{
+    bulk *b = ctx;
+    pair *c = b->scr + 2 * worker * b->cap;
+    for (uint32_t x = lo; x < hi; x++) {
+        const float *vx = vec_of(b->h, x);
+        const uint32_t *row = b->knn + (size_t)x * b->k;
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < b->k; i++)
+            if (row[i] != NONE)
+                c[n++] = (pair){dist(b->h, vx, vec_of(b->h, row[i])), row[i]};
+        bulk_set0(b->h, x, c, n, c + b->cap, b->h->m);
+    }
+    return 0;
+}
+
+static int bulk_merge_pass(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi)
+{
+    bulk *b = ctx;
+    pair *c = b->scr + 2 * worker * b->cap;
+    for (uint32_t x = lo; x < hi; x++) {
+        const float *vx = vec_of(b->h, x);
+        const uint32_t *l = list_of(b->h, x, 0);
+        uint32_t n = 0;
+        for (uint32_t i = 1; i <= l[0]; i++)
+            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, l[i])), l[i]};
+        for (uint32_t i = b->roff[x]; i < b->roff[x + 1]; i++)
+            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, b->rev[i])), b->rev[i]};
+        bulk_set0(b->h, x, c, n, c + b->cap, b->h->m);
+    }
+    return 0;
+}
+
+/* The reverse edges of level 0 as CSR arrays (*roff: n + 1 offsets, *rev), and the
+ * largest in-degree. ERR_NOMEM. */
+static int bulk_reverse(const hnsw *h, uint32_t n, uint32_t **roff, uint32_t **rev,
+                        uint32_t *maxin)
+{
+    uint32_t *off = try_calloc((size_t)n + 1, sizeof(uint32_t));
+    if (!off)
+        return ERR_NOMEM;
+    for (uint32_t x = 0; x < n; x++) {
+        const uint32_t *l = list_of(h, x, 0);
+        for (uint32_t i = 1; i <= l[0]; i++)
+            off[l[i] + 1]++;
+    }
+    *maxin = 0;
+    for (uint32_t y = 0; y < n; y++) {
+        *maxin = off[y + 1] > *maxin ? off[y + 1] : *maxin;
+        off[y + 1] += off[y];
+    }
+    uint32_t *r = try_malloc((off[n] ? off[n] : 1) * sizeof(uint32_t));
+    if (!r) {
+        xfree(off);
+        return ERR_NOMEM;
+    }
+    for (uint32_t x = 0; x < n; x++) { /* off[y] walks to y's end, y + 1's start */
+        const uint32_t *l = list_of(h, x, 0);
+        for (uint32_t i = 1; i <= l[0]; i++)
+            r[off[l[i]]++] = x;
+    }
+    memmove(off + 1, off, (size_t)n * sizeof(uint32_t));
+    off[0] = 0;
+    *roff = off;
+    *rev = r;
+    return 0;
+}
+
+/* Passes 1-3 on `threads` workers. ERR_NOMEM. */
+static int bulk_level0(hnsw *h, const uint32_t *knn, uint32_t k, uint32_t n, uint32_t threads)
+{
+    bulk b = {.h = h, .knn = knn, .k = k, .cap = k ? k : 1};
+    if (!(b.scr = try_malloc(2 * threads * b.cap * sizeof(pair))))
+        return ERR_NOMEM;
+    vec__parallel(threads, n, 256, bulk_knn_pass, &b);
+    xfree(b.scr);
+    uint32_t *roff, *rev, maxin;
+    int rc = bulk_reverse(h, n, &roff, &rev, &maxin);
+    if (rc)
+        return rc;
+    b.roff = roff;
+    b.rev = rev;
+    b.cap = (size_t)h->m0 + maxin;
+    if ((b.scr = try_malloc(2 * threads * b.cap * sizeof(pair))) != NULL)
+        vec__parallel(threads, n, 256, bulk_merge_pass, &b);
+    else
+        rc = ERR_NOMEM;
+    xfree(b.scr);
+    xfree(roff);
+    xfree(rev);
+    return rc;
+}
+
+/* The back lists of level 0, as a load rebuilds them. */
+static void bulk_back0(hnsw *h, uint32_t n)
+{
+    for (uint32_t x = 0; x < n; x++) {
+        const uint32_t *l = list_of(h, x, 0);
+        for (uint32_t i = 1; i <= l[0]; i++)
+            if (!has_link(h, l[i], x, 0))
+                back_add(h, l[i], x);
+    }
+}
+
+/* Levels 1.. by insertion, in row order; the entry point is the first node of the highest
+ * level, as insertions in that order would leave it. */
+static void bulk_upper(hnsw *h, searcher *s, uint32_t n)
+{
+    h->entry = 0;
+    h->maxlevel = 0;
+    for (uint32_t x = 0; x < n; x++) {
+        uint32_t level = node_of(h, x)->level;
+        if (!level)
+            continue;
+        if (h->maxlevel)
+            connect(h, s, x, level, 1);
+        if (level > h->maxlevel) {
+            h->entry = x;
+            h->maxlevel = level;
+        }
+    }
+}
+
+/* Marks every node reachable on level 0 from the nodes in queue[0..*qn) (marked already). */
+static void bulk_walk(const hnsw *h, uint8_t *seen, uint32_t *queue, uint32_t *qn,
+                      uint32_t head)
+{
+    while (head < *qn) {
+        const uint32_t *l = list_of(h, queue[head++], 0);
+        for (uint32_t i = 1; i <= l[0]; i++)
+            if (!seen[l[i]]) {
+                seen[l[i]] = 1;
+                queue[(*qn)++] = l[i];
+            }
+    }
+}
+
+/* Adds the level-0 link a->b, in place of a's farthest link when a's list is full.
+ * Returns 1 when a link was replaced (whatever it led to may now be cut off). */
+static int bulk_force_link(hnsw *h, uint32_t a, uint32_t b)
+{
+    uint32_t *l = list_of(h, a, 0);
+    if (has_link(h, a, b, 0))
+        return 0;
+    if (l[0] < h->m0) {
+        l[1 + l[0]++] = b;
+        link_added(h, a, b, 0);
+        return 0;
+    }
+    uint32_t old = l[l[0]];
+    l[l[0]] = b;
+    link_removed(h, a, old, 0);
+    link_added(h, a, b, 0);
+    return 1;
+}
+
+/* Links u, which the entry point cannot reach, both ways with the nearest node a search of
+ * level 0 finds that has room in its list (else the nearest): in, so that u is reached, and
+ * out, so that a search landing in u's cluster can leave it. Returns 1 when a link was
+ * replaced. */
+static int bulk_link_in(hnsw *h, searcher *s, uint32_t u)
+{
+    const float *q = vec_of(h, u);
+    searcher_begin(h, s);
+    uint32_t got = search_best(h, s, q, h->entry, dist(h, q, vec_of(h, h->entry)), h->efc, 0);
+    uint32_t r = s->best[0].s;
+    for (uint32_t i = 0; i < got; i++)
+        if (list_of(h, s->best[i].s, 0)[0] < h->m0) {
+            r = s->best[i].s;
+            break;
+        }
+    int replaced = bulk_force_link(h, r, u);
+    return bulk_force_link(h, u, r) | replaced;
+}
+
+/* Makes every node reachable from the entry point on level 0. ERR_NOMEM. */
+static int bulk_reach(hnsw *h, searcher *s, uint32_t n)
+{
+    uint8_t *seen = try_malloc(n);
+    uint32_t *queue = try_malloc((size_t)n * sizeof(uint32_t));
+    int again = 1;
+    for (int round = 0; seen && queue && again && round < 8; round++) {
+        again = 0;
+        memset(seen, 0, n);
+        uint32_t qn = 1;
+        queue[0] = h->entry;
+        seen[h->entry] = 1;
+        bulk_walk(h, seen, queue, &qn, 0);
+        for (uint32_t u = 0; u < n && qn < n; u++) {
+            if (seen[u])
+                continue;
+            again |= bulk_link_in(h, s, u);
+            seen[u] = 1;
+            queue[qn++] = u;
+            bulk_walk(h, seen, queue, &qn, qn - 1);
+        }
+    }
+    int rc = seen && queue ? 0 : ERR_NOMEM;
+    xfree(seen);
+    xfree(queue);
+    return rc;
+}
+
+static int bulk_fail(int rc, char *err, size_t errlen, const char *what, uint32_t at)
+{
+    if (err && errlen && at != NONE)
+        snprintf(err, errlen, "HNSW bulk build: %s (row %u)", what, at);
+    else if (err && errlen)
+        snprintf(err, errlen, "HNSW bulk build: %s", what);
+    return rc;
+}
+
+/* Checks every input before anything changes. */
+static int bulk_check(const hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
+                      const uint32_t *knn, uint32_t k, char *err, size_t errlen)
+{
+    uint32_t maxid = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (ids[i] >= HNSW_MAX_SLOTS)
+            return bulk_fail(ERR_LIMIT, err, errlen, "id out of range", i);
+        maxid = ids[i] > maxid ? ids[i] : maxid;
+        const float *v = vecs + (size_t)i * h->dim;
+        float sq = 0;
+        for (uint32_t j = 0; j < h->dim; j++) {
+            if (!isfinite(v[j]))
+                return bulk_fail(ERR_INVAL, err, errlen, "vector not finite", i);
+            sq += v[j] * v[j];
+        }
+        if (h->metric == VEC_COSINE && !(sq > 0))
+            return bulk_fail(ERR_INVAL, err, errlen, "zero vector", i);
+        for (uint32_t j = 0; j < k; j++) {
+            uint32_t r = knn[(size_t)i * k + j];
+            if (r != NONE && (r >= n || r == i))
+                return bulk_fail(ERR_INVAL, err, errlen, "kNN row out of range or itself", i);
+        }
+    }
+    uint8_t *seen = try_calloc(maxid / 8 + 1, 1);
+    if (!seen)
+        return ERR_NOMEM;
+    int rc = 0;
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        if (seen[ids[i] / 8] & (1u << (ids[i] % 8)))
+            rc = bulk_fail(ERR_INVAL, err, errlen, "repeated id", i);
+        seen[ids[i] / 8] |= (uint8_t)(1u << (ids[i] % 8));
+    }
+    xfree(seen);
+    return rc;
+}
+
+/* Takes slots 0..n-1 for the rows, drawing each level as an add does. ERR_NOMEM. */
+static int bulk_take(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (reserve(h, ids[i]))
+            return ERR_NOMEM;
+        uint32_t level = random_level(h);
+        uint32_t *upper = upper_alloc(h, level);
+        if (level && !upper)
+            return ERR_NOMEM;
+        uint32_t x = slot_take(h, ids[i], level, upper, vecs + (size_t)i * h->dim);
+        if (h->metric == VEC_COSINE)
+            vec_normalize(vec_of(h, x), h->dim); /* bulk_check refused zero vectors */
+    }
+    return 0;
+}
+
+/* Back to empty after a failed build (memory already taken for slots stays for reuse). */
+static void bulk_undo(hnsw *h, uint64_t rng)
+{
+    for (uint32_t x = 0; x < h->nslots; x++) {
+        node *nd = node_of(h, x);
+        xfree(nd->upper);
+        nd->upper = NULL;
+        node_free_back(h, nd);
+        h->id2slot[nd->id] = NONE;
+        nd->id = NONE;
+    }
+    h->nslots = h->count = 0;
+    h->upper_bytes = 0;
+    h->entry = NONE;
+    h->maxlevel = 0;
+    h->rng = rng;
+}
+
+static int bulk_run(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
+                    const uint32_t *knn, uint32_t k, uint32_t threads)
+{
+    uint64_t rng = h->rng;
+    searcher *s = NULL;
+    int rc = bulk_take(h, ids, vecs, n);
+    if (!rc)
+        rc = bulk_level0(h, knn, k, n, vec__threads(threads));
+    if (!rc && !(s = searcher_ready(h, h->efc)))
+        rc = ERR_NOMEM;
+    if (!rc) {
+        bulk_back0(h, n);
+        bulk_upper(h, s, n);
+        rc = bulk_reach(h, s, n);
+    }
+    if (s)
+        searcher_put(h, s);
+    if (rc)
+        bulk_undo(h, rng);
+    return rc;
+}
+
+int vec_hnsw_build(vec_index *ix, const uint32_t *ids, const float *vecs, uint32_t n,
+                   const uint32_t *knn, uint32_t k, uint32_t threads, char *err, size_t errlen)
+{
+    if (!ix || ix->ops != &hnsw_ops)
+        return bulk_fail(ERR_INVAL, err, errlen, "not an HNSW index", NONE);
+    if (n && (!ids || !vecs || (k && !knn)))
+        return bulk_fail(ERR_INVAL, err, errlen, "missing input", NONE);
+    hnsw *h = (hnsw *)ix;
+    pthread_rwlock_wrlock(&ix->lock);
+    int rc = h->nslots ? bulk_fail(ERR_INVAL, err, errlen, "index not empty", NONE)
+                       : bulk_check(h, ids, vecs, n, knn, k, err, errlen);
+    if (!rc && n)
+        rc = bulk_run(h, ids, vecs, n, knn, k, threads);
+    pthread_rwlock_unlock(&ix->lock);
+    return rc;
 }

@@ -91,6 +91,32 @@ int vec_range(vec_index *ix, const float *q, float radius, double epsilon, const
 int vec_save(vec_index *ix, buf *out);
 int vec_load(const char *p, size_t len, vec_index **out, char *err, size_t errlen);
 
+/* ---- bulk builds: an HNSW graph from kNN lists (index/hnsw.c, index/knn_graph.c) ----
+ * Instead of n insertions (each a graph search at EF_CONSTRUCTION), a bulk build takes each
+ * vector's K nearest others (exact from vec_knn_graph on the CPU, or from index/gpu/'s
+ * gpu_knn_graph, which has the same contract) and prunes them into the graph in parallel.
+ * The result is an ordinary HNSW index. */
+
+/* The k nearest other rows of each of n rows (n x dim floats, row-major) under metric
+ * (distances as above; COSINE rows are normalised in a copy), exactly: out[i*k + j] is a row
+ * index, nearest first, ties by smaller index; where fewer than k others exist the rest are
+ * UINT32_MAX. threads 0 = one per CPU. ERR_INVAL (metric, dim, k 0 or > VEC_MAX_K, a value
+ * not finite, a COSINE zero row), ERR_NOMEM. */
+int vec_knn_graph(int metric, const float *vecs, uint32_t n, uint32_t dim, uint32_t k,
+                  uint32_t threads, uint32_t *out);
+
+/* Fills ix, an empty HNSW index that never held a vector, with n vectors (n x dim floats of
+ * its dim, row-major) under ids[0..n), the graph built from knn (n x k row indexes, as
+ * vec_knn_graph writes them for the index's metric): levels are drawn as vec_add draws them;
+ * level 0 keeps each row's candidates pruned by the insertion's neighbour heuristic to 2M,
+ * then the reverse edges, re-pruned where a list overflows, then links any node the entry
+ * point cannot reach; the upper levels are built by insertion. threads 0 = one per CPU.
+ * Takes the index's write lock. ERR_INVAL (ix not an empty HNSW index, an id repeated, a
+ * vector not finite or COSINE zero, a row index out of range or the row itself; detail in
+ * err), ERR_LIMIT (an id past the HNSW limit), ERR_NOMEM (ix left empty). */
+int vec_hnsw_build(vec_index *ix, const uint32_t *ids, const float *vecs, uint32_t n,
+                   const uint32_t *knn, uint32_t k, uint32_t threads, char *err, size_t errlen);
+
 /* ---- distance kernels (index/distance.c): SIMD chosen once at start ---- */
 
 /* Squared L2 distance and dot product of two dim-float vectors (any alignment). */

@@ -93,6 +93,16 @@ static inline float vec__dist_from_dot(float dot)
 /* Orders hits nearest first, ties by smaller id (qsort comparator). */
 int vec__hit_cmp(const void *a, const void *b);
 
+/* ---- threads (knn_graph.c) ---- */
+
+/* Threads to use for `want` (0: one per online CPU), at most 256. */
+uint32_t vec__threads(uint32_t want);
+/* Runs fn over [0, n) in pieces of `grain` on vec__threads(threads) workers (this thread is
+ * worker 0; worker ids are below vec__threads(threads), for per-worker scratch). The first
+ * nonzero return stops the handing out of pieces and is returned. */
+int vec__parallel(uint32_t threads, uint32_t n, uint32_t grain,
+                  int (*fn)(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi), void *ctx);
+
 /* ---- snapshot bytes: little-endian writers and a bounds-checked reader ---- */
 
 void vec__put_u32(buf *b, uint32_t v);
