@@ -124,6 +124,12 @@ uint64_t gpu_index_device_bytes(const gpu_index *g);
  * stream: all of it, and the part in the top-k selection kernels (select, merge, re-rank). */
 void gpu_index_last_times(const gpu_index *g, double *total_ms, double *select_ms);
 
+/* The k nearest other vectors of each of n vectors (n x dim floats, row-major), excluding
+ * the vector itself: out[i*k + j] is a row index, nearest first, ties by smaller index; where
+ * fewer than k others exist the rest are UINT32_MAX. GPU_ERR_* as gpu_index_*. */
+int gpu_knn_graph(int device, const float *vecs, uint64_t n, uint32_t dim, int metric,
+                  uint32_t k, uint32_t *out, char *detail, size_t detail_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,8 +1,9 @@
 /* test_gpu.c: the tests of index/gpu/ against a CPU brute-force oracle (this file's own, in
  * double precision), on random data and on the shared data sets, with deletes, overwrites
  * and compaction in between, for L2, IP and COSINE, k in {1, 10, 100, 1024} and batches of
- * {1, 7, 256, 4096}; then every error the API names. A plain C program (no cmocka) so it
- * runs on a GPU machine without Quiver's libraries. Where no device exists it prints
+ * {1, 7, 256, 4096}; then every error the API names; then gpu_knn_graph's lists against
+ * the same oracle (random rows with duplicates, k up to 1023, fewer rows than k, errors).
+ * A plain C program (no cmocka) so it runs on a GPU machine without Quiver's libraries. Where no device exists it prints
  * "SKIP: no CUDA device (...)" and exits 0.
  *
  * A result passes when (per query) its ids are distinct, held and not deleted, each
@@ -573,6 +574,95 @@ static void test_errors(void)
     printf("errors checked\n");
 }
 
+/* ---- gpu_knn_graph ---- */
+
+/* Row i's list against the oracle's k + 1 nearest of the rows (itself among them, or pushed
+ * out by duplicates): distinct rows, never i, the j-th distance the oracle's j-th once i is
+ * dropped. Returns how many rows differ (ties). */
+static int check_graph_row(dataset *d, int metric, uint32_t i, const hit *want, const uint32_t *got,
+                           uint32_t k, const char *what)
+{
+    const float *qv = d->v + (size_t)i * d->dim;
+    double qn = norm_of(qv, d->dim);
+    hit others[GPU_MAX_K];
+    uint32_t n = 0;
+    for (uint32_t j = 0; j <= k && n < k; j++)
+        if (want[j].id != i)
+            others[n++] = want[j];
+    int differ = 0;
+    d->stamp++;
+    for (uint32_t j = 0; j < k; j++) {
+        if (j >= n || others[j].id == UINT32_MAX) {
+            CHECK(got[j] == UINT32_MAX, "%s: row %u rank %u: want none, got %u", what, i, j, got[j]);
+            continue;
+        }
+        if (got[j] >= d->n || got[j] == i || d->seen[got[j]] == d->stamp) {
+            CHECK(0, "%s: row %u rank %u: row %u is itself, repeated or out of range", what, i, j,
+                  got[j]);
+            return differ;
+        }
+        d->seen[got[j]] = d->stamp;
+        double truth = true_distance(metric, qv, qn, d, got[j]);
+        CHECK(close_enough(truth, others[j].d, metric), "%s: row %u rank %u: row %u at %.9g, oracle %.9g (row %u)",
+              what, i, j, got[j], truth, others[j].d, others[j].id);
+        differ += got[j] != others[j].id;
+    }
+    return differ;
+}
+
+static void check_graph(dataset *d, int metric, uint32_t k, const char *label)
+{
+    uint32_t *out = xmalloc((size_t)d->n * k * 4);
+    char detail[256] = "", what[160];
+    snprintf(what, sizeof what, "knn_graph %s %s n=%u k=%u", label, metric_name(metric), d->n, k);
+    int rc = gpu_knn_graph(0, d->v, d->n, d->dim, metric, k, out, detail, sizeof detail);
+    CHECK(rc == GPU_OK, "%s: %s (%s)", what, gpu_strerror(rc), detail);
+    int before = failures, differ = 0;
+    if (rc == GPU_OK) {
+        hit *want = oracle(d, metric, d->v, d->n, k + 1);
+        for (uint32_t i = 0; i < d->n && failures - before < 5; i++)
+            differ += check_graph_row(d, metric, i, want + (size_t)i * (k + 1), out + (size_t)i * k,
+                                      k, what);
+        free(want);
+    }
+    printf("%-8s %s: %d ids differ among ties\n", failures == before ? "ok" : "FAILED", what,
+           differ);
+    free(out);
+}
+
+/* Random rows (two batches of queries), a tenth of them exact duplicates of others, so that
+ * a row's own id ties with its twin's; then fewer rows than k; then the errors. */
+static void test_knn_graph(void)
+{
+    static const uint32_t ks[] = {1, 16, 100, GPU_MAX_K - 1};
+    dataset d = dataset_new(5000, 48);
+    for (size_t i = 0; i < (size_t)d.n * d.dim; i++)
+        d.v[i] = rand_unit();
+    for (uint32_t i = 0; i < d.n; i += 10)
+        memcpy(d.v + (size_t)i * d.dim, d.v + (size_t)(d.n - 1 - i) * d.dim, d.dim * 4);
+    memset(d.live, 1, d.n);
+    set_norms(&d);
+    for (int m = GPU_METRIC_L2; m <= GPU_METRIC_COSINE; m++)
+        for (int i = 0; i < 4; i++)
+            check_graph(&d, m, ks[i], "random");
+    uint32_t n = d.n;
+    d.n = 5; /* fewer than k others: padding */
+    check_graph(&d, GPU_METRIC_L2, 8, "small");
+    d.n = n;
+    uint32_t out[8];
+    char detail[256];
+    CHECK(gpu_knn_graph(0, d.v, 5, d.dim, GPU_METRIC_L2, 0, out, detail, sizeof detail) ==
+              GPU_ERR_K, "knn_graph k 0");
+    CHECK(gpu_knn_graph(0, d.v, 5, d.dim, GPU_METRIC_L2, GPU_MAX_K, out, detail, sizeof detail) ==
+              GPU_ERR_K, "knn_graph k 1024");
+    CHECK(gpu_knn_graph(0, d.v, 5, d.dim, 9, 1, out, detail, sizeof detail) == GPU_ERR_ARG,
+          "knn_graph metric 9");
+    memset(d.v + 2 * d.dim, 0, d.dim * 4);
+    CHECK(gpu_knn_graph(0, d.v, 5, d.dim, GPU_METRIC_COSINE, 1, out, detail, sizeof detail) ==
+              GPU_ERR_ARG, "knn_graph COSINE zero row");
+    dataset_free(&d);
+}
+
 int main(void)
 {
     gpu_device_info info;
@@ -595,6 +685,7 @@ int main(void)
     test_dataset("fashion-mnist-784-euclidean", "fmnist_train_base.bvecs",
                  "fmnist_test_query.bvecs", BVECS, 256, GPU_METRIC_L2,
                  "fmnist_groundtruth_l2_k100_sqdist.ivecs");
+    test_knn_graph();
     printf("test_gpu: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
