@@ -3,8 +3,8 @@
  * and compaction in between, for L2, IP and COSINE, k in {1, 10, 100, 1024} and batches of
  * {1, 7, 256, 4096}; then every error the API names; then gpu_knn_graph's lists against
  * the same oracle (random rows with duplicates, k up to 1023, fewer rows than k, errors).
- * A plain C program (no cmocka) so it runs on a GPU machine without Quiver's libraries. Where no device exists it prints
- * "SKIP: no CUDA device (...)" and exits 0.
+ * A plain C program (no cmocka) so it runs on a GPU machine without Quiver's libraries.
+ * Where no device exists it prints "SKIP: no CUDA device (...)" and exits 0.
  *
  * A result passes when (per query) its ids are distinct, held and not deleted, each
  * reported distance is the true distance of its id, and the i-th distance equals the
