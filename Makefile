@@ -320,3 +320,12 @@ ifeq ($(GPU),1)
 $(BUILD)/index/gpu_probe.o: CFLAGS += -DQUIVER_GPU_LIB='"$(CURDIR)/build/gpu/libquivergpu.so"'
 quiver-server: | gpu
 endif
+
+# make bench-gpu-graph: bench/gpu_graph_bench.c (HNSW graph builds: kNN lists pruned into the
+# graph, beside our incremental build and hnswlib) in a small CPU run; the GPU row says why it
+# is skipped where no device answers. Needs nvcc: the benchmark links the CUDA library.
+.PHONY: bench-gpu-graph
+bench-gpu-graph:
+	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME) graph-bench
+	$(Q)build/gpu/gpu_graph_bench --set fmnist --rows 10000 --queries 200
+bench: bench-gpu-graph

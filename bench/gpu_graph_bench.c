@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/err.h"
 #include "index/gpu/gpu.h"
 #include "index/index.h"
 #include "index/index_int.h"
@@ -306,9 +307,22 @@ static vec_index *hnsw_new(const opts *o, const data *d)
 
 /* ---- the builds ---- */
 
-/* The bulk build from lists (computed by the caller in knn_s seconds). */
+/* The upper levels' lists on the device too (vec_knn_fn). */
+static int gpu_upper(void *ctx, int metric, const float *vecs, uint32_t n, uint32_t dim,
+                     uint32_t k, uint32_t *out)
+{
+    (void)ctx;
+    char detail[256];
+    int rc = gpu_knn_graph(0, vecs, n, dim, metric, k, out, detail, sizeof detail);
+    if (rc)
+        fprintf(stderr, "gpu_graph_bench: upper levels: %s\n", detail);
+    return rc ? ERR_GPU : 0;
+}
+
+/* The bulk build from lists (computed by the caller in knn_s seconds); the upper levels'
+ * lists from `upper` (NULL: the CPU's), inside the prune time. */
 static void bulk_from(const opts *o, const data *d, const char *name, const uint32_t *knn,
-                      double knn_s)
+                      double knn_s, vec_knn_fn upper)
 {
     result r = {.rows = d->n, .knn_s = knn_s};
     snprintf(r.name, sizeof r.name, "%s", name);
@@ -318,7 +332,8 @@ static void bulk_from(const opts *o, const data *d, const char *name, const uint
     vec_index *ix = hnsw_new(o, d);
     char err[160];
     double t0 = now();
-    if (vec_hnsw_build(ix, ids, d->base, d->n, knn, o->knn, o->threads, err, sizeof err))
+    if (vec_hnsw_build(ix, ids, d->base, d->n, knn, o->knn, upper, NULL, o->threads, err,
+                       sizeof err))
         die(err);
     r.prune_s = now() - t0;
     r.total_s = r.knn_s + r.prune_s;
@@ -344,7 +359,7 @@ static void bulk_gpu(const opts *o, const data *d, uint32_t *knn)
         skipped(o, "bulk, GPU kNN", detail);
         return;
     }
-    bulk_from(o, d, "bulk, GPU kNN", knn, now() - t0);
+    bulk_from(o, d, "bulk, GPU kNN", knn, now() - t0, gpu_upper);
 }
 
 static void bulk_cpu(const opts *o, const data *d, uint32_t *knn)
@@ -356,7 +371,7 @@ static void bulk_cpu(const opts *o, const data *d, uint32_t *knn)
     double t0 = now();
     if (vec_knn_graph(VEC_L2, d->base, d->n, d->dim, o->knn, o->threads, knn))
         die("vec_knn_graph");
-    bulk_from(o, d, "bulk, CPU kNN", knn, now() - t0);
+    bulk_from(o, d, "bulk, CPU kNN", knn, now() - t0, NULL);
 }
 
 static void incremental(const opts *o, const data *d)

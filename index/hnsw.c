@@ -680,9 +680,8 @@ static void link_pruned(hnsw *h, searcher *s, uint32_t y, uint32_t x, float dxy,
     set_list(h, s, y, lev, c, k);
 }
 
-/* Links the new node x (already in its record) into levels min(level, maxlevel)..bottom
- * (0; a bulk build, whose level 0 comes from kNN lists, inserts into levels 1.. only). */
-static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level, uint32_t bottom)
+/* Links the new node x (already in its record) into levels min(level, maxlevel)..0. */
+static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level)
 {
     const float *q = vec_of(h, x);
     float curd;
@@ -691,7 +690,7 @@ static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level, uint32_t b
     if (h->maxlevel > level)
         cur = greedy(h, q, cur, &curd, h->maxlevel, level + 1);
     uint32_t top = level < h->maxlevel ? level : h->maxlevel;
-    for (uint32_t lev = top; lev >= bottom && lev != UINT32_MAX; lev--) {
+    for (uint32_t lev = top; lev != UINT32_MAX; lev--) {
         searcher_begin(h, s);
         uint32_t n = search_best(h, s, q, cur, curd, h->efc, lev);
         pair *w = s->best;
@@ -834,7 +833,7 @@ static int hnsw_add(vec_index *ix, uint32_t id, const float *v)
         h->maxlevel = level;
         return 0;
     }
-    connect(h, s, x, level, 0);
+    connect(h, s, x, level);
     searcher_put(h, s);
     if (level > h->maxlevel) {
         h->maxlevel = level;
@@ -1430,35 +1429,40 @@ int vec__hnsw_create(const vec_params *p, vec_index **out, char *err, size_t err
 }
 
 /* ---- bulk build from kNN lists (vec_hnsw_build) ----
- * Level 0 in three passes over the nodes, the first and the last on threads: (1) each
- * node's kNN list, with distances, sorted and pruned by select_neighbors to 2M; (2) the
- * reverse edges gathered per target (CSR arrays); (3) each node's list merged with its
- * reverse edges and pruned again where that passes 2M. A worker writes only the lists of
- * its own nodes and reads only those and the vectors (pass 1) or the CSR arrays (pass 3),
- * so no locks. Then, on one thread: the level-0 back lists, the upper levels by insertion
- * (connect() from level 1: few nodes), and a walk from the entry point that links in every
- * node it cannot reach (the kNN lists of a tight cluster can all stay inside it). */
+ * Each level is built the same way from kNN lists among its own nodes (level 0: the
+ * caller's; above: the `upper` function's, over the few nodes that reach the level), in
+ * three passes over the level's nodes, the first and the last on threads: (1) each node's
+ * list, with distances, sorted and pruned by select_neighbors to the level's capacity
+ * (topped up to half of it with the nearest dropped: the insertion gives a new node M links
+ * at once); (2) the reverse edges gathered per target (CSR arrays indexed by slot); (3) each
+ * node's list merged with its reverse edges and pruned again where that passes the
+ * capacity. A worker writes only its own nodes' lists and reads only those, the vectors and
+ * the CSR arrays: no locks. Then, on one thread: the back lists, and per level a walk from
+ * the entry point that links in (both ways) every node it cannot reach (the kNN lists of a
+ * tight cluster can all stay inside it). */
 
 typedef struct bulk {
     hnsw *h;
-    const uint32_t *knn;
+    uint32_t lev, cap, fill;
+    const uint32_t *slots; /* the level's nodes: list i belongs to slots[i] */
+    const uint32_t *knn;   /* per list, k list indexes (NONE: padding) */
     uint32_t k;
-    const uint32_t *roff, *rev; /* pass 3: node x's reverse edges are rev[roff[x]..roff[x+1]) */
-    pair *scr;                  /* per worker, cap pairs each */
-    size_t cap;
+    const uint32_t *roff, *rev; /* pass 3: slot x's reverse edges are rev[roff[x]..roff[x+1]) */
+    pair *scr;                  /* per worker, 2 * scap pairs (candidates, then rest) */
+    size_t scap;
 } bulk;
 
-/* Sorts c[0..n) by (distance, slot), drops repeated slots, and prunes the rest into x's
- * level-0 list by the heuristic. */
-static void bulk_set0(hnsw *h, uint32_t x, pair *c, uint32_t n, pair *rest, uint32_t fill)
+/* Sorts c[0..n) by (distance, slot), drops repeated slots, and prunes the rest into x's list
+ * at b's level by the heuristic. */
+static void bulk_set(const bulk *b, uint32_t x, pair *c, uint32_t n)
 {
     qsort(c, n, sizeof(pair), pair_cmp);
     uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++)
         if (!m || c[i].s != c[m - 1].s) /* the same slot has the same distance: adjacent */
             c[m++] = c[i];
-    m = select_neighbors(h, c, m, h->m0, fill, rest);
-    uint32_t *l = list_of(h, x, 0);
+    m = select_neighbors(b->h, c, m, b->cap, b->fill, c + b->scap);
+    uint32_t *l = list_of(b->h, x, b->lev);
     l[0] = m;
     for (uint32_t i = 0; i < m; i++)
         l[1 + i] = c[i].s;
@@ -1466,49 +1470,54 @@ static void bulk_set0(hnsw *h, uint32_t x, pair *c, uint32_t n, pair *rest, uint
 
 static int bulk_knn_pass(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi)
 {
-    bulk *b = ctx;
-    pair *c = b->scr + 2 * worker * b->cap;
-    for (uint32_t x = lo; x < hi; x++) {
+    const bulk *b = ctx;
+    pair *c = b->scr + 2 * worker * b->scap;
+    for (uint32_t i = lo; i < hi; i++) {
+        uint32_t x = b->slots[i];
         const float *vx = vec_of(b->h, x);
-        const uint32_t *row = b->knn + (size_t)x * b->k;
+        const uint32_t *row = b->knn + (size_t)i * b->k;
         uint32_t n = 0;
-        for (uint32_t i = 0; i < b->k; i++)
-            if (row[i] != NONE)
-                c[n++] = (pair){dist(b->h, vx, vec_of(b->h, row[i])), row[i]};
-        bulk_set0(b->h, x, c, n, c + b->cap, b->h->m);
+        for (uint32_t j = 0; j < b->k; j++) {
+            if (row[j] == NONE)
+                continue;
+            uint32_t y = b->slots[row[j]];
+            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, y)), y};
+        }
+        bulk_set(b, x, c, n);
     }
     return 0;
 }
 
 static int bulk_merge_pass(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi)
 {
-    bulk *b = ctx;
-    pair *c = b->scr + 2 * worker * b->cap;
-    for (uint32_t x = lo; x < hi; x++) {
+    const bulk *b = ctx;
+    pair *c = b->scr + 2 * worker * b->scap;
+    for (uint32_t i = lo; i < hi; i++) {
+        uint32_t x = b->slots[i];
         const float *vx = vec_of(b->h, x);
-        const uint32_t *l = list_of(b->h, x, 0);
+        const uint32_t *l = list_of(b->h, x, b->lev);
         uint32_t n = 0;
-        for (uint32_t i = 1; i <= l[0]; i++)
-            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, l[i])), l[i]};
-        for (uint32_t i = b->roff[x]; i < b->roff[x + 1]; i++)
-            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, b->rev[i])), b->rev[i]};
-        bulk_set0(b->h, x, c, n, c + b->cap, b->h->m);
+        for (uint32_t j = 1; j <= l[0]; j++)
+            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, l[j])), l[j]};
+        for (uint32_t j = b->roff[x]; j < b->roff[x + 1]; j++)
+            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, b->rev[j])), b->rev[j]};
+        bulk_set(b, x, c, n);
     }
     return 0;
 }
 
-/* The reverse edges of level 0 as CSR arrays (*roff: n + 1 offsets, *rev), and the
- * largest in-degree. ERR_NOMEM. */
-static int bulk_reverse(const hnsw *h, uint32_t n, uint32_t **roff, uint32_t **rev,
-                        uint32_t *maxin)
+/* The reverse edges of b's level as CSR arrays over all n slots (*roff: n + 1 offsets,
+ * *rev), and the largest in-degree. ERR_NOMEM. */
+static int bulk_reverse(const bulk *b, uint32_t nl, uint32_t n, uint32_t **roff,
+                        uint32_t **rev, uint32_t *maxin)
 {
     uint32_t *off = try_calloc((size_t)n + 1, sizeof(uint32_t));
     if (!off)
         return ERR_NOMEM;
-    for (uint32_t x = 0; x < n; x++) {
-        const uint32_t *l = list_of(h, x, 0);
-        for (uint32_t i = 1; i <= l[0]; i++)
-            off[l[i] + 1]++;
+    for (uint32_t i = 0; i < nl; i++) {
+        const uint32_t *l = list_of(b->h, b->slots[i], b->lev);
+        for (uint32_t j = 1; j <= l[0]; j++)
+            off[l[j] + 1]++;
     }
     *maxin = 0;
     for (uint32_t y = 0; y < n; y++) {
@@ -1520,10 +1529,10 @@ static int bulk_reverse(const hnsw *h, uint32_t n, uint32_t **roff, uint32_t **r
         xfree(off);
         return ERR_NOMEM;
     }
-    for (uint32_t x = 0; x < n; x++) { /* off[y] walks to y's end, y + 1's start */
-        const uint32_t *l = list_of(h, x, 0);
-        for (uint32_t i = 1; i <= l[0]; i++)
-            r[off[l[i]]++] = x;
+    for (uint32_t i = 0; i < nl; i++) { /* off[y] walks to y's end, y + 1's start */
+        const uint32_t *l = list_of(b->h, b->slots[i], b->lev);
+        for (uint32_t j = 1; j <= l[0]; j++)
+            r[off[l[j]]++] = b->slots[i];
     }
     memmove(off + 1, off, (size_t)n * sizeof(uint32_t));
     off[0] = 0;
@@ -1532,23 +1541,26 @@ static int bulk_reverse(const hnsw *h, uint32_t n, uint32_t **roff, uint32_t **r
     return 0;
 }
 
-/* Passes 1-3 on `threads` workers. ERR_NOMEM. */
-static int bulk_level0(hnsw *h, const uint32_t *knn, uint32_t k, uint32_t n, uint32_t threads)
+/* Passes 1-3 of level lev over its nl nodes (slots), from knn (nl x k list indexes), on
+ * `threads` workers; n is the number of slots. ERR_NOMEM. */
+static int bulk_level(hnsw *h, uint32_t lev, const uint32_t *slots, uint32_t nl, uint32_t n,
+                      const uint32_t *knn, uint32_t k, uint32_t threads)
 {
-    bulk b = {.h = h, .knn = knn, .k = k, .cap = k ? k : 1};
-    if (!(b.scr = try_malloc(2 * threads * b.cap * sizeof(pair))))
+    bulk b = {.h = h, .lev = lev, .cap = cap_of(h, lev), .fill = cap_of(h, lev) / 2,
+              .slots = slots, .knn = knn, .k = k, .scap = k ? k : 1};
+    if (!(b.scr = try_malloc(2 * threads * b.scap * sizeof(pair))))
         return ERR_NOMEM;
-    vec__parallel(threads, n, 256, bulk_knn_pass, &b);
+    vec__parallel(threads, nl, 256, bulk_knn_pass, &b);
     xfree(b.scr);
     uint32_t *roff, *rev, maxin;
-    int rc = bulk_reverse(h, n, &roff, &rev, &maxin);
+    int rc = bulk_reverse(&b, nl, n, &roff, &rev, &maxin);
     if (rc)
         return rc;
     b.roff = roff;
     b.rev = rev;
-    b.cap = (size_t)h->m0 + maxin;
-    if ((b.scr = try_malloc(2 * threads * b.cap * sizeof(pair))) != NULL)
-        vec__parallel(threads, n, 256, bulk_merge_pass, &b);
+    b.scap = (size_t)b.cap + maxin;
+    if ((b.scr = try_malloc(2 * threads * b.scap * sizeof(pair))) != NULL)
+        vec__parallel(threads, nl, 256, bulk_merge_pass, &b);
     else
         rc = ERR_NOMEM;
     xfree(b.scr);
@@ -1557,42 +1569,92 @@ static int bulk_level0(hnsw *h, const uint32_t *knn, uint32_t k, uint32_t n, uin
     return rc;
 }
 
-/* The back lists of level 0, as a load rebuilds them. */
-static void bulk_back0(hnsw *h, uint32_t n)
+/* The kNN lists of an upper level when the caller gives no function: exact, on the CPU. */
+static int bulk_cpu_knn(void *ctx, int metric, const float *vecs, uint32_t n, uint32_t dim,
+                        uint32_t k, uint32_t *out)
 {
-    for (uint32_t x = 0; x < n; x++) {
-        const uint32_t *l = list_of(h, x, 0);
-        for (uint32_t i = 1; i <= l[0]; i++)
-            if (!has_link(h, l[i], x, 0))
-                back_add(h, l[i], x);
-    }
+    return vec_knn_graph(metric, vecs, n, dim, k, *(const uint32_t *)ctx, out);
 }
 
-/* Levels 1.. by insertion, in row order; the entry point is the first node of the highest
- * level, as insertions in that order would leave it. */
-static void bulk_upper(hnsw *h, searcher *s, uint32_t n)
+/* Level lev (>= 1) over its nodes slots[0..nl): their vectors to `upper` for kNN lists of
+ * min(k, nl - 1), whose rows are checked, then passes 1-3. */
+static int bulk_upper_level(hnsw *h, uint32_t lev, const uint32_t *slots, uint32_t nl,
+                            uint32_t n, uint32_t k, vec_knn_fn upper, void *ctx,
+                            uint32_t threads)
 {
+    k = k < nl - 1 ? k : nl - 1;
+    float *v = try_malloc((size_t)nl * h->dim * sizeof(float));
+    uint32_t *knn = try_malloc(((size_t)nl * k + 1) * sizeof(uint32_t));
+    int rc = v && knn ? 0 : ERR_NOMEM;
+    for (uint32_t i = 0; !rc && i < nl; i++)
+        memcpy(v + (size_t)i * h->dim, vec_of(h, slots[i]), h->dim * sizeof(float));
+    if (!rc)
+        rc = upper(ctx, h->metric, v, nl, h->dim, k, knn);
+    for (size_t i = 0; !rc && i < (size_t)nl * k; i++)
+        if (knn[i] != NONE && (knn[i] >= nl || knn[i] == i / k))
+            knn[i] = NONE; /* a bad row from the function: left out, not followed */
+    if (!rc)
+        rc = bulk_level(h, lev, slots, nl, n, knn, k, threads);
+    xfree(v);
+    xfree(knn);
+    return rc;
+}
+
+/* Every level: level 0 from knn, the ones above through `upper` (NULL: exact on the CPU).
+ * The entry point is the first node of the highest level, as insertion in row order would
+ * leave it. */
+static int bulk_levels(hnsw *h, uint32_t n, const uint32_t *knn, uint32_t k, vec_knn_fn upper,
+                       void *ctx, uint32_t threads)
+{
+    uint32_t *slots = try_malloc(((size_t)n ? n : 1) * sizeof(uint32_t));
+    if (!slots)
+        return ERR_NOMEM;
     h->entry = 0;
     h->maxlevel = 0;
     for (uint32_t x = 0; x < n; x++) {
-        uint32_t level = node_of(h, x)->level;
-        if (!level)
-            continue;
-        if (h->maxlevel)
-            connect(h, s, x, level, 1);
-        if (level > h->maxlevel) {
+        slots[x] = x;
+        if (node_of(h, x)->level > h->maxlevel) {
             h->entry = x;
-            h->maxlevel = level;
+            h->maxlevel = node_of(h, x)->level;
+        }
+    }
+    int rc = bulk_level(h, 0, slots, n, n, knn, k, threads);
+    if (!upper) {
+        upper = bulk_cpu_knn;
+        ctx = &threads;
+    }
+    for (uint32_t lev = 1; !rc && lev <= h->maxlevel; lev++) {
+        uint32_t nl = 0;
+        for (uint32_t x = 0; x < n; x++)
+            if (node_of(h, x)->level >= lev)
+                slots[nl++] = x;
+        if (nl > 1)
+            rc = bulk_upper_level(h, lev, slots, nl, n, k, upper, ctx, threads);
+    }
+    xfree(slots);
+    return rc;
+}
+
+/* The back lists of every level, as a load rebuilds them. */
+static void bulk_back(hnsw *h, uint32_t n)
+{
+    for (uint32_t x = 0; x < n; x++) {
+        uint32_t level = node_of(h, x)->level;
+        for (uint32_t lev = 0; lev <= level; lev++) {
+            const uint32_t *l = list_of(h, x, lev);
+            for (uint32_t i = 1; i <= l[0]; i++)
+                if (!has_link(h, l[i], x, lev))
+                    back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
         }
     }
 }
 
-/* Marks every node reachable on level 0 from the nodes in queue[0..*qn) (marked already). */
-static void bulk_walk(const hnsw *h, uint8_t *seen, uint32_t *queue, uint32_t *qn,
-                      uint32_t head)
+/* Marks every node reachable at lev from the nodes in queue[head..*qn) (marked already). */
+static void bulk_walk(const hnsw *h, uint32_t lev, uint8_t *seen, uint32_t *queue,
+                      uint32_t *qn, uint32_t head)
 {
     while (head < *qn) {
-        const uint32_t *l = list_of(h, queue[head++], 0);
+        const uint32_t *l = list_of(h, queue[head++], lev);
         for (uint32_t i = 1; i <= l[0]; i++)
             if (!seen[l[i]]) {
                 seen[l[i]] = 1;
@@ -1601,64 +1663,67 @@ static void bulk_walk(const hnsw *h, uint8_t *seen, uint32_t *queue, uint32_t *q
     }
 }
 
-/* Adds the level-0 link a->b, in place of a's farthest link when a's list is full.
- * Returns 1 when a link was replaced (whatever it led to may now be cut off). */
-static int bulk_force_link(hnsw *h, uint32_t a, uint32_t b)
+/* Adds the link a->b at lev, in place of a's farthest link when a's list is full. Returns 1
+ * when a link was replaced (whatever it led to may now be cut off). */
+static int bulk_force_link(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
 {
-    uint32_t *l = list_of(h, a, 0);
-    if (has_link(h, a, b, 0))
+    uint32_t *l = list_of(h, a, lev);
+    if (has_link(h, a, b, lev))
         return 0;
-    if (l[0] < h->m0) {
+    if (l[0] < cap_of(h, lev)) {
         l[1 + l[0]++] = b;
-        link_added(h, a, b, 0);
+        link_added(h, a, b, lev);
         return 0;
     }
     uint32_t old = l[l[0]];
     l[l[0]] = b;
-    link_removed(h, a, old, 0);
-    link_added(h, a, b, 0);
+    link_removed(h, a, old, lev);
+    link_added(h, a, b, lev);
     return 1;
 }
 
-/* Links u, which the entry point cannot reach, both ways with the nearest node a search of
- * level 0 finds that has room in its list (else the nearest): in, so that u is reached, and
- * out, so that a search landing in u's cluster can leave it. Returns 1 when a link was
- * replaced. */
-static int bulk_link_in(hnsw *h, searcher *s, uint32_t u)
+/* Links u, which the entry point cannot reach at lev, both ways with the nearest node a
+ * search of lev finds that has room in its list (else the nearest): in, so that u is
+ * reached, and out, so that a search landing among u's neighbours can leave them. Returns 1
+ * when a link was replaced. */
+static int bulk_link_in(hnsw *h, searcher *s, uint32_t u, uint32_t lev)
 {
     const float *q = vec_of(h, u);
     searcher_begin(h, s);
-    uint32_t got = search_best(h, s, q, h->entry, dist(h, q, vec_of(h, h->entry)), h->efc, 0);
+    uint32_t got = search_best(h, s, q, h->entry, dist(h, q, vec_of(h, h->entry)), h->efc, lev);
     uint32_t r = s->best[0].s;
     for (uint32_t i = 0; i < got; i++)
-        if (list_of(h, s->best[i].s, 0)[0] < h->m0) {
+        if (list_of(h, s->best[i].s, lev)[0] < cap_of(h, lev)) {
             r = s->best[i].s;
             break;
         }
-    int replaced = bulk_force_link(h, r, u);
-    return bulk_force_link(h, u, r) | replaced;
+    int replaced = bulk_force_link(h, r, u, lev);
+    return bulk_force_link(h, u, r, lev) | replaced;
 }
 
-/* Makes every node reachable from the entry point on level 0. ERR_NOMEM. */
+/* Makes every node of every level reachable from the entry point at that level. A replaced
+ * link may cut another node off: the walk is then redone, a few rounds at most. ERR_NOMEM. */
 static int bulk_reach(hnsw *h, searcher *s, uint32_t n)
 {
     uint8_t *seen = try_malloc(n);
     uint32_t *queue = try_malloc((size_t)n * sizeof(uint32_t));
-    int again = 1;
-    for (int round = 0; seen && queue && again && round < 8; round++) {
-        again = 0;
-        memset(seen, 0, n);
-        uint32_t qn = 1;
-        queue[0] = h->entry;
-        seen[h->entry] = 1;
-        bulk_walk(h, seen, queue, &qn, 0);
-        for (uint32_t u = 0; u < n && qn < n; u++) {
-            if (seen[u])
-                continue;
-            again |= bulk_link_in(h, s, u);
-            seen[u] = 1;
-            queue[qn++] = u;
-            bulk_walk(h, seen, queue, &qn, qn - 1);
+    for (uint32_t lev = 0; seen && queue && lev <= h->maxlevel; lev++) {
+        int again = 1;
+        for (int round = 0; again && round < 8; round++) {
+            again = 0;
+            memset(seen, 0, n);
+            uint32_t qn = 1;
+            queue[0] = h->entry;
+            seen[h->entry] = 1;
+            bulk_walk(h, lev, seen, queue, &qn, 0);
+            for (uint32_t u = 0; u < n; u++) {
+                if (seen[u] || node_of(h, u)->level < lev)
+                    continue;
+                again |= bulk_link_in(h, s, u, lev);
+                seen[u] = 1;
+                queue[qn++] = u;
+                bulk_walk(h, lev, seen, queue, &qn, qn - 1);
+            }
         }
     }
     int rc = seen && queue ? 0 : ERR_NOMEM;
@@ -1749,18 +1814,18 @@ static void bulk_undo(hnsw *h, uint64_t rng)
 }
 
 static int bulk_run(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
-                    const uint32_t *knn, uint32_t k, uint32_t threads)
+                    const uint32_t *knn, uint32_t k, vec_knn_fn upper, void *ctx,
+                    uint32_t threads)
 {
     uint64_t rng = h->rng;
     searcher *s = NULL;
     int rc = bulk_take(h, ids, vecs, n);
     if (!rc)
-        rc = bulk_level0(h, knn, k, n, vec__threads(threads));
+        rc = bulk_levels(h, n, knn, k, upper, ctx, vec__threads(threads));
     if (!rc && !(s = searcher_ready(h, h->efc)))
         rc = ERR_NOMEM;
     if (!rc) {
-        bulk_back0(h, n);
-        bulk_upper(h, s, n);
+        bulk_back(h, n);
         rc = bulk_reach(h, s, n);
     }
     if (s)
@@ -1771,7 +1836,8 @@ static int bulk_run(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
 }
 
 int vec_hnsw_build(vec_index *ix, const uint32_t *ids, const float *vecs, uint32_t n,
-                   const uint32_t *knn, uint32_t k, uint32_t threads, char *err, size_t errlen)
+                   const uint32_t *knn, uint32_t k, vec_knn_fn upper, void *upper_ctx,
+                   uint32_t threads, char *err, size_t errlen)
 {
     if (!ix || ix->ops != &hnsw_ops)
         return bulk_fail(ERR_INVAL, err, errlen, "not an HNSW index", NONE);
@@ -1782,7 +1848,9 @@ int vec_hnsw_build(vec_index *ix, const uint32_t *ids, const float *vecs, uint32
     int rc = h->nslots ? bulk_fail(ERR_INVAL, err, errlen, "index not empty", NONE)
                        : bulk_check(h, ids, vecs, n, knn, k, err, errlen);
     if (!rc && n)
-        rc = bulk_run(h, ids, vecs, n, knn, k, threads);
+        rc = bulk_run(h, ids, vecs, n, knn, k, upper, upper_ctx, threads);
+    if (rc == ERR_NOMEM || rc == ERR_GPU)
+        bulk_fail(rc, err, errlen, rc == ERR_NOMEM ? "out of memory" : "kNN lists failed", NONE);
     pthread_rwlock_unlock(&ix->lock);
     return rc;
 }

@@ -105,17 +105,26 @@ int vec_load(const char *p, size_t len, vec_index **out, char *err, size_t errle
 int vec_knn_graph(int metric, const float *vecs, uint32_t n, uint32_t dim, uint32_t k,
                   uint32_t threads, uint32_t *out);
 
+/* A source of kNN lists with vec_knn_graph's contract (ctx: the caller's); 0 or an ERR_*. */
+typedef int (*vec_knn_fn)(void *ctx, int metric, const float *vecs, uint32_t n, uint32_t dim,
+                          uint32_t k, uint32_t *out);
+
 /* Fills ix, an empty HNSW index that never held a vector, with n vectors (n x dim floats of
  * its dim, row-major) under ids[0..n), the graph built from knn (n x k row indexes, as
- * vec_knn_graph writes them for the index's metric): levels are drawn as vec_add draws them;
- * level 0 keeps each row's candidates pruned by the insertion's neighbour heuristic to 2M,
- * then the reverse edges, re-pruned where a list overflows, then links any node the entry
- * point cannot reach; the upper levels are built by insertion. threads 0 = one per CPU.
- * Takes the index's write lock. ERR_INVAL (ix not an empty HNSW index, an id repeated, a
- * vector not finite or COSINE zero, a row index out of range or the row itself; detail in
- * err), ERR_LIMIT (an id past the HNSW limit), ERR_NOMEM (ix left empty). */
+ * vec_knn_graph writes them for the index's metric). Levels are drawn as vec_add draws them;
+ * each level is built from kNN lists among its own nodes: level 0 from knn, each level above
+ * (n / M nodes, n / M^2, ...) from min(k, its nodes - 1) lists that `upper` computes over its
+ * nodes' vectors (NULL: vec_knn_graph, exact on the CPU; give the GPU's for millions). A
+ * node's candidates are pruned by the insertion's neighbour heuristic to the level's
+ * capacity (2M at level 0, M above), reverse edges merged and re-pruned, on `threads` threads
+ * (0: one per CPU); then every node the entry point cannot reach is linked in. The result is
+ * an ordinary HNSW index. Takes the index's write lock. ERR_INVAL (ix not an empty HNSW
+ * index, an id repeated, a vector not finite or COSINE zero, a row index out of range or the
+ * row itself; detail in err), ERR_LIMIT (an id past the HNSW limit), ERR_NOMEM, or what
+ * `upper` returned (then ix is left empty). */
 int vec_hnsw_build(vec_index *ix, const uint32_t *ids, const float *vecs, uint32_t n,
-                   const uint32_t *knn, uint32_t k, uint32_t threads, char *err, size_t errlen);
+                   const uint32_t *knn, uint32_t k, vec_knn_fn upper, void *upper_ctx,
+                   uint32_t threads, char *err, size_t errlen);
 
 /* ---- distance kernels (index/distance.c): SIMD chosen once at start ---- */
 

@@ -18,4 +18,10 @@ cp "$src/$f/fmnist_train_base.bvecs" "$dst/$f/"
 head -c $((256 * 788)) "$src/$f/fmnist_test_query.bvecs" > "$dst/$f/fmnist_test_query.bvecs"
 head -c $((256 * 404)) "$src/$f/fmnist_groundtruth_l2_k100_sqdist.ivecs" \
   > "$dst/$f/fmnist_groundtruth_l2_k100_sqdist.ivecs"
+# hnswlib's header (header-only, Debian's libhnswlib-dev) for gpu_graph_bench's comparison
+# on a device machine that lacks it.
+if [ -f /usr/include/hnswlib/hnswlib.h ]; then
+  mkdir -p "$dst/include"
+  cp -r /usr/include/hnswlib "$dst/include/"
+fi
 du -sh "$dst"

@@ -4,7 +4,9 @@
  * recall@10 of an incremental build at the same M and ef (0.01 slack) on a 10,000-vector
  * slice of fashion-mnist-784 and on random data, L2 and COSINE; it stays an ordinary index
  * (deletes, adds, snapshot round trip); tight clusters whose kNN lists never leave them are
- * still reachable; bad input is refused with nothing changed. No timing asserts. */
+ * still reachable; the upper levels' lists come from the caller's function when given (its
+ * error returned with the index left empty, bad rows from it left out); bad input is
+ * refused with nothing changed. No timing asserts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -140,7 +142,7 @@ static vec_index *bulk_built(const set *s, uint32_t n, int metric, uint32_t knn_
         ids[i] = id0 + i;
     vec_index *ix = make(VEC_HNSW, metric, s->dim);
     char err[128] = "";
-    int rc = vec_hnsw_build(ix, ids, s->base, n, knn, knn_k, 0, err, sizeof err);
+    int rc = vec_hnsw_build(ix, ids, s->base, n, knn, knn_k, NULL, NULL, 0, err, sizeof err);
     if (rc)
         fail_msg("vec_hnsw_build: %d %s", rc, err);
     assert_int_equal(vec_count(ix), n);
@@ -386,6 +388,63 @@ static void test_clusters_reachable(void **state)
     xfree(c.base);
 }
 
+/* ---- the upper levels' kNN lists: through the caller's function ---- */
+
+typedef struct upper_ctx {
+    int calls, fail, garbage;
+} upper_ctx;
+
+/* Counts its calls; fails with ERR_GPU, or writes rows out of range and self rows, or gives
+ * the exact lists. */
+static int upper_fn(void *ctx, int metric, const float *vecs, uint32_t n, uint32_t dim,
+                    uint32_t k, uint32_t *out)
+{
+    upper_ctx *c = ctx;
+    c->calls++;
+    if (c->fail)
+        return ERR_GPU;
+    int rc = vec_knn_graph(metric, vecs, n, dim, k, 1, out);
+    for (uint32_t i = 0; c->garbage && i < n; i++) {
+        out[(size_t)i * k] = i;     /* itself */
+        out[(size_t)i * k + 1] = n; /* out of range */
+    }
+    return rc;
+}
+
+static void test_upper_levels(void **state)
+{
+    (void)state;
+    set *s = &rnd;
+    uint32_t n = 3000, k = 32;
+    uint32_t *knn = xmalloc((size_t)n * k * sizeof(uint32_t));
+    uint32_t *ids = xmalloc((size_t)n * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = i;
+    assert_int_equal(vec_knn_graph(VEC_L2, s->base, n, s->dim, k, 0, knn), 0);
+    char err[128] = "";
+    /* a failing source: its error, the index left empty and usable */
+    upper_ctx c = {0, 1, 0};
+    vec_index *ix = make(VEC_HNSW, VEC_L2, s->dim);
+    assert_int_equal(vec_hnsw_build(ix, ids, s->base, n, knn, k, upper_fn, &c, 0, err, sizeof err),
+                     ERR_GPU);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(vec_count(ix), 0);
+    assert_false(vec_contains(ix, 5));
+    /* rows out of range or the node itself are left out, the rest builds */
+    c = (upper_ctx){0, 0, 1};
+    assert_int_equal(vec_hnsw_build(ix, ids, s->base, n, knn, k, upper_fn, &c, 0, err, sizeof err), 0);
+    assert_true(c.calls >= 1); /* 3000 nodes: about 190 reach level 1 */
+    assert_int_equal(vec_count(ix), n);
+    vec_index *ex = exact(s, n, VEC_L2, NULL);
+    double r = recall(ix, ex, s, 50);
+    print_message("upper levels from a function (%d levels): recall@10 at ef 50 %.4f\n", c.calls, r);
+    assert_true(r >= 0.95);
+    vec_free(ex);
+    vec_free(ix);
+    xfree(knn);
+    xfree(ids);
+}
+
 /* ---- bad input: refused, nothing changed ---- */
 
 static void test_errors(void **state)
@@ -402,19 +461,19 @@ static void test_errors(void **state)
     memcpy(v, rnd.base, (size_t)n * dim * sizeof(float));
 
     ids[7] = ids[3];
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     assert_non_null(strstr(err, "repeated id"));
     ids[7] = 1007;
     ids[9] = 1u << 30;
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), ERR_LIMIT);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_LIMIT);
     ids[9] = 1009;
     knn[5 * k + 2] = 5; /* itself */
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     knn[5 * k + 2] = n; /* out of range */
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     knn[5 * k + 2] = UINT32_MAX; /* padding is fine */
     v[3 * dim + 1] = INFINITY;
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     assert_int_equal(vec_count(ix), 0);
     v[3 * dim + 1] = 0.5f;
 
@@ -422,25 +481,25 @@ static void test_errors(void **state)
     float *z = xmalloc((size_t)n * dim * sizeof(float));
     memcpy(z, v, (size_t)n * dim * sizeof(float));
     memset(z + 8 * dim, 0, dim * sizeof(float));
-    assert_int_equal(vec_hnsw_build(cos, ids, z, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(cos, ids, z, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     assert_int_equal(vec_count(cos), 0);
     xfree(z);
     vec_free(cos);
 
     vec_index *flat = make(VEC_FLAT, VEC_L2, dim);
-    assert_int_equal(vec_hnsw_build(flat, ids, v, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(flat, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     vec_free(flat);
 
     /* after the refusals the same index builds, and a second build is refused */
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), 0);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), 0);
     assert_int_equal(vec_count(ix), n);
-    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, 0, err, sizeof err), ERR_INVAL);
+    assert_int_equal(vec_hnsw_build(ix, ids, v, n, knn, k, NULL, NULL, 0, err, sizeof err), ERR_INVAL);
     assert_non_null(strstr(err, "not empty"));
     assert_int_equal(vec_count(ix), n);
     assert_true(vec_contains(ix, 1000) && vec_contains(ix, 1049) && !vec_contains(ix, 0));
     /* nothing given: an empty index stays empty and usable */
     vec_index *e = make(VEC_HNSW, VEC_L2, dim);
-    assert_int_equal(vec_hnsw_build(e, NULL, NULL, 0, NULL, 0, 0, err, sizeof err), 0);
+    assert_int_equal(vec_hnsw_build(e, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, err, sizeof err), 0);
     assert_int_equal(vec_add(e, 1, v), 0);
     vec_free(e);
     xfree(v);
@@ -453,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_knn_graph_exact),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_clusters_reachable),
+        cmocka_unit_test(test_upper_levels),
         cmocka_unit_test(test_delete_add_save),
         cmocka_unit_test(test_recall_random),
         cmocka_unit_test(test_recall_fmnist),
