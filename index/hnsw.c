@@ -12,6 +12,11 @@
  * already kept); each neighbour links back, pruning its own list by the same heuristic when
  * it is full.
  *
+ * BULK BUILDS (vec_hnsw_build, at the end of this file) fill an empty index from kNN lists
+ * instead: levels drawn as above, each level's lists pruned by the same heuristic on
+ * threads, reverse edges merged, unreachable nodes linked in; the result is the same kind of
+ * graph, searched, changed and saved as one built by insertion.
+ *
  * DELETES are real. Each node keeps the list of its one-way in-links (a node that links to
  * it without being linked back: "back" list), so the in-neighbours of a deleted node are
  * its own neighbours that link back plus its back list, found without scanning the graph.
