@@ -233,13 +233,14 @@ LIBS     += -lssl -lcrypto
 DEB_PACKAGES += libssl-dev openssl
 
 # ThreadSanitizer over what runs threads: the unit tests (of test_hnsw only its concurrent
-# test: the rest is single-threaded and takes minutes under TSan; not test_history's
+# test, of test_hnsw_bulk its threaded build of 3,000 vectors: the rest takes minutes under
+# TSan; not test_history's
 # test_threads: see tests/tsan.supp) and the integration suites whose commands hand work to
 # threads and back (FS.JOIN's worker pool, FT's background builds and snapshots, the
 # replication snapshot worker, server_post). tests/tsan.supp names the races inside the
 # uninstrumented libraries (RocksDB, FAISS, LMDB); any other report fails the run. A kernel
 # whose ASLR leaves TSan no room ("unexpected memory mapping") gets setarch -R.
-TSAN_TESTS ?= test_hnsw:test_concurrent_readers unit hiredis test_fs_join test_ft test_replication
+TSAN_TESTS ?= test_hnsw:test_concurrent_readers test_hnsw_bulk:test_upper_levels unit hiredis test_fs_join test_ft test_replication
 TSAN_LOGS := build/thread/tsan-logs
 tsan: deps
 	$(Q)$(MAKE) --no-print-directory SANITIZER=thread build/thread/tests/test_config
@@ -258,7 +259,7 @@ tsan: deps
 # leaves out long loops over paths that shorter tests take too: each is minutes under
 # valgrind. FAISS runs one OpenMP thread (valgrind runs threads one at a time anyway).
 VALGRIND_SKIP ?= test_recall_bigann10k test_delete_reinsert test_filter_bigann test_range \
-                 test_ivf_pq test_ivf_flat_recall
+                 test_ivf_pq test_ivf_flat_recall test_recall_fmnist test_recall_random
 VALGRIND_JOBS ?= 2
 VALGRIND_BIN := $(UNIT_SRC:tests/unit/%.c=build/release/tests/%)
 # --show-mismatched-frees=no: index/faiss_shim.cpp replaces C++'s operator new/delete (over
