@@ -53,7 +53,7 @@ export QUIVER_GPU_DATA
 # hnswlib's header for gpu_graph_bench's comparison: the system's, else the copy stage_data.sh
 # put beside the data; without either the benchmark leaves hnswlib out and says so.
 HNSWLIB_INC=/usr/include
-[ -f "$HNSWLIB_INC/hnswlib/hnswlib.h" ] || HNSWLIB_INC=$QUIVER_GPU_DATA/include
+[ -f "$HNSWLIB_INC/hnswlib/hnswlib.h" ] || HNSWLIB_INC=$(cd "$QUIVER_GPU_DATA" 2>/dev/null && pwd)/include
 
 { nvidia-smi; "$NVCC" --version; echo "CUDA_HOME=$CUDA_HOME GPU_ARCH=$GPU_ARCH";
   echo "CUBLAS_INC=$CUBLAS_INC CUBLAS_LIB=${CUBLAS_LIB:-the toolkit default}";
