@@ -57,7 +57,7 @@ HNSWLIB_INC=/usr/include
 
 { nvidia-smi; "$NVCC" --version; echo "CUDA_HOME=$CUDA_HOME GPU_ARCH=$GPU_ARCH";
   echo "CUBLAS_INC=$CUBLAS_INC CUBLAS_LIB=${CUBLAS_LIB:-the toolkit default}";
-  echo "QUIVER_GPU_DATA=$QUIVER_GPU_DATA"; ls -l "$QUIVER_GPU_DATA"/* 2>&1;
+  echo "QUIVER_GPU_DATA=$QUIVER_GPU_DATA HNSWLIB_INC=$HNSWLIB_INC"; ls -l "$QUIVER_GPU_DATA"/* 2>&1;
   "$PY" -c 'import numpy, torch; print("numpy", numpy.__version__, "torch", torch.__version__,
             "cuda", torch.version.cuda)'; } > "$OUT/env.txt" 2>&1
 head -n 20 "$OUT/env.txt"
