@@ -320,3 +320,14 @@ ifeq ($(GPU),1)
 $(BUILD)/index/gpu_probe.o: CFLAGS += -DQUIVER_GPU_LIB='"$(CURDIR)/build/gpu/libquivergpu.so"'
 quiver-server: | gpu
 endif
+
+# ---- tests/gpu_fake: a CPU test double of index/gpu/'s library (fake_gpu.c), which the
+# server loads through QUIVER_GPU_LIB in tests (test_gpu_mirror, test_gpu.py), so the GPU
+# serving path (index/gpu_mirror.c, query/gpu_batch.c) is tested where no device exists.
+FAKE_GPU := $(BUILD)/libquivergpu_fake.so
+$(FAKE_GPU): tests/gpu_fake/fake_gpu.c index/gpu/gpu.h
+	@mkdir -p $(dir $@)
+	@echo "  SO    $@"
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -lm
+$(BUILD)/tests/test_gpu_mirror: CFLAGS += -DFAKE_GPU_LIB='"$(CURDIR)/$(FAKE_GPU)"'
+$(BUILD)/tests/test_gpu_mirror: | $(FAKE_GPU)
