@@ -14,6 +14,8 @@
  *                         and create fail with GPU_ERR_NO_DEVICE.
  *   QUIVER_FAKE_GPU_MEM   device memory in bytes (default 16 GiB): reserve and add beyond
  *                         it fail with GPU_ERR_OOM, as the real library refuses them.
+ *   QUIVER_FAKE_GPU_SLEEP_MS  each search first sleeps this long (a slow device: tests
+ *                         use it to act while a batch is on the device).
  * Distances are summed in double and rounded to float once. Thread-safe as gpu.h requires
  * (one caller per index; the counters and the memory total are shared, under a mutex). */
 #include <math.h>
@@ -443,6 +445,11 @@ int gpu_index_search(gpu_index *g, const float *queries, uint32_t nq, uint32_t d
         return fail(g, GPU_ERR_DIM, "search");
     if (nq == 0 || nq > GPU_MAX_BATCH || !queries)
         return fail(g, GPU_ERR_ARG, "search: batch size");
+    const char *sleep_ms = getenv("QUIVER_FAKE_GPU_SLEEP_MS");
+    if (sleep_ms && *sleep_ms) {
+        long ms = strtol(sleep_ms, NULL, 10);
+        nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000L}, NULL);
+    }
     int rc = injected(CALL_SEARCH);
     if (rc)
         return fail(g, rc, "search (injected)");
