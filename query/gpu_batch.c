@@ -48,8 +48,8 @@ typedef struct gb_lane {
     uint32_t dim;
     gb_query *head, *tail; /* pending, oldest first */
     size_t npending;
-    int64_t first_us; /* when the oldest pending query came (monotonic) */
-    struct event *timer;
+    struct event *timer; /* the window, armed when the first pending query comes */
+    int due;             /* the window has passed: launch when the device is free */
     gb_run *run;
     struct gb_lane *next;
 } gb_lane;
@@ -174,15 +174,12 @@ static void deliver(gb_query *q)
 
 static void launch(gb_lane *l);
 
-/* Launches the pending queries when the batch is full, or (unless only_full) when its
- * window has passed; never while a run is on the device. */
-static void maybe_launch(gb_lane *l, int only_full)
+/* Launches the pending queries when the batch is full or its window has passed; never
+ * while a run is on the device (its end calls this again). */
+static void maybe_launch(gb_lane *l)
 {
-    if (l->run || !l->npending)
-        return;
-    int full = l->npending >= (size_t)srv.cfg.gpu_batch_max;
-    int waited = clock_mono_us() - l->first_us >= srv.cfg.gpu_batch_window_us;
-    if (full || (!only_full && waited))
+    if (!l->run && l->npending &&
+        (l->due || l->npending >= (size_t)srv.cfg.gpu_batch_max))
         launch(l);
 }
 
@@ -201,6 +198,7 @@ static void launch(gb_lane *l)
         r->k = q->k > r->k ? q->k : r->k;
     }
     l->run = r;
+    l->due = l->npending > 0; /* what did not fit has waited its window already */
     server_spawn(run_work, r);
 }
 
@@ -227,7 +225,7 @@ static void run_done(void *arg)
     xfree(r->q);
     xfree(r);
     l->run = NULL;
-    maybe_launch(l, 0);
+    maybe_launch(l);
     lane_maybe_free(l);
 }
 
@@ -235,7 +233,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    maybe_launch(arg, 0);
+    gb_lane *l = arg;
+    l->due = 1;
+    maybe_launch(l);
 }
 
 /* ---- parking ---- */
@@ -292,12 +292,12 @@ int gpu_batch_submit(client *c, ft_index *ix, vec_index *vx, const float *q, uin
         l->head = g;
     l->tail = g;
     if (l->npending++ == 0) {
-        l->first_us = clock_mono_us();
+        l->due = 0;
         struct timeval tv = {srv.cfg.gpu_batch_window_us / 1000000,
                              srv.cfg.gpu_batch_window_us % 1000000};
         event_add(l->timer, &tv); /* 0: the next loop pass */
     }
-    maybe_launch(l, 1);
+    maybe_launch(l);
     return 0;
 }
 
