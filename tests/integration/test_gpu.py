@@ -354,6 +354,29 @@ class GpuBatching(GpuCase):
             self.assertLess(int(st["gpu_batches"]), clients * each)
             self.assertGreater(float(st["gpu_kernel_ms"]), 0)
 
+    def test_mixed_k_in_one_batch(self):
+        """Queries of k 1 to 1024 in one window: each gets its own k (run at the largest)."""
+        rnd = random.Random(12)
+        base = [[rnd.uniform(-1, 1) for _ in range(8)] for _ in range(1500)]
+        ks = [1, 7, 10, 100, 1024, 3]
+        queries = [[rnd.uniform(-1, 1) for _ in range(8)] for _ in ks]
+        with GpuServer(gpu_batch_window_us=300000) as gs, Server(gpu="no") as cs:
+            for s in (gs, cs):
+                create(s.client(), "ix", "L2", 8)
+            self.load((gs, cs), base)
+            conns = [gs.raw() for _ in ks]
+            for c, k, q in zip(conns, ks, queries):
+                c.send(encode(["FT.SEARCH", "ix", "*=>[KNN %d @v $q AS d]" % k, "PARAMS", 2,
+                               "q", blob(q), "RETURN", 1, "d", "LIMIT", 0, k, "DIALECT", 2]))
+            for c, k, q in zip(conns, ks, queries):
+                res = c.read()
+                c.close()
+                got = [(res[i], float(res[i + 1][1])) for i in range(1, len(res), 2)]
+                self.assertSameHits(got, knn(cs.client(), "ix", q, k), "k=%d" % k)
+            st = gpu_info(gs.client())
+            self.assertEqual(int(st["gpu_queries"]), len(ks))
+            self.assertLess(int(st["gpu_batches"]), len(ks))
+
     def test_config(self):
         with GpuServer() as s:
             r = s.client()
