@@ -894,21 +894,27 @@ static void reply_results(search *s)
     }
 }
 
-/* Makes s's arguments c's, or (copy) a copy of them that outlives the command. */
+/* Makes s's arguments c's, or (copy) a copy of them that outlives the command; without
+ * the memory for a copy, c's (the search then stays on the CPU). */
 static void search_args(search *s, client *c, int copy)
 {
     s->argc = c->argc;
-    if (!copy) {
-        s->argv = c->argv;
-        s->argl = c->argl;
-        return;
-    }
+    s->argv = c->argv;
+    s->argl = c->argl;
     size_t total = 0;
     for (int i = 0; i < c->argc; i++)
         total += c->argl[i] + 1;
-    s->copy = xmalloc(total);
-    s->argv = xmalloc(sizeof *s->argv * (size_t)c->argc);
-    s->argl = xmalloc(sizeof *s->argl * (size_t)c->argc);
+    char *bytes = copy ? try_malloc(total) : NULL;
+    const char **argv = bytes ? try_malloc(sizeof *argv * (size_t)c->argc) : NULL;
+    size_t *argl = argv ? try_malloc(sizeof *argl * (size_t)c->argc) : NULL;
+    if (!argl) {
+        xfree(bytes);
+        xfree(argv);
+        return;
+    }
+    s->copy = bytes;
+    s->argv = argv;
+    s->argl = argl;
     char *p = s->copy;
     for (int i = 0; i < c->argc; i++) {
         memcpy(p, c->argv[i], c->argl[i]);
