@@ -46,7 +46,11 @@ int gpu_batch_on(void);
 int gpu_batch_submit(client *c, ft_index *ix, vec_index *vx, const float *q, uint32_t k,
                      gpu_batch_done_fn done, void *arg);
 
-/* INFO gpu's batching fields (appended to b). */
+/* INFO gpu's serving fields (appended to b): gpu_indexes (healthy device mirrors),
+ * gpu_memory_used (their device bytes), gpu_batches (runs), gpu_queries (queries in them),
+ * gpu_mean_batch_size, gpu_kernel_ms and gpu_select_ms (the device's time, summed from
+ * gpu_index_last_times), gpu_fallbacks (batched queries the CPU answered after a device
+ * error), gpu_errors (runs whose device search failed), gpu_last_error (its reason). */
 void gpu_batch_info(buf *b);
 
 #endif
