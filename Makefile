@@ -236,10 +236,10 @@ DEB_PACKAGES += libssl-dev openssl
 # test: the rest is single-threaded and takes minutes under TSan; not test_history's
 # test_threads: see tests/tsan.supp) and the integration suites whose commands hand work to
 # threads and back (FS.JOIN's worker pool, FT's background builds and snapshots, the
-# replication snapshot worker, server_post). tests/tsan.supp names the races inside the
+# replication snapshot worker, server_post, GPU batches). tests/tsan.supp names the races inside the
 # uninstrumented libraries (RocksDB, FAISS, LMDB); any other report fails the run. A kernel
 # whose ASLR leaves TSan no room ("unexpected memory mapping") gets setarch -R.
-TSAN_TESTS ?= test_hnsw:test_concurrent_readers unit hiredis test_fs_join test_ft test_replication
+TSAN_TESTS ?= test_hnsw:test_concurrent_readers unit hiredis test_fs_join test_ft test_replication test_gpu
 TSAN_LOGS := build/thread/tsan-logs
 tsan: deps
 	$(Q)$(MAKE) --no-print-directory SANITIZER=thread build/thread/tests/test_config
