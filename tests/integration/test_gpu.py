@@ -485,6 +485,7 @@ class GpuClientsLeaving(GpuCase):
             last = s.raw()
             last.send(encode(cmd))
             s.stop()
+            last.close()
             self.assertIn("bye", s.read_log())
 
 
