@@ -237,10 +237,10 @@ DEB_PACKAGES += libssl-dev openssl
 # TSan; not test_history's
 # test_threads: see tests/tsan.supp) and the integration suites whose commands hand work to
 # threads and back (FS.JOIN's worker pool, FT's background builds and snapshots, the
-# replication snapshot worker, server_post). tests/tsan.supp names the races inside the
+# replication snapshot worker, server_post, GPU batches). tests/tsan.supp names the races inside the
 # uninstrumented libraries (RocksDB, FAISS, LMDB); any other report fails the run. A kernel
 # whose ASLR leaves TSan no room ("unexpected memory mapping") gets setarch -R.
-TSAN_TESTS ?= test_hnsw:test_concurrent_readers test_hnsw_bulk:test_upper_levels unit hiredis test_fs_join test_ft test_replication
+TSAN_TESTS ?= test_hnsw:test_concurrent_readers test_hnsw_bulk:test_upper_levels unit hiredis test_fs_join test_ft test_replication test_gpu
 TSAN_LOGS := build/thread/tsan-logs
 tsan: deps
 	$(Q)$(MAKE) --no-print-directory SANITIZER=thread build/thread/tests/test_config
@@ -330,3 +330,13 @@ bench-gpu-graph:
 	$(Q)$(MAKE) --no-print-directory -C index/gpu CUDA_HOME=$(CUDA_HOME) graph-bench
 	$(Q)build/gpu/gpu_graph_bench --set fmnist --rows 10000 --queries 200
 bench: bench-gpu-graph
+# ---- tests/gpu_fake: a CPU test double of index/gpu/'s library (fake_gpu.c), which the
+# server loads through QUIVER_GPU_LIB in tests (test_gpu_mirror, test_gpu.py), so the GPU
+# serving path (index/gpu_mirror.c, query/gpu_batch.c) is tested where no device exists.
+FAKE_GPU := $(BUILD)/libquivergpu_fake.so
+$(FAKE_GPU): tests/gpu_fake/fake_gpu.c index/gpu/gpu.h
+	@mkdir -p $(dir $@)
+	@echo "  SO    $@"
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -lm
+$(BUILD)/tests/test_gpu_mirror: CFLAGS += -DFAKE_GPU_LIB='"$(CURDIR)/$(FAKE_GPU)"'
+$(BUILD)/tests/test_gpu_mirror: | $(FAKE_GPU)

@@ -89,6 +89,9 @@ static const option options[] = {
     {"maxmemory", T_SIZE, O(maxmemory), 0, LLONG_MAX, NULL, 0, "0"},
     {"maxmemory-policy", T_ENUM, O(maxmemory_policy), 0, 0, maxmemory_policy_names, 0, "noeviction"},
     {"metrics-port", T_INT, O(metrics_port), 0, 65535, NULL, IMMUTABLE, "0"},
+    {"gpu-batch-window-us", T_INT, O(gpu_batch_window_us), 0, 1000000, NULL, 0, "200"},
+    {"gpu-batch-max", T_INT, O(gpu_batch_max), 1, 4096, NULL, 0, "1024"},
+    {"gpu-min-vectors", T_LL, O(gpu_min_vectors), 0, LLONG_MAX, NULL, 0, "10000"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -66,6 +66,9 @@ typedef struct config {
     long long maxmemory;           /* bytes, 0 = no limit */
     int maxmemory_policy;          /* noeviction only: Quiver evicts nothing */
     int metrics_port;              /* HTTP GET /metrics (Prometheus) on bind, 0 = none */
+    int gpu_batch_window_us;       /* a GPU batch waits this long for more queries (0: pass) */
+    int gpu_batch_max;             /* ... or until it holds this many */
+    long long gpu_min_vectors;     /* smaller FLAT indexes are searched on the CPU */
 } config;
 
 /* Fills defaults. */

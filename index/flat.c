@@ -196,6 +196,28 @@ static size_t flat_memory(const vec_index *ix)
            f->map_cap * sizeof(slot_ref);
 }
 
+/* ---- reads for the GPU mirror (index_int.h) ---- */
+
+int vec__flat_get(const vec_index *ix, uint32_t id, float *out)
+{
+    const flat *f = FL(ix);
+    uint32_t s = slot_of(f, id);
+    if (s == NO_SLOT)
+        return ERR_NOTFOUND;
+    memcpy(out, VEC(f, s), f->dim * sizeof(float));
+    return 0;
+}
+
+uint64_t vec__flat_id_bound(const vec_index *ix)
+{
+    const flat *f = FL(ix);
+    uint64_t bound = 0;
+    for (size_t s = 0; s < f->n; s++)
+        if (f->ids[s] >= bound)
+            bound = (uint64_t)f->ids[s] + 1;
+    return bound;
+}
+
 /* ---- scans ---- */
 
 #define BLOCK 64 /* slots gathered before their distances are taken */

@@ -2,19 +2,47 @@
  * `gpu` option. The CUDA library (index/gpu/) is not linked in: where the build found nvcc
  * the Makefile names its shared object (QUIVER_GPU_LIB; see library_path() for the others)
  * and the probe dlopen()s it, so the server, its tests and the sanitizer builds carry no CUDA
- * dependency, and a machine without the library or a device runs exactly as before. What
- * the probe found is reported by INFO's gpu section. No index searches on the GPU yet. */
+ * dependency, and a machine without the library or a device runs exactly as before.
+ * What the probe found is reported by INFO's gpu section. After a successful probe every
+ * function of gpu.h is reachable through one table (vec__gpu(), index_int.h), which the
+ * FLAT index's device mirror (gpu_mirror.c) uses; a library lacking one is not used. */
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/err.h"
-#include "index/gpu/gpu.h"
-#include "index/index.h"
+#include "index/index_int.h"
 
 static index_gpu_info probed = {.reason = "not probed"}; /* written once, at start */
+static vec__gpu_api api;                                  /* filled by the same probe */
+
+static const struct {
+    const char *symbol;
+    size_t offset;
+} functions[] = {
+#define X(name) {"gpu_" #name, offsetof(vec__gpu_api, name)},
+    VEC__GPU_FUNCS(X)
+#undef X
+};
+
+/* Fills api from lib; 0, or ERR_GPU naming the first function missing. */
+static int resolve(void *lib)
+{
+    for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+        void *f = dlsym(lib, functions[i].symbol);
+        if (!f) {
+            snprintf(probed.reason, sizeof probed.reason, "the library lacks %s",
+                     functions[i].symbol);
+            return ERR_GPU;
+        }
+        /* POSIX's way from a data pointer to a function pointer */
+        memcpy((char *)&api + functions[i].offset, &f, sizeof f);
+    }
+    return 0;
+}
 
 /* Where the library is: $QUIVER_GPU_LIB, else beside the executable (an installed server, as
  * the CUDA container image has it), else where this build put it; NULL if none applies. */
@@ -55,15 +83,11 @@ static int query_device(void)
     }
     /* The library stays loaded, device or not: CUDA's libraries keep static state (their
      * own libstdc++'s exception pools) that an unload would leave unreachable: a leak. */
-    int (*query)(int, gpu_device_info *, char *, size_t);
-    *(void **)&query = dlsym(lib, "gpu_device_query"); /* POSIX's way to a function pointer */
-    if (!query) {
-        snprintf(probed.reason, sizeof probed.reason, "the library lacks gpu_device_query");
+    if (resolve(lib))
         return ERR_GPU;
-    }
     gpu_device_info info;
     char detail[256];
-    if (query(0, &info, detail, sizeof detail) != GPU_OK) {
+    if (api.device_query(0, &info, detail, sizeof detail) != GPU_OK) {
         snprintf(probed.reason, sizeof probed.reason, "no CUDA device (%s)", detail);
         return ERR_GPU;
     }
@@ -77,6 +101,7 @@ static int query_device(void)
 int index_gpu_probe(int mode, char *err, size_t errlen)
 {
     probed.mode = mode;
+    probed.enabled = 0;
     if (mode == INDEX_GPU_NO) {
         snprintf(probed.reason, sizeof probed.reason, "gpu no");
         return 0;
@@ -92,4 +117,9 @@ int index_gpu_probe(int mode, char *err, size_t errlen)
 void index_gpu_get(index_gpu_info *out)
 {
     *out = probed;
+}
+
+const vec__gpu_api *vec__gpu(void)
+{
+    return probed.enabled ? &api : NULL;
 }

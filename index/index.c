@@ -113,6 +113,7 @@ int vec_create(const vec_params *p, vec_index **out, char *err, size_t errlen)
         return rc;
     ix->params = full;
     ix->params.factory = NULL;
+    ix->gpu = NULL;
     if (full.factory && !(ix->params.factory = try_memdup(full.factory, strlen(full.factory)))) {
         ix->ops->destroy(ix);
         return ERR_NOMEM;
@@ -132,6 +133,7 @@ void vec_free(vec_index *ix)
 {
     if (!ix)
         return;
+    vec__gpu_free(ix->gpu);
     pthread_rwlock_destroy(&ix->lock);
     xfree((char *)ix->params.factory);
     ix->ops->destroy(ix);
@@ -205,6 +207,8 @@ int vec_add(vec_index *ix, uint32_t id, const float *v)
         return rc;
     wrlock(ix);
     rc = ix->ops->add(ix, id, use);
+    if (rc == 0 && ix->gpu)
+        vec__gpu_changed(ix->gpu, id);
     unlock(ix);
     xfree(copy);
     return rc;
@@ -214,6 +218,8 @@ int vec_delete(vec_index *ix, uint32_t id)
 {
     wrlock(ix);
     int rc = ix->ops->del(ix, id);
+    if (rc == 0 && ix->gpu)
+        vec__gpu_changed(ix->gpu, id);
     unlock(ix);
     return rc;
 }

@@ -154,6 +154,46 @@ typedef struct index_gpu_info {
     char library[256];   /* the index/gpu/ library loaded or tried, "" if none */
 } index_gpu_info;
 
+/* ---- a FLAT index's copy in device memory (index/gpu_mirror.c) ----
+ * A FLAT index may get a mirror while the GPU is enabled: the same vectors under the same
+ * ids on the device, searched in batches. vec_add and vec_delete never wait on the device:
+ * they only note the changed id (under a small lock of the mirror's own). The searcher
+ * applies the noted changes right before it searches, reading each vector from the FLAT
+ * index (or deleting the id when the FLAT no longer holds it), so a search sees every
+ * change made before it was called. The first search copies the whole index, a chunk of
+ * ids at a time under the index's shared lock. COSINE: the FLAT holds normalised vectors;
+ * they go to the device under the IP metric, and queries are normalised here as vec_knn
+ * normalises them, so the device computes 1 - u.v of the very floats the CPU would.
+ * On GPU_ERR_OOM or GPU_ERR_CUDA (or any failed change) the mirror is marked failed: its
+ * device memory is freed, the reason kept, and searches return ERR_GPU from then on (the
+ * caller serves from the CPU: vec_knn gives the same answers).
+ * THREADS: vec_gpu_knn from any thread (searches of one mirror run one at a time);
+ * vec_gpu_attach and vec_gpu_stats from any thread. */
+#define VEC_GPU_MAX_K 1024     /* GPU_MAX_K of index/gpu/gpu.h */
+#define VEC_GPU_MAX_BATCH 4096 /* GPU_MAX_BATCH */
+
+enum { VEC_GPU_NONE = 0, VEC_GPU_OK = 1, VEC_GPU_FAILED = 2 };
+
+typedef struct vec_gpu_stats {
+    int state;             /* VEC_GPU_* */
+    uint64_t device_bytes; /* device memory it holds */
+    char reason[256];      /* why it failed, "" otherwise */
+} vec_gpu_stats;
+
+/* Gives a FLAT index a mirror (nothing is copied yet; 0 too when it has one, failed or
+ * not). ERR_INVAL for another kind, ERR_GPU while the GPU is disabled. */
+int vec_gpu_attach(vec_index *ix);
+/* The k nearest of each of nq queries (nq x dim floats, as given to vec_knn: normalised
+ * here for COSINE) on the device: query i's hits at out[i * k], counts[i] of them, nearest
+ * first, ties by smaller id; the device's time for it in *kernel_ms and *select_ms.
+ * ERR_INVAL (k 0 or above VEC_GPU_MAX_K, nq 0 or above VEC_GPU_MAX_BATCH, a query not
+ * finite or zero under COSINE), ERR_NOTFOUND (no mirror), ERR_GPU (the mirror failed, now
+ * or earlier; the reason in err), ERR_NOMEM. */
+int vec_gpu_knn(vec_index *ix, const float *queries, uint32_t nq, uint32_t k, vec_hit *out,
+                uint32_t *counts, double *kernel_ms, double *select_ms, char *err,
+                size_t errlen);
+void vec_gpu_get_stats(vec_index *ix, vec_gpu_stats *out);
+
 /* Probes for a device under mode. ERR_GPU with the reason in err only for INDEX_GPU_YES when
  * none is usable (the server must not start); AUTO without one, and NO, return 0. */
 int index_gpu_probe(int mode, char *err, size_t errlen);

@@ -31,6 +31,7 @@
 
 #include <pthread.h>
 
+#include "index/gpu/gpu.h"
 #include "index/index.h"
 
 typedef struct vec_ops {
@@ -55,6 +56,7 @@ struct vec_index {
     const vec_ops *ops;
     vec_params params; /* completed with defaults; factory is index.c's own copy */
     pthread_rwlock_t lock;
+    struct vec_gpu_mirror *gpu; /* FLAT only, NULL if none; set and read under lock */
 };
 
 typedef int (*vec_create_fn)(const vec_params *p, vec_index **out, char *err, size_t errlen);
@@ -102,6 +104,34 @@ uint32_t vec__threads(uint32_t want);
  * nonzero return stops the handing out of pieces and is returned. */
 int vec__parallel(uint32_t threads, uint32_t n, uint32_t grain,
                   int (*fn)(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi), void *ctx);
+/* ---- FLAT's storage, for the GPU mirror (flat.c) ----
+ * Both expect the index's lock held (shared is enough). */
+
+/* Copies id's vector (as held: normalised for COSINE) into out; ERR_NOTFOUND if absent. */
+int vec__flat_get(const vec_index *ix, uint32_t id, float *out);
+/* One more than the largest id held (0 when empty). */
+uint64_t vec__flat_id_bound(const vec_index *ix);
+
+/* ---- the GPU library (gpu_probe.c) and the mirror (gpu_mirror.c) ----
+ * Every function of index/gpu/gpu.h, reached through the library the probe loaded; each
+ * member is named as the function without its gpu_ prefix. */
+#define VEC__GPU_FUNCS(X)                                                                      \
+    X(device_query) X(strerror) X(index_create) X(index_free) X(index_error) X(index_reserve)  \
+    X(index_add) X(index_delete) X(index_compact) X(index_search) X(index_set_tile_rows)       \
+    X(index_count) X(index_rows) X(index_device_bytes) X(index_last_times) X(knn_graph)
+
+typedef struct vec__gpu_api {
+#define X(name) __typeof__(gpu_##name) *name;
+    VEC__GPU_FUNCS(X)
+#undef X
+} vec__gpu_api;
+
+/* The library's functions after a successful probe; NULL while the GPU is disabled. */
+const vec__gpu_api *vec__gpu(void);
+
+/* index.c calls these (under the index's write lock) so the mirror learns of a change. */
+void vec__gpu_changed(struct vec_gpu_mirror *m, uint32_t id);
+void vec__gpu_free(struct vec_gpu_mirror *m);
 
 /* ---- snapshot bytes: little-endian writers and a bounds-checked reader ---- */
 

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "query/ft.h"
+#include "query/gpu_batch.h"
 #include "query/query_int.h"
 
 #define SHOW(s, len) (int)((len) > 64 ? 64 : (len)), (s)
@@ -556,8 +557,15 @@ typedef struct result {
     size_t slen;
 } result;
 
+/* One FT.SEARCH. On the GPU path (query/gpu_batch.h) it outlives the command: then its
+ * arguments, which o and q borrow, are a copy of the client's (the query buffer moves). */
 typedef struct search {
     client *c;
+    int argc;
+    const char **argv;
+    size_t *argl;
+    char *copy;         /* the copied arguments' bytes; NULL when argv is the client's */
+    int parked;         /* handed to a GPU batch: search_resume() finishes and frees it */
     ft_index *ix;
     ft_query q;
     ft_search_opts o;
@@ -589,7 +597,6 @@ static size_t popcount(const uint64_t *bits, size_t words)
 /* FILTER and INKEYS narrow the bitmap. */
 static void narrow(search *s, size_t words)
 {
-    client *c = s->c;
     for (int k = 0; k < s->o.nfilters; k++) {
         uint64_t *tmp = xcalloc(words + 1, 8);
         ft_num_match(s->ix, s->o.filters[k].f, s->o.filters[k].lo, s->o.filters[k].hi,
@@ -601,8 +608,8 @@ static void narrow(search *s, size_t words)
     if (s->o.inkeys_at) {
         uint64_t *tmp = xcalloc(words + 1, 8);
         for (int k = 0; k < s->o.ninkeys; k++) {
-            const char *key = c->argv[s->o.inkeys_at + k];
-            size_t klen = c->argl[s->o.inkeys_at + k];
+            const char *key = s->argv[s->o.inkeys_at + k];
+            size_t klen = s->argl[s->o.inkeys_at + k];
             int64_t id = ft_doc_id(s->ix, key, klen);
             if (id >= 0)
                 tmp[id >> 6] |= 1ull << (id & 63);
@@ -618,6 +625,23 @@ static int unfiltered_knn(const search *s)
 {
     return s->q.has_knn && s->q.root_is_all && ft_all_live(s->ix) && !s->o.nfilters &&
            !s->o.inkeys_at;
+}
+
+/* The hits as results, nearest first; a document gone since the search (a GPU batch
+ * answers after it ran) is left out. -1 after replying an error. */
+static int take_hits(search *s, const vec_hit *hits, size_t n)
+{
+    s->res = try_malloc(sizeof *s->res * (n + 1));
+    if (!s->res) {
+        reply_error(s->c, "out of memory");
+        return -1;
+    }
+    size_t klen;
+    for (size_t i = 0; i < n; i++)
+        if (ft_doc_key(s->ix, hits[i].id, &klen))
+            s->res[s->nres++] = (result){hits[i].id, hits[i].dist, 1, NAN, NULL, 0};
+    s->total = s->nres;
+    return 0;
 }
 
 /* The KNN: nearest first. -1 after replying an error. */
@@ -639,21 +663,16 @@ static int run_knn(search *s, size_t words)
         fp = &filter;
     }
     vec_hit *hits = try_malloc(sizeof *hits * s->q.k);
-    s->res = try_malloc(sizeof *s->res * (s->q.k + 1));
     size_t n = 0;
-    int rc = hits && s->res ? 0 : ERR_NOMEM;
+    int rc = hits ? 0 : ERR_NOMEM;
     if (!rc && (!fp || filter.nids))
         rc = vec_knn(vf->vx, s->q.knn_vec, s->q.k, s->q.ef, fp, hits, &n);
-    for (size_t i = 0; !rc && i < n; i++)
-        s->res[i] = (result){hits[i].id, hits[i].dist, 1, NAN, NULL, 0};
-    s->nres = s->total = rc ? 0 : n;
-    xfree(hits);
     xfree(ids);
-    if (rc) {
+    if (rc)
         reply_errorf(s->c, "vector search failed: %s", err_str(rc));
-        return -1;
-    }
-    return 0;
+    rc = rc ? -1 : take_hits(s, hits, n);
+    xfree(hits);
+    return rc;
 }
 
 /* The matching documents (no KNN), by id, with their VECTOR_RANGE distance if yielded:
@@ -875,48 +894,128 @@ static void reply_results(search *s)
     }
 }
 
+/* Makes s's arguments c's, or (copy) a copy of them that outlives the command; without
+ * the memory for a copy, c's (the search then stays on the CPU). */
+static void search_args(search *s, client *c, int copy)
+{
+    s->argc = c->argc;
+    s->argv = c->argv;
+    s->argl = c->argl;
+    size_t total = 0;
+    for (int i = 0; i < c->argc; i++)
+        total += c->argl[i] + 1;
+    char *bytes = copy ? try_malloc(total) : NULL;
+    const char **argv = bytes ? try_malloc(sizeof *argv * (size_t)c->argc) : NULL;
+    size_t *argl = argv ? try_malloc(sizeof *argl * (size_t)c->argc) : NULL;
+    if (!argl) {
+        xfree(bytes);
+        xfree(argv);
+        return;
+    }
+    s->copy = bytes;
+    s->argv = argv;
+    s->argl = argl;
+    char *p = s->copy;
+    for (int i = 0; i < c->argc; i++) {
+        memcpy(p, c->argv[i], c->argl[i]);
+        p[c->argl[i]] = '\0';
+        s->argv[i] = p;
+        s->argl[i] = c->argl[i];
+        p += c->argl[i] + 1;
+    }
+}
+
+static void search_free(search *s)
+{
+    for (size_t i = 0; s->res && i < s->nres; i++)
+        xfree(s->res[i].str);
+    xfree(s->res);
+    xfree(s->bits);
+    ft_query_free(&s->q);
+    ft_search_opts_free(&s->o);
+    if (s->copy) {
+        xfree(s->copy);
+        xfree(s->argv);
+        xfree(s->argl);
+    }
+    xfree(s);
+}
+
+/* The index, the options and the query. -1 after replying an error. */
+static int search_parse(search *s)
+{
+    client *c = s->c;
+    char err[512];
+    if (!(s->ix = index_or_reply(c, 1)))
+        return -1;
+    if (ft_search_opts_parse(s->ix, s->argc, s->argv, s->argl, &s->o, err, sizeof err) ||
+        ft_query_parse(s->ix, s->argv[2], s->argl[2], &s->o.params, &s->q, err, sizeof err)) {
+        reply_error(c, err);
+        return -1;
+    }
+    s->db = ft_index_def(s->ix)->db;
+    ft_count_use(s->ix);
+    return 0;
+}
+
+/* On the loop, once a GPU batch answered s's KNN (or failed): the reply, as search_run's. */
+static void search_resume(void *arg, client *c, const vec_hit *hits, size_t n, int rc)
+{
+    search *s = arg;
+    if (c) {
+        s->c = c;
+        if (rc)
+            reply_errorf(c, "vector search failed: %s", err_str(rc));
+        else if (read_txn(c, &s->t) == 0 && take_hits(s, hits, n) == 0 && sort_results(s) == 0)
+            reply_results(s);
+    }
+    search_free(s);
+}
+
+/* Hands an unfiltered KNN to the GPU batcher; 1 when it took it (s is parked). */
+static int search_to_gpu(search *s)
+{
+    if (!s->copy || !unfiltered_knn(s))
+        return 0;
+    const ft_vecf *vf = ft_vec(s->ix, s->q.knn_field);
+    s->parked = gpu_batch_submit(s->c, s->ix, vf->vx, s->q.knn_vec, s->q.k, search_resume,
+                                 s) == 0;
+    return s->parked;
+}
+
+/* The search on the loop, and its reply. */
+static void search_run(search *s)
+{
+    client *c = s->c;
+    char err[512];
+    if (read_txn(c, &s->t))
+        return;
+    size_t words = ft_bitmap_words(s->ix);
+    if (!unfiltered_knn(s)) {
+        s->bits = try_malloc(words * 8 + 8);
+        if (!s->bits) {
+            reply_error(c, "out of memory");
+            return;
+        }
+        memset(s->bits, 0, words * 8 + 8);
+        if (ft_query_eval(s->ix, &s->q, s->bits, err, sizeof err)) {
+            reply_error(c, err);
+            return;
+        }
+        narrow(s, words);
+    }
+    if ((s->q.has_knn ? run_knn(s, words) : run_filter(s, words)) || sort_results(s))
+        return;
+    reply_results(s);
+}
+
 void cmd_ft_search(client *c)
 {
-    search s;
-    memset(&s, 0, sizeof s);
-    s.c = c;
-    char err[512];
-    if (!(s.ix = index_or_reply(c, 1)))
-        goto done;
-    if (ft_search_opts_parse(s.ix, c->argc, c->argv, c->argl, &s.o, err, sizeof err)) {
-        reply_error(c, err);
-        goto done;
-    }
-    if (ft_query_parse(s.ix, c->argv[2], c->argl[2], &s.o.params, &s.q, err, sizeof err)) {
-        reply_error(c, err);
-        goto done;
-    }
-    if (read_txn(c, &s.t))
-        goto done;
-    s.db = ft_index_def(s.ix)->db;
-    ft_count_use(s.ix);
-    size_t words = ft_bitmap_words(s.ix);
-    if (!unfiltered_knn(&s)) {
-        s.bits = try_malloc(words * 8 + 8);
-        if (!s.bits) {
-            reply_error(c, "out of memory");
-            goto done;
-        }
-        memset(s.bits, 0, words * 8 + 8);
-        if (ft_query_eval(s.ix, &s.q, s.bits, err, sizeof err)) {
-            reply_error(c, err);
-            goto done;
-        }
-        narrow(&s, words);
-    }
-    if ((s.q.has_knn ? run_knn(&s, words) : run_filter(&s, words)) || sort_results(&s))
-        goto done;
-    reply_results(&s);
-done:
-    for (size_t i = 0; s.res && i < s.nres; i++)
-        xfree(s.res[i].str);
-    xfree(s.res);
-    xfree(s.bits);
-    ft_query_free(&s.q);
-    ft_search_opts_free(&s.o);
+    search *s = xcalloc(1, sizeof *s);
+    s->c = c;
+    search_args(s, c, gpu_batch_on());
+    if (search_parse(s) == 0 && !search_to_gpu(s))
+        search_run(s);
+    if (!s->parked)
+        search_free(s);
 }

@@ -372,3 +372,16 @@ int lookup_read(client *c, store_txn *t, const char *key, size_t klen, store_obj
         srv.stats.keyspace_misses++;
     return rc;
 }
+
+void scratch_init(client *sc, int resp, buf *out)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->state = CONN_OPEN;
+    sc->resp = resp;
+    sc->obuf = *out;
+}
+
+void scratch_done(client *sc, buf *out)
+{
+    *out = sc->obuf;
+}

@@ -126,21 +126,6 @@ static void join_free(join *j)
     xfree(j);
 }
 
-/* A client that only collects encoded bytes: the reply builders touch obuf, state and
- * resp (wire.h, PARKED CLIENTS). out's memory moves in; scratch_done moves it back. */
-static void scratch_init(client *sc, int resp, buf *out)
-{
-    memset(sc, 0, sizeof *sc);
-    sc->state = CONN_OPEN;
-    sc->resp = resp;
-    sc->obuf = *out;
-}
-
-static void scratch_done(client *sc, buf *out)
-{
-    *out = sc->obuf;
-}
-
 /* The features' slots in their views, and each feature's NOT_FOUND encoding. */
 static void join_features(join *j, const fs_request *rq)
 {

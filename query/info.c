@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "index/index.h"
 #include "query/ft.h"
+#include "query/gpu_batch.h"
 #include "query/query_int.h"
 #include "replication/repl.h"
 
@@ -175,6 +176,7 @@ static void section_gpu(buf *b)
                    g.device, g.total_mem, g.free_mem);
     else
         buf_printf(b, "gpu_disabled_reason:%s\r\n", g.reason);
+    gpu_batch_info(b);
 }
 
 static const struct {

@@ -72,6 +72,12 @@ void reply_store_error(client *c, int rc);
 void reply_wrongtype(client *c);
 void reply_syntax_error(client *c);
 
+/* A client that only collects encoded bytes, for work whose reply is made away from its
+ * client: the reply builders touch obuf, state and resp (wire.h, PARKED CLIENTS). out's
+ * memory moves in; scratch_done moves it back. */
+void scratch_init(client *sc, int resp, buf *out);
+void scratch_done(client *sc, buf *out);
+
 /* Transactions of the current pass; on failure they reply and return -1. */
 int read_txn(client *c, store_txn **t);
 int write_txn(client *c, size_t hint_bytes, store_txn **t);

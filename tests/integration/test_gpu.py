@@ -2,14 +2,27 @@
 without a CUDA device (or without the library) the server must start exactly as before under
 `auto` and `no`, say why the GPU is off, and refuse to start under `yes` with the reason.
 Where a device exists the same tests check the other side (enabled, a device name).
+
+Then FT.SEARCH served from the GPU in batches (query/gpu_batch.c, index/gpu_mirror.c), on
+the CPU test double of the CUDA library (tests/gpu_fake/fake_gpu.c, built beside the server
+binary as libquivergpu_fake.so, or named by QUIVER_GPU_FAKE): every answer must equal a
+`gpu no` server's on the same data (random and fashion-mnist; L2, IP, COSINE; k 1, 10, 100,
+1024; after deletes and overwrites; RETURN, SORTBY, LIMIT, RESP3), concurrent clients must
+share batches, injected device failures must fall back to the CPU with the same answers, and
+clients that leave mid-batch must not hurt the server.
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_gpu"""
 import os
+import random
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
-from harness import BINARY, Server, free_port
+from harness import BINARY, ROOT, Server, free_port, wait_for
 
 OWN_PROCESS = unittest.skipIf(os.environ.get("TEST_SERVER"), "needs a server of its own")
 
@@ -111,6 +124,377 @@ class GpuOption(unittest.TestCase):
             with InstalledServer(os.path.join(d, "quiver-server")) as s:
                 g = gpu_info(s.client())
         self.assertEqual(g["gpu_library"], os.path.join(d, "libquivergpu.so"))
+
+
+# ---- FT.SEARCH on the (fake) GPU ---------------------------------------------------------
+
+def fake_library():
+    """The fake GPU library of this build: QUIVER_GPU_FAKE, else beside the server binary."""
+    for path in (os.environ.get("QUIVER_GPU_FAKE"),
+                 os.path.join(os.path.dirname(BINARY), "libquivergpu_fake.so"),
+                 os.path.join(ROOT, "build", "release", "libquivergpu_fake.so")):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+FAKE = fake_library()
+NEEDS_FAKE = unittest.skipUnless(FAKE, "no libquivergpu_fake.so (make test builds it)")
+DATA = os.path.join(ROOT, "..", "shared", "data", "vectors")
+
+
+class GpuServer(Server):
+    """A server whose GPU is the fake library; fault injection through env (fake_gpu.c)."""
+
+    def __init__(self, fake_env=None, **options):
+        opts = {"gpu": "yes", "gpu_min_vectors": 0}
+        opts.update(options)
+        super().__init__(**opts)
+        self.env = dict(os.environ, QUIVER_GPU_LIB=FAKE)
+        self.env.pop("QUIVER_FAKE_GPU_FAIL", None)
+        self.env.update(fake_env or {})
+
+
+def blob(v):
+    return struct.pack("%df" % len(v), *v)
+
+
+def create(r, name, metric, dim, prefix="d:"):
+    r.execute_command("FT.CREATE", name, "PREFIX", 1, prefix, "SCHEMA", "v", "VECTOR", "FLAT",
+                      6, "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", metric, "t", "TAG")
+
+
+def knn(r, index, vec, k, *extra):
+    """FT.SEARCH's KNN reply as [(key, distance)], nearest first."""
+    res = r.execute_command("FT.SEARCH", index, "*=>[KNN %d @v $q AS d]" % k, "PARAMS", 2, "q",
+                            blob(vec), "RETURN", 1, "d", "LIMIT", 0, k, "DIALECT", 2, *extra)
+    return [(res[i], float(res[i + 1][1])) for i in range(1, len(res), 2)]
+
+
+class GpuCase(unittest.TestCase):
+    def assertSameHits(self, got, want, what=""):
+        """Same distances (float rounding aside); the same keys, ties aside."""
+        self.assertEqual(len(got), len(want), what)
+        for i, ((gk, gd), (wk, wd)) in enumerate(zip(got, want)):
+            tol = 1e-4 * abs(wd) + 1e-5
+            self.assertLessEqual(abs(gd - wd), tol, (what, i, gd, wd))
+            if gk != wk:
+                tied = [d for _, d in want if abs(d - wd) <= tol]
+                self.assertGreater(len(tied), 1, (what, i, gk, wk))
+
+    def load(self, servers, vectors, prefix="d:", start=0):
+        for s in servers:
+            p = s.client().pipeline(transaction=False)
+            for i, v in enumerate(vectors):
+                p.hset("%s%d" % (prefix, start + i), mapping={"v": blob(v), "t": "t%d" % (i % 3)})
+            p.execute()
+
+
+@OWN_PROCESS
+@NEEDS_FAKE
+class GpuSearch(GpuCase):
+    """The same answers as a `gpu no` server, through every change."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gpu = GpuServer().__enter__()
+        cls.cpu = Server(gpu="no").__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gpu.__exit__(None, None, None)
+        cls.cpu.__exit__(None, None, None)
+
+    def setUp(self):
+        for s in (self.gpu, self.cpu):
+            s.client().flushall()
+            for name in s.client().execute_command("FT._LIST"):
+                s.client().execute_command("FT.DROPINDEX", name)
+
+    def compare(self, index, queries, ks, what):
+        g, c = self.gpu.client(), self.cpu.client()
+        for k in ks:
+            for qi, q in enumerate(queries):
+                self.assertSameHits(knn(g, index, q, k), knn(c, index, q, k),
+                                    "%s k=%d query %d" % (what, k, qi))
+
+    def test_random_all_metrics_with_changes(self):
+        rnd = random.Random(5)
+        dim = 24
+        base = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(1500)]
+        for s in (self.gpu, self.cpu):
+            for m in ("L2", "IP", "COSINE"):
+                create(s.client(), "i" + m, m, dim)
+        self.load((self.gpu, self.cpu), base)
+        queries = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(3)]
+        before = gpu_info(self.gpu.client())
+        for round_ in range(3):
+            for m in ("L2", "IP", "COSINE"):
+                self.compare("i" + m, queries, (1, 10, 100, 1024), "%s round %d" % (m, round_))
+            # deletes, overwrites and new documents between searches
+            for s in (self.gpu, self.cpu):
+                r = s.client()
+                r.delete(*["d:%d" % i for i in range(round_, 1500, 7)])
+            over = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(100)]
+            self.load((self.gpu, self.cpu), over, start=round_ * 11)
+            new = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(50)]
+            self.load((self.gpu, self.cpu), new, start=2000 + round_ * 50)
+        after = gpu_info(self.gpu.client())
+        self.assertEqual(int(after["gpu_indexes"]), 3)
+        self.assertGreater(int(after["gpu_memory_used"]), 1500 * dim * 4 * 3)
+        self.assertEqual(int(after["gpu_queries"]) - int(before["gpu_queries"]), 3 * 3 * 4 * 3)
+        self.assertEqual(int(after["gpu_fallbacks"]), 0)
+        self.assertEqual(int(after["gpu_errors"]), 0)
+
+    @unittest.skipUnless(os.path.exists(os.path.join(DATA, "fashion-mnist-784-euclidean")),
+                         "no shared data")
+    def test_fashion_mnist_slice(self):
+        def bvecs(path, n):
+            out = []
+            with open(path, "rb") as f:
+                for _ in range(n):
+                    dim = struct.unpack("<i", f.read(4))[0]
+                    out.append([float(b) for b in f.read(dim)])
+            return out
+        d = os.path.join(DATA, "fashion-mnist-784-euclidean")
+        base = bvecs(os.path.join(d, "fmnist_train_base.bvecs"), 2000)
+        queries = bvecs(os.path.join(d, "fmnist_test_query.bvecs"), 5)
+        for s in (self.gpu, self.cpu):
+            create(s.client(), "fm", "L2", 784)
+            create(s.client(), "fmc", "COSINE", 784)
+        self.load((self.gpu, self.cpu), base)
+        self.compare("fm", queries, (1, 10, 100), "fashion-mnist L2")
+        self.compare("fmc", queries, (10, 100), "fashion-mnist COSINE")
+        self.assertEqual(int(gpu_info(self.gpu.client())["gpu_fallbacks"]), 0)
+
+    def test_reply_shapes_are_the_cpus_byte_for_byte(self):
+        """Small integers: exact distances, so the whole replies must be equal."""
+        rnd = random.Random(9)
+        base = [[float(rnd.randint(-4, 4)) for _ in range(6)] for _ in range(400)]
+        for s in (self.gpu, self.cpu):
+            create(s.client(), "ix", "L2", 6)
+        self.load((self.gpu, self.cpu), base)
+        q = blob([1.0, 0, -1, 2, 0, 1])
+        shapes = [
+            ("*=>[KNN 20 @v $q AS d]", "PARAMS", 2, "q", q, "DIALECT", 2),
+            ("*=>[KNN 20 @v $q AS d]", "PARAMS", 2, "q", q, "SORTBY", "t", "DESC", "LIMIT", 3, 9,
+             "RETURN", 2, "t", "d", "DIALECT", 2),
+            ("*=>[KNN 50 @v $q]", "PARAMS", 2, "q", q, "NOCONTENT", "WITHSCORES", "LIMIT", 0, 50),
+            ("*=>[KNN 5 @v $q AS d]", "PARAMS", 2, "q", q, "RETURN", 1, "t", "DIALECT", 3),
+        ]
+        before = int(gpu_info(self.gpu.client())["gpu_queries"])
+        for args in shapes:
+            self.assertEqual(self.gpu.client().execute_command("FT.SEARCH", "ix", *args),
+                             self.cpu.client().execute_command("FT.SEARCH", "ix", *args), args)
+        resp3 = []
+        for s in (self.gpu, self.cpu):
+            raw = s.raw()
+            raw.command("HELLO", "3")
+            resp3.append(raw.command("FT.SEARCH", "ix", *shapes[1]))
+            raw.close()
+        self.assertEqual(resp3[0], resp3[1])
+        self.assertEqual(int(gpu_info(self.gpu.client())["gpu_queries"]) - before, len(shapes) + 1)
+
+    def test_cpu_paths_stay_on_the_cpu(self):
+        """k above 1024, filtered KNN, HNSW: answered as before, not batched."""
+        rnd = random.Random(3)
+        base = [[rnd.uniform(-1, 1) for _ in range(8)] for _ in range(2500)]
+        for s in (self.gpu, self.cpu):
+            create(s.client(), "ix", "L2", 8)
+            s.client().execute_command(
+                "FT.CREATE", "hn", "PREFIX", 1, "d:", "SCHEMA", "v", "VECTOR", "HNSW", 6, "TYPE",
+                "FLOAT32", "DIM", 8, "DISTANCE_METRIC", "L2")
+        self.load((self.gpu, self.cpu), base)
+        g, c = self.gpu.client(), self.cpu.client()
+        q = base[17]
+        before = int(gpu_info(g)["gpu_queries"])
+        self.assertSameHits(knn(g, "ix", q, 2000), knn(c, "ix", q, 2000), "k=2000")
+        self.assertEqual(len(knn(g, "ix", q, 2000)), 2000)
+        filtered = ("FT.SEARCH", "ix", "@t:{t1}=>[KNN 10 @v $q AS d]", "PARAMS", 2, "q", blob(q),
+                    "DIALECT", 2)
+        self.assertEqual(g.execute_command(*filtered), c.execute_command(*filtered))
+        self.assertSameHits(knn(g, "hn", q, 10), knn(c, "hn", q, 10), "HNSW")
+        self.assertEqual(int(gpu_info(g)["gpu_queries"]), before)
+
+
+@OWN_PROCESS
+@NEEDS_FAKE
+class GpuBatching(GpuCase):
+    def test_concurrent_clients_share_batches(self):
+        rnd = random.Random(11)
+        dim, clients, each = 16, 32, 10
+        base = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(2000)]
+        queries = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(clients * each)]
+        with GpuServer(gpu_batch_window_us=50000) as gs, Server(gpu="no") as cs:
+            for s in (gs, cs):
+                create(s.client(), "ix", "COSINE", dim)
+            self.load((gs, cs), base)
+            want = [knn(cs.client(), "ix", q, 10) for q in queries]
+            got = [None] * len(queries)
+            errors = []
+
+            def worker(w):
+                try:
+                    r = gs.client()
+                    for i in range(w, len(queries), clients):
+                        got[i] = knn(r, "ix", queries[i], 10)
+                except Exception as e:  # reported below
+                    errors.append(e)
+            threads = [threading.Thread(target=worker, args=(w,)) for w in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            self.assertEqual(errors, [])
+            for i in range(len(queries)):
+                self.assertSameHits(got[i], want[i], "query %d" % i)
+            st = gpu_info(gs.client())
+            self.assertEqual(int(st["gpu_queries"]), clients * each)
+            self.assertGreater(float(st["gpu_mean_batch_size"]), 1.0)
+            self.assertLess(int(st["gpu_batches"]), clients * each)
+            self.assertGreater(float(st["gpu_kernel_ms"]), 0)
+
+    def test_mixed_k_in_one_batch(self):
+        """Queries of k 1 to 1024 in one window: each gets its own k (run at the largest)."""
+        rnd = random.Random(12)
+        base = [[rnd.uniform(-1, 1) for _ in range(8)] for _ in range(1500)]
+        ks = [1, 7, 10, 100, 1024, 3]
+        queries = [[rnd.uniform(-1, 1) for _ in range(8)] for _ in ks]
+        with GpuServer(gpu_batch_window_us=300000) as gs, Server(gpu="no") as cs:
+            for s in (gs, cs):
+                create(s.client(), "ix", "L2", 8)
+            self.load((gs, cs), base)
+            conns = [gs.raw() for _ in ks]
+            for c, k, q in zip(conns, ks, queries):
+                c.send(encode(["FT.SEARCH", "ix", "*=>[KNN %d @v $q AS d]" % k, "PARAMS", 2,
+                               "q", blob(q), "RETURN", 1, "d", "LIMIT", 0, k, "DIALECT", 2]))
+            for c, k, q in zip(conns, ks, queries):
+                res = c.read()
+                c.close()
+                got = [(res[i], float(res[i + 1][1])) for i in range(1, len(res), 2)]
+                self.assertSameHits(got, knn(cs.client(), "ix", q, k), "k=%d" % k)
+            st = gpu_info(gs.client())
+            self.assertEqual(int(st["gpu_queries"]), len(ks))
+            self.assertLess(int(st["gpu_batches"]), len(ks))
+
+    def test_config(self):
+        with GpuServer() as s:
+            r = s.client()
+            self.assertEqual(r.config_get("gpu-batch-window-us"), {"gpu-batch-window-us": "200"})
+            self.assertEqual(r.config_get("gpu-batch-max"), {"gpu-batch-max": "1024"})
+            r.config_set("gpu-batch-max", 4096)
+            with self.assertRaises(Exception):
+                r.config_set("gpu-batch-max", 4097)
+            with self.assertRaises(Exception):
+                r.config_set("gpu-batch-max", 0)
+            r.config_set("gpu-batch-window-us", 0)  # the next loop pass: still answers
+            create(r, "ix", "L2", 4)
+            self.load((s,), [[1, 2, 3, float(i)] for i in range(30)])
+            self.assertEqual(knn(r, "ix", [1, 2, 3, 4], 2)[0], (b"d:4", 0.0))
+            self.assertEqual(int(gpu_info(r)["gpu_queries"]), 1)
+        with Server(gpu="no") as s:
+            self.assertEqual(s.client().config_get("gpu-min-vectors"),
+                             {"gpu-min-vectors": "10000"})
+
+    def test_small_indexes_stay_on_the_cpu(self):
+        with GpuServer(gpu_min_vectors=100) as s:
+            r = s.client()
+            create(r, "ix", "L2", 4)
+            self.load((s,), [[1, 2, 3, float(i)] for i in range(99)])
+            self.assertEqual(knn(r, "ix", [1, 2, 3, 4], 1), [(b"d:4", 0.0)])
+            self.assertEqual(int(gpu_info(r)["gpu_queries"]), 0)
+            self.assertEqual(int(gpu_info(r)["gpu_indexes"]), 0)
+            self.load((s,), [[1, 2, 3, 99.0]], start=99)
+            self.assertEqual(knn(r, "ix", [1, 2, 3, 4], 1), [(b"d:4", 0.0)])
+            self.assertEqual(int(gpu_info(r)["gpu_queries"]), 1)
+
+
+@OWN_PROCESS
+@NEEDS_FAKE
+class GpuFaults(GpuCase):
+    """Injected device failures mid-stream: the CPU answers, INFO says why."""
+
+    def run_stream(self, fake_env, reason, fallbacks_at_least=1):
+        rnd = random.Random(21)
+        dim = 12
+        base = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(1200)]
+        queries = [[rnd.uniform(-1, 1) for _ in range(dim)] for _ in range(8)]
+        with GpuServer(fake_env=fake_env) as gs, Server(gpu="no") as cs:
+            for s in (gs, cs):
+                create(s.client(), "ix", "IP", dim)
+            self.load((gs, cs), base)
+            g, c = gs.client(), cs.client()
+            for i, q in enumerate(queries):
+                if i == 4:  # a change mid-stream
+                    self.load((gs, cs), base[:50], start=600)
+                self.assertSameHits(knn(g, "ix", q, 10), knn(c, "ix", q, 10), "query %d" % i)
+            st = gpu_info(g)
+            self.assertGreaterEqual(int(st["gpu_fallbacks"]), fallbacks_at_least)
+            self.assertEqual(int(st["gpu_errors"]), 1)
+            self.assertIn(reason, st["gpu_last_error"])
+            self.assertEqual(int(st["gpu_indexes"]), 0)  # the mirror failed for good
+            self.assertEqual(int(st["gpu_memory_used"]), 0)
+            self.assertTrue(g.ping())
+
+    def test_cuda_failure_mid_stream(self):
+        self.run_stream({"QUIVER_FAKE_GPU_FAIL": "search:cuda@3"}, "CUDA error")
+
+    def test_oom_on_search(self):
+        self.run_stream({"QUIVER_FAKE_GPU_FAIL": "search:oom@2"}, "out of device memory")
+
+    def test_oom_adding_a_change(self):
+        # the first sync adds once; the change at query 4 is the second add
+        self.run_stream({"QUIVER_FAKE_GPU_FAIL": "add:oom@2"}, "gpu_index_add: out of device")
+
+    def test_device_memory_too_small(self):
+        self.run_stream({"QUIVER_FAKE_GPU_MEM": "10000"}, "gpu_index_reserve: out of device")
+
+
+@OWN_PROCESS
+@NEEDS_FAKE
+class GpuClientsLeaving(GpuCase):
+    def test_disconnect_while_waiting_and_while_running(self):
+        base = [[float(i), 1.0, 2.0, 3.0] for i in range(500)]
+        q = blob([7.0, 1, 2, 3])
+        cmd = ["FT.SEARCH", "ix", "*=>[KNN 3 @v $q AS d]", "PARAMS", "2", "q", q, "DIALECT", "2"]
+        with GpuServer(fake_env={"QUIVER_FAKE_GPU_SLEEP_MS": "300"},
+                       gpu_batch_window_us=200000) as s:
+            r = s.client()
+            create(r, "ix", "L2", 4)
+            self.load((s,), base)
+            # waiting in the window: sent, then gone
+            for _ in range(3):
+                raw = s.raw()
+                raw.send(encode(cmd))
+                raw.close()
+            # on the (slow) device: one stays, others leave
+            stay = s.raw()
+            leavers = [s.raw() for _ in range(4)]
+            for c in leavers + [stay]:
+                c.send(encode(cmd))
+            time.sleep(0.3)  # past the window, inside the device's 300 ms (either is survivable)
+            for c in leavers:
+                c.close()
+            res = stay.read()
+            self.assertEqual(res[1], b"d:7")
+            stay.close()
+            wait_for(lambda: int(gpu_info(r)["gpu_batches"]) >= 1, "the batch to come back")
+            self.assertTrue(r.ping())
+            self.assertEqual(knn(r, "ix", [7.0, 1, 2, 3], 1), [(b"d:7", 0.0)])
+            # and the server still shuts down cleanly with a query on the device
+            last = s.raw()
+            last.send(encode(cmd))
+            s.stop()
+            last.close()
+            self.assertIn("bye", s.read_log())
+
+
+def encode(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 if __name__ == "__main__":

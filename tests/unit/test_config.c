@@ -19,7 +19,7 @@
 #include "core/err.h"
 #include "wire/tls.h"
 
-#define NOPTIONS 48 /* rows of the option table in core/config.c */
+#define NOPTIONS 51 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -623,16 +623,16 @@ static void test_get(void **state)
     assert_string_equal(g.names[0], "port");
     assert_string_equal(g.values[0], "6379");
 
-    assert_int_equal(get(&cfg, "*max*", &g), 7); /* ... min-replicas-max-lag */
+    assert_int_equal(get(&cfg, "*max*", &g), 8); /* ... min-replicas-max-lag, gpu-batch-max */
     assert_string_equal(g.names[0], "maxclients");
     assert_string_equal(g.values[0], "10000");
     assert_string_equal(g.names[1], "proto-max-bulk-len");
     assert_string_equal(g.values[1], "536870912");
     assert_string_equal(g.names[2], "lmdb-max-map-size");
     assert_string_equal(g.values[2], "0");
-    assert_int_equal(get(&cfg, "*MAX*", &g), 7); /* patterns ignore case */
+    assert_int_equal(get(&cfg, "*MAX*", &g), 8); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 28); /* 12, 10 tls-*, repl-*, replica-*, min-replicas-* */
+    assert_int_equal(get(&cfg, "*-*", &g), 31); /* 12, 10 tls-*, repl-*, replica-*, min-replicas-*, 3 gpu-* */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);
