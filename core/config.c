@@ -89,6 +89,7 @@ static const option options[] = {
     {"maxmemory", T_SIZE, O(maxmemory), 0, LLONG_MAX, NULL, 0, "0"},
     {"maxmemory-policy", T_ENUM, O(maxmemory_policy), 0, 0, maxmemory_policy_names, 0, "noeviction"},
     {"metrics-port", T_INT, O(metrics_port), 0, 65535, NULL, IMMUTABLE, "0"},
+    {"history-cache-size", T_SIZE, O(history_cache_size), 1024 * 1024, LLONG_MAX, NULL, IMMUTABLE, "256mb"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
