@@ -1,12 +1,11 @@
 """FS.JOIN, the point-in-time join, against a Python oracle of DESIGN.md's semantics: the
 history row with the largest event time <= t (ties: largest created), within TTL (both ends
 inclusive) and retention. Hand-made histories (out-of-order pushes, equal event times, TTL
-edges, missing entities, NULL fields, two views keyed by different entities, composite
-keys, histories whose density changes), Feast's driver_stats table, WITHMETA, RESP3,
-argument errors. Big joins run on a
-worker with the client parked: the same answer as small inline joins and as inside EXEC,
-other clients served meanwhile, pipelined commands after a big join answered in order, a
-client that disconnects mid-join leaving the server healthy.
+edges, missing entities, NULL fields, two views keyed by different entities, composite keys,
+histories whose density changes), Feast's driver_stats table, WITHMETA, RESP3, argument
+errors. Big joins run on a worker with the client parked: the same answer as small inline
+joins and as inside EXEC, other clients served meanwhile, pipelined commands after a big
+join answered in order, a client that disconnects mid-join leaving the server healthy.
 
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_fs_join"""
 import csv
