@@ -40,6 +40,7 @@ typedef struct config {
     char *pidfile;
     long long lmdb_map_size;
     long long lmdb_max_map_size; /* 0 = the map may grow without limit */
+    long long history_cache_size; /* RocksDB block cache of the feature history, bytes */
     int databases;           /* fixed at 16: reported, not settable */
     int save, appendonly;    /* fixed: no RDB, no AOF (reported for Redis tools) */
     char *aclfile;           /* users and their rules (query/acl.h), "" for none */

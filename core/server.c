@@ -347,6 +347,7 @@ int server_start(char *err, size_t errlen)
     signal(SIGXFSZ, SIG_IGN); /* a file past RLIMIT_FSIZE: the write fails with EFBIG instead */
     store_config sc = {.dir = srv.cfg.dir, .map_size = (size_t)srv.cfg.lmdb_map_size,
                        .max_map_size = (size_t)srv.cfg.lmdb_max_map_size,
+                       .hist_cache_bytes = (size_t)srv.cfg.history_cache_size,
                        .durability = srv.cfg.durability};
     int rc = acl_init(srv.cfg.aclfile, srv.cfg.requirepass, err, errlen);
     if (rc || (rc = index_gpu_probe(srv.cfg.gpu, err, errlen)))

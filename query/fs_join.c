@@ -3,7 +3,8 @@
  * the join needs from the catalog is copied (catalog pointers die with the pass). Then, per
  * view, the request rows are sorted by (stored entity key, time descending) and each
  * entity's history is walked once with one cursor: seek at the entity's latest requested
- * time, step to older rows as the requested times go down (re-seeking across long gaps).
+ * time, step to older rows as the requested times go down, or seek again when the rows
+ * stepped over so far say that the next time is further away than a seek costs.
  * Each distinct matched history row is decoded once and its requested values encoded once;
  * the reply is then assembled in the caller's row order by copying those encodings.
  * Small joins (and any join inside EXEC) run inline; big ones park the client and run on a
@@ -28,7 +29,8 @@
 #define JOIN_INLINE_ROWS 2000                /* fewer request rows: answered on the loop */
 #define JOIN_CHUNK (256 * 1024)              /* reply bytes handed to the loop at a time */
 #define JOIN_MAX_UNSENT (4 * 1024 * 1024)    /* the worker waits while more is unsent */
-#define JOIN_RESEEK_STEPS 16                 /* steps through history before a re-seek */
+#define JOIN_SEEK_COST 8                     /* a seek costs about this many steps */
+#define JOIN_DENSITY_MIN 4                   /* steps seen before their density is trusted */
 #define JOIN_CANCEL_EVERY 1024               /* rows between looks at the cancel flag */
 #define JOIN_PARTS_MAX 4                     /* threads walking one big join's views */
 #define JOIN_PART_ROWS 2000                  /* at least this many rows a thread */
@@ -253,6 +255,8 @@ typedef struct jpart {
     buf enc;
     size_t *ends;
     size_t nmatched, ends_cap;
+    uint64_t steps;     /* steps taken over finished runs of this part's walk ... */
+    double span_us;     /* ... and the event time they covered (walk_pos) */
     int rc;
 } jpart;
 
@@ -323,11 +327,53 @@ static void split_rows(join *j, jview *v, jsort *order, jpart *parts)
         order[at[part_of(v, (uint32_t)r, j->nparts)]++] = sort_entry(j, v, (uint32_t)r);
 }
 
-/* Where the cursor stands within the current entity. */
+/* Where the cursor stands within the current entity, and how dense its rows have been: a
+ * run is a seek and the steps after it, covering event times landed_us down to event_us. */
 typedef struct walk_pos {
     int positioned;
     int64_t event_us, created_us;
+    int64_t landed_us;  /* where the run's seek landed */
+    uint64_t run_steps; /* steps of the run so far */
+    uint64_t ent_steps; /* steps of the entity's finished runs ... */
+    double ent_span_us; /* ... and the event time they covered */
 } walk_pos;
+
+/* Ends the current run (before a seek): its steps count for the entity and the part. */
+static void end_run(jpart *p, walk_pos *w)
+{
+    double span = (double)w->landed_us - (double)w->event_us;
+    w->ent_steps += w->run_steps;
+    w->ent_span_us += span;
+    p->steps += w->run_steps;
+    p->span_us += span;
+    w->run_steps = 0;
+    w->positioned = 0;
+}
+
+/* Moves to the next entity: nothing of the last one's position is kept. */
+static void new_entity(jpart *p, walk_pos *w)
+{
+    if (w->positioned)
+        end_run(p, w);
+    *w = (walk_pos){0};
+}
+
+/* How many steps toward time t to try before seeking instead. With the rows' density
+ * known (the entity's, else the part's), none when t looks further than a seek costs;
+ * else, and when the guess is wrong, at most twice a seek's cost is spent stepping. */
+static int step_budget(const jpart *p, const walk_pos *w, int64_t t)
+{
+    double steps = (double)(w->ent_steps + w->run_steps);
+    double span = w->ent_span_us + ((double)w->landed_us - (double)w->event_us);
+    if (steps < JOIN_DENSITY_MIN) {
+        steps = (double)p->steps;
+        span = p->span_us;
+    }
+    if (steps >= JOIN_DENSITY_MIN &&
+        ((double)w->event_us - (double)t) * steps > JOIN_SEEK_COST * span)
+        return 0;
+    return 2 * JOIN_SEEK_COST;
+}
 
 static void read_pos(const jpart *p, walk_pos *w)
 {
@@ -340,15 +386,17 @@ static void read_pos(const jpart *p, walk_pos *w)
  * or seeks. ERR_NOTFOUND when there is none (nor for any earlier time). */
 static int position_at(jpart *p, const char *key, size_t len, int64_t t, walk_pos *w)
 {
+    int budget = w->positioned && w->event_us > t ? step_budget(p, w, t) : 0;
     for (int steps = 0; w->positioned && w->event_us > t; steps++) {
-        if (steps == JOIN_RESEEK_STEPS) {
-            w->positioned = 0;
+        if (steps == budget) {
+            end_run(p, w);
             break;
         }
         int rc = store_hcur_next(p->cur);
         if (rc)
             return rc;
         read_pos(p, w);
+        w->run_steps++;
     }
     if (!w->positioned) {
         int rc = store_hcur_seek(p->cur, key, len, t);
@@ -356,6 +404,7 @@ static int position_at(jpart *p, const char *key, size_t len, int64_t t, walk_po
             return rc;
         w->positioned = 1;
         read_pos(p, w);
+        w->landed_us = w->event_us;
     }
     return 0;
 }
@@ -417,7 +466,8 @@ static void walk_part(jpart *p)
             break;
         }
         if (i == 0 || !same_key(v, &p->order[i - 1], s)) {
-            w.positioned = exhausted = 0;
+            new_entity(p, &w);
+            exhausted = 0;
             last = NO_MATCH;
         }
         v->match[s->row] = NO_MATCH;

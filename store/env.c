@@ -293,14 +293,14 @@ static int replay_journal(store *st, char *err, size_t errlen)
 }
 
 /* Opens the history in <dir>/history and loads the catalog. */
-static int open_fs(store *st, const char *dir, char *err, size_t errlen)
+static int open_fs(store *st, const store_config *cfg, char *err, size_t errlen)
 {
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/history", dir) >= sizeof path) {
+    if ((size_t)snprintf(path, sizeof path, "%s/history", cfg->dir) >= sizeof path) {
         snprintf(err, errlen, "data directory name too long");
         return ERR_INVAL;
     }
-    int rc = store_hist_open(path, &st->hist, err, errlen);
+    int rc = store_hist_open(path, cfg->hist_cache_bytes, &st->hist, err, errlen);
     if (rc == 0)
         rc = store__catalog_load(st, err, errlen);
     if (rc == 0)
@@ -492,7 +492,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->backed = back_map(st, st->map_size) == 0; /* if not, writes retry it (ERR_FULL) */
     if ((rc = open_dbs(st, err, errlen)) != 0)
         goto fail_mapped;
-    if ((rc = open_fs(st, cfg->dir, err, errlen)) != 0)
+    if ((rc = open_fs(st, cfg, err, errlen)) != 0)
         goto fail_mapped;
     store_set_durability(st, cfg->durability);
     if (pthread_create(&st->sync_thread, NULL, sync_main, st) == 0)

@@ -102,6 +102,7 @@ typedef struct store_config {
     size_t map_size;  /* initial LMDB map size in bytes; grown by doubling as needed */
     int durability;   /* DURABILITY_* */
     size_t max_map_size; /* the map never grows past this (0 = no cap); see STORAGE FULL */
+    size_t hist_cache_bytes; /* the history's block cache (0 = store_hist_open's default) */
 } store_config;
 
 /* A key's metadata and, for strings, its value (pointer valid until store_txn_end()). */
@@ -357,8 +358,12 @@ typedef struct store_hist store_hist;
 typedef struct store_hbatch store_hbatch;
 typedef struct store_hiter store_hiter;
 
-/* Opens (creating) the RocksDB database in dir with every existing view column family. */
-int store_hist_open(const char *dir, store_hist **out, char *err, size_t errlen);
+/* Opens (creating) the RocksDB database in dir with every existing view column family.
+ * cache_bytes: the block cache that every view's reads share (uncompressed blocks; 0 = 64
+ * MiB). A join reads every block of its entities, so history that fits is read from memory
+ * instead of decompressed again for each join. */
+int store_hist_open(const char *dir, size_t cache_bytes, store_hist **out, char *err,
+                    size_t errlen);
 void store_hist_close(store_hist *h);
 /* Creates the view's column family (ERR_EXISTS if there). retention_us 0 = keep forever;
  * can be changed later with store_hist_set_retention (takes effect at compactions).

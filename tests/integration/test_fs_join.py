@@ -1,11 +1,11 @@
 """FS.JOIN, the point-in-time join, against a Python oracle of DESIGN.md's semantics: the
 history row with the largest event time <= t (ties: largest created), within TTL (both ends
 inclusive) and retention. Hand-made histories (out-of-order pushes, equal event times, TTL
-edges, missing entities, NULL fields, two views keyed by different entities, composite
-keys), Feast's driver_stats table, WITHMETA, RESP3, argument errors. Big joins run on a
-worker with the client parked: the same answer as small inline joins and as inside EXEC,
-other clients served meanwhile, pipelined commands after a big join answered in order, a
-client that disconnects mid-join leaving the server healthy.
+edges, missing entities, NULL fields, two views keyed by different entities, composite keys,
+histories whose density changes), Feast's driver_stats table, WITHMETA, RESP3, argument
+errors. Big joins run on a worker with the client parked: the same answer as small inline
+joins and as inside EXEC, other clients served meanwhile, pipelined commands after a big
+join answered in order, a client that disconnects mid-join leaving the server healthy.
 
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_fs_join"""
 import csv
@@ -527,6 +527,58 @@ class TestBigJoins(JoinBase):
             proc = s.proc
             s.stop()
             self.assertEqual(proc.returncode, 0, s.read_log())
+
+
+class TestUnevenHistories(JoinBase):
+    """The walk steps to older rows or seeks, guessing from how dense the rows it has
+    stepped over were: histories whose density changes (a dense burst then sparse rows,
+    bursts between long gaps, rows that all share one event time) and request times at,
+    between, before and after the rows must still give the oracle's answers, inline and
+    on a worker."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        c = cls.r.execute_command
+        c("FS.ENTITY.CREATE", "acct", "TYPE", "INT64")
+        c("FS.VIEW.CREATE", "d", "ENTITIES", 1, "acct", "SCHEMA", "x", "INT64")
+        rnd = random.Random(5)
+        times = {
+            0: list(range(0, 2000)) + list(range(2000, 2000 + 60 * 100000, 100000)),
+            1: [b * 1000000 + i for b in range(8) for i in range(0, 300, 3)],
+            2: [500] * 40,
+            3: [123456],
+            4: sorted(rnd.sample(range(10 ** 7), 400)),
+        }
+        cls.hist = History()
+        pushes, created = [], 0
+        for acct, ts in times.items():
+            for e in ts:
+                created += 1
+                pushes.append(["d", acct, e, "CREATED", created, "FIELDS", "x", created])
+                cls.hist.push("d", (str(acct),), e * 1000, created * 1000, created)
+        rnd.shuffle(pushes)
+        push_many(cls.r, pushes)
+        cls.rows = []
+        for acct, ts in times.items():
+            lo, hi = ts[0], ts[-1]
+            picks = [rnd.choice(ts) + rnd.choice((-1, 0, 0, 1)) for _ in range(300)]
+            picks += [rnd.randint(lo - 10, hi + 10) for _ in range(300)]
+            cls.rows += [(str(acct), t) for t in picks + [lo - 1, hi + 1]]
+        cls.rows += [("9", 5)]  # an entity with no rows
+        rnd.shuffle(cls.rows)
+
+    def test_uneven_histories_match_the_oracle(self):
+        want = []
+        for acct, t in self.rows:
+            best = self.hist.asof("d", (acct,), t * 1000)
+            want.append([best[1] if best else None])
+        self.assertGreater(len(self.rows), INLINE_MAX)
+        self.assertEqual(self.join(["FEATURES", 1, "d:x"], self.rows), want)
+        small = []
+        for i in range(0, len(self.rows), 700):
+            small += self.join(["FEATURES", 1, "d:x"], self.rows[i:i + 700])
+        self.assertEqual(small, want)
 
 
 if __name__ == "__main__":

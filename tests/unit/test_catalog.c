@@ -967,7 +967,7 @@ static void test_orphan_cf(void **state)
     snprintf(path, sizeof path, "%s/history", f->dir);
     store_hist *h;
     char err[256];
-    OK(store_hist_open(path, &h, err, sizeof err));
+    OK(store_hist_open(path, 0, &h, err, sizeof err));
     OK(store_hist_create_view(h, 999, 0));
     store_hist_close(h);
     fx_open(f);

@@ -19,7 +19,7 @@
 #include "core/err.h"
 #include "wire/tls.h"
 
-#define NOPTIONS 51 /* rows of the option table in core/config.c */
+#define NOPTIONS 52 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -492,6 +492,16 @@ static void test_observability_options(void **state)
     assert_int_equal(SET_STARTUP(&cfg, "metrics-port", "-1"), ERR_INVAL);
     assert_int_equal(SET_STARTUP(&cfg, "metrics-port", "http"), ERR_INVAL);
     assert_int_equal(cfg.metrics_port, 9121);
+
+    /* history-cache-size: a size, at least 1mb, chosen at start only */
+    assert_true(cfg.history_cache_size == 256 * MB);
+    assert_string_equal(get1(&cfg, "history-cache-size", &g), "268435456");
+    assert_int_equal(SET(&cfg, "history-cache-size", "1gb"), ERR_INVAL);
+    assert_int_equal(SET_STARTUP(&cfg, "history-cache-size", "1gb"), 0);
+    assert_true(cfg.history_cache_size == GB);
+    assert_int_equal(SET_STARTUP(&cfg, "history-cache-size", "1000kb"), ERR_INVAL);
+    assert_int_equal(SET_STARTUP(&cfg, "history-cache-size", "lots"), ERR_INVAL);
+    assert_true(cfg.history_cache_size == GB);
     config_free(&cfg);
 }
 
@@ -632,7 +642,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[2], "0");
     assert_int_equal(get(&cfg, "*MAX*", &g), 8); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 31); /* 12, 10 tls-*, repl-*, replica-*, min-replicas-*, 3 gpu-* */
+    assert_int_equal(get(&cfg, "*-*", &g), 32); /* 13, tls-*, repl-*, replica-*, min-replicas-*, gpu-* */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);

@@ -65,7 +65,7 @@ static int teardown(void **state)
 static void hopen(fixture *f)
 {
     char err[256] = "";
-    int rc = store_hist_open(f->dir, &f->h, err, sizeof err);
+    int rc = store_hist_open(f->dir, 0, &f->h, err, sizeof err);
     if (rc != 0)
         fail_msg("store_hist_open: %d %s", rc, err);
     assert_non_null(f->h);
@@ -686,7 +686,7 @@ static void test_open_regular_file(void **state)
     assert_non_null(fp);
     fputs("not a database\n", fp);
     fclose(fp);
-    int rc = store_hist_open(path, &h, err, sizeof err);
+    int rc = store_hist_open(path, 0, &h, err, sizeof err);
     assert_true(rc == ERR_IO || rc == ERR_BACKEND);
     assert_null(h);
     assert_true(strlen(err) > 0);
@@ -695,10 +695,10 @@ static void test_open_regular_file(void **state)
     /* A directory inside a missing one. */
     snprintf(path, sizeof path, "%s/missing/db", f->dir);
     err[0] = '\0';
-    assert_int_not_equal(store_hist_open(path, &h, err, sizeof err), 0);
+    assert_int_not_equal(store_hist_open(path, 0, &h, err, sizeof err), 0);
     assert_null(h);
     assert_true(strlen(err) > 0);
-    assert_int_not_equal(store_hist_open(path, &h, NULL, 0), 0); /* no buffer: logged */
+    assert_int_not_equal(store_hist_open(path, 0, &h, NULL, 0), 0); /* no buffer: logged */
 }
 
 /* An open iterator keeps a dropped view's rows readable until it is freed. */
