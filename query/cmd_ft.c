@@ -944,11 +944,10 @@ static void search_free(search *s)
 /* The options and the query of s->ix. -1 with the reason in err. */
 static int search_parse_query(search *s, char *err, size_t errlen)
 {
-    return ft_search_opts_parse(s->ix, s->argc, s->argv, s->argl, &s->o, err, errlen) ||
-                   ft_query_parse(s->ix, s->argv[2], s->argl[2], &s->o.params, &s->q, err,
-                                  errlen)
-               ? -1
-               : 0;
+    if (ft_search_opts_parse(s->ix, s->argc, s->argv, s->argl, &s->o, err, errlen))
+        return -1;
+    int rc = ft_query_parse(s->ix, s->argv[2], s->argl[2], &s->o.params, &s->q, err, errlen);
+    return rc ? -1 : 0;
 }
 
 /* The index, the options and the query. -1 after replying an error. */

@@ -454,7 +454,7 @@ static void process_input(client *c)
             dispatch(c);
             c->argc = 0;
         }
-    c->qpos += consumed;
+        c->qpos += consumed;
         resp_parser_reset(&c->parser);
         if (c->state != CONN_CLOSED && over_hard_limit(c))
             return;

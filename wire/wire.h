@@ -118,9 +118,9 @@ typedef struct client {
     struct query_state *qs;
     const client_park_ops *park_ops; /* while CLIENT_PARKED */
     void *park_arg;
-    int held;           /* a command declined by the park's owner waits at qpos, parsed */
-    int held_rc;        /* ... resp_parse()'s result for it */
-    size_t held_len;    /* ... and its size */
+    int held;        /* a command declined by the park's owner waits at qpos, parsed */
+    int held_rc;     /* ... resp_parse()'s result for it */
+    size_t held_len; /* ... and its size */
     struct event *rev, *wev;
     struct tls_conn *tls; /* NULL on a plaintext connection */
     int tls_blocked;      /* a TLS read waits for writability, or a write for readability */

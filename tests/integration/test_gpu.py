@@ -577,6 +577,24 @@ class GpuPipelines(GpuCase):
         self.assertLess(int(st["gpu_batches"]), int(st["gpu_queries"]))
         self.assertEqual(int(st["gpu_fallbacks"]), 0)
 
+    def test_inline_commands_and_protocol_errors_behind_queries(self):
+        """A command the batcher declines waits parsed, once (inline arguments are unescaped
+        in place); a protocol error comes after the replies due before it."""
+        gs, cs = self.servers({"QUIVER_FAKE_GPU_SLEEP_MS": "20"})
+        knns = [encode(knn_cmd("ab"[i % 2], q, 3)) for i, q in enumerate(self.queries[:4])]
+        data = (b"".join(knns) + b'SET "k\\x41" v1\r\nGET kA\r\n' + b"".join(knns) +
+                b"*1\r\n$x\r\n")
+        replies = []
+        for s in (gs, cs):
+            raw = s.raw()
+            raw.send(data)
+            replies.append([raw.read() for _ in range(11)])
+            self.assertRaises(ConnectionError, raw.read)
+            raw.close()
+        self.assertEqual(replies[0], replies[1])
+        self.assertEqual(replies[0][4:6], [b"OK", b"v1"])
+        self.assertIn("Protocol error", replies[0][10])
+
     def test_bounded_by_batch_max(self):
         """At most gpu-batch-max queries a client wait at once: the rest follow in turn."""
         gs, cs = self.servers(gpu_batch_max=4)
