@@ -8,7 +8,7 @@ the CPU test double of the CUDA library (tests/gpu_fake/fake_gpu.c, built beside
 binary as libquivergpu_fake.so, or named by QUIVER_GPU_FAKE): every answer must equal a
 `gpu no` server's on the same data (random and fashion-mnist; L2, IP, COSINE; k 1, 10, 100,
 1024; after deletes and overwrites; RETURN, SORTBY, LIMIT, RESP3), concurrent clients must
-share batches, injected device failures must fall back to the CPU with the same answers, and
+share batches, one client's pipelined queries must join one and be answered in order, injected device failures must fall back to the CPU with the same answers, and
 clients that leave mid-batch must not hurt the server.
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_gpu"""
 import os
