@@ -941,6 +941,15 @@ static void search_free(search *s)
     xfree(s);
 }
 
+/* The options and the query of s->ix. -1 with the reason in err. */
+static int search_parse_query(search *s, char *err, size_t errlen)
+{
+    if (ft_search_opts_parse(s->ix, s->argc, s->argv, s->argl, &s->o, err, errlen))
+        return -1;
+    int rc = ft_query_parse(s->ix, s->argv[2], s->argl[2], &s->o.params, &s->q, err, errlen);
+    return rc ? -1 : 0;
+}
+
 /* The index, the options and the query. -1 after replying an error. */
 static int search_parse(search *s)
 {
@@ -948,8 +957,7 @@ static int search_parse(search *s)
     char err[512];
     if (!(s->ix = index_or_reply(c, 1)))
         return -1;
-    if (ft_search_opts_parse(s->ix, s->argc, s->argv, s->argl, &s->o, err, sizeof err) ||
-        ft_query_parse(s->ix, s->argv[2], s->argl[2], &s->o.params, &s->q, err, sizeof err)) {
+    if (search_parse_query(s, err, sizeof err)) {
         reply_error(c, err);
         return -1;
     }
@@ -972,14 +980,32 @@ static void search_resume(void *arg, client *c, const vec_hit *hits, size_t n, i
     search_free(s);
 }
 
+/* A command pipelined behind a search waiting on the GPU (gpu_batch.h, PIPELINES): 1 when
+ * it is an FT.SEARCH that search_to_gpu() will hand to the batcher too. Parsed here
+ * without a reply; the dispatch parses it again. */
+static int search_joins_batch(client *c)
+{
+    const command *cmd = command_lookup(c->argv[0], c->argl[0]);
+    if (!cmd || cmd->proc != cmd_ft_search || c->argc < 3 || (c->flags & CLIENT_MULTI))
+        return 0;
+    search s = {.c = c, .argc = c->argc, .argv = c->argv, .argl = c->argl};
+    char err[512];
+    int joins = (s.ix = ft_lookup(c->argv[1], c->argl[1])) &&
+                search_parse_query(&s, err, sizeof err) == 0 && unfiltered_knn(&s) &&
+                gpu_batch_takes(ft_vec(s.ix, s.q.knn_field)->vx, s.q.k);
+    ft_query_free(&s.q);
+    ft_search_opts_free(&s.o);
+    return joins;
+}
+
 /* Hands an unfiltered KNN to the GPU batcher; 1 when it took it (s is parked). */
 static int search_to_gpu(search *s)
 {
     if (!s->copy || !unfiltered_knn(s))
         return 0;
     const ft_vecf *vf = ft_vec(s->ix, s->q.knn_field);
-    s->parked = gpu_batch_submit(s->c, s->ix, vf->vx, s->q.knn_vec, s->q.k, search_resume,
-                                 s) == 0;
+    s->parked = gpu_batch_submit(s->c, s->ix, vf->vx, s->q.knn_vec, s->q.k, search_joins_batch,
+                                 search_resume, s) == 0;
     return s->parked;
 }
 

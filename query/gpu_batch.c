@@ -7,7 +7,13 @@
  * then answers each query through its done callback into a scratch client, hands the
  * bytes to the parked client and resumes it. A client that leaves while its query waits
  * takes the query out of the lane at once; one that leaves while its query runs is
- * forgotten, and the answer is dropped when the run comes back. */
+ * forgotten, and the answer is dropped when the run comes back.
+ *
+ * A parked client is a waiter: its commands in the order sent, one slot each, the parked
+ * query first. While it waits, the commands it pipelined after it are offered to the
+ * waiter (wire.h, PARKED CLIENTS); queries that will join a batch too are taken, up to
+ * `gpu-batch-max` slots, and each slot's reply waits for those before it, since lanes
+ * answer in any order. The client resumes once every slot's reply is out. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +24,26 @@
 #include "query/gpu_batch.h"
 #include "query/query_int.h"
 
+/* One of a waiter's commands: a query in a lane, or a reply already complete. */
+typedef struct gb_slot {
+    struct gb_waiter *w;
+    struct gb_query *q; /* while its query waits or runs */
+    int done;           /* out is its whole reply */
+    buf out;
+    struct gb_slot *next;
+} gb_slot;
+
+/* A client parked on its queries. */
+typedef struct gb_waiter {
+    client *c;
+    gpu_batch_next_fn next;
+    gb_slot *head, *tail; /* oldest first; the head is never done (it would be sent) */
+    size_t nslots;
+    gb_slot *taking; /* the slot of the command being dispatched after offer() took it */
+} gb_waiter;
+
 typedef struct gb_query {
-    client *c; /* NULL once it left */
+    gb_slot *slot; /* NULL once its client left */
     struct gb_lane *lane;
     gpu_batch_done_fn done;
     void *arg;
@@ -56,7 +80,7 @@ typedef struct gb_lane {
 
 static struct {
     gb_lane *lanes;
-    uint64_t batches, queries, fallbacks, errors;
+    uint64_t batches, queries, fallbacks, errors, pipelined;
     double kernel_ms, select_ms;
     char last_error[256];
 } gb;
@@ -152,24 +176,58 @@ static void run_work(void *arg)
     server_post(run_done, r);
 }
 
+/* ---- waiters ---- */
+
+static gb_slot *slot_add(gb_waiter *w)
+{
+    gb_slot *s = xcalloc(1, sizeof *s);
+    s->w = w;
+    buf_init(&s->out);
+    if (w->tail)
+        w->tail->next = s;
+    else
+        w->head = s;
+    w->tail = s;
+    w->nslots++;
+    return s;
+}
+
+/* Sends the replies complete at the front, in order; resumes the client when none is
+ * left (w is then freed). */
+static void waiter_flush(gb_waiter *w)
+{
+    client *c = w->c;
+    while (w->head && w->head->done) {
+        gb_slot *s = w->head;
+        w->head = s->next;
+        w->nslots--;
+        client_output_append(c, &s->out);
+        buf_free(&s->out);
+        xfree(s);
+    }
+    if (w->head)
+        return;
+    xfree(w);
+    client_unpark(c); /* may run c's next commands, which may submit to this lane */
+}
+
 /* Loop: answers one query of a finished run (or drops it: its client left). */
 static void deliver(gb_query *q)
 {
-    client *c = q->c;
-    if (!c) {
+    gb_slot *s = q->slot;
+    if (!s) {
         q->done(q->arg, NULL, NULL, 0, 0);
         return;
     }
-    buf out;
-    buf_init(&out);
+    client *c = s->w->c;
     client sc;
-    scratch_init(&sc, c->resp, &out);
+    scratch_init(&sc, c->resp, &s->out);
     q->done(q->arg, &sc, q->hits, q->n, q->rc);
-    scratch_done(&sc, &out);
+    scratch_done(&sc, &s->out);
     c->errors += sc.errors;
-    client_output_append(c, &out);
-    buf_free(&out);
-    client_unpark(c); /* may run c's next commands, which may submit to this lane */
+    s->q = NULL;
+    s->done = 1;
+    waiter_flush(s->w);
 }
 
 static void launch(gb_lane *l);
@@ -242,10 +300,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* The client of a query left. A pending query goes at once; a running one is dropped
  * when its run comes back. */
-static void on_closed(void *arg)
+static void query_forget(gb_query *q)
 {
-    gb_query *q = arg;
-    q->c = NULL;
+    q->slot = NULL;
     if (q->running)
         return;
     gb_lane *l = q->lane;
@@ -255,10 +312,66 @@ static void on_closed(void *arg)
     lane_maybe_free(l);
 }
 
-static const client_park_ops park_ops = {.closed = on_closed};
+static void on_closed(void *arg)
+{
+    gb_waiter *w = arg;
+    for (gb_slot *s = w->head, *next; s; s = next) {
+        next = s->next;
+        if (s->q)
+            query_forget(s->q);
+        buf_free(&s->out);
+        xfree(s);
+    }
+    xfree(w);
+}
 
-/* Whether vx's searches may go to its device mirror now (attaching one if need be). */
-static int servable(vec_index *vx, uint32_t k)
+/* The client's next command, pipelined behind its queries: taken when it will join a
+ * batch too (gpu_batch_submit then fills the slot made for it here). */
+static int on_offer(void *arg, client *c)
+{
+    gb_waiter *w = arg;
+    if (w->nslots >= (size_t)srv.cfg.gpu_batch_max || !w->next(c))
+        return 0;
+    w->taking = slot_add(w);
+    return 1;
+}
+
+/* What the taken command replied at once: all of its reply unless it submitted a query
+ * (it could not after all: an ACL refusal, say). A slot behind the head: nothing to send
+ * yet. */
+static void on_taken(void *arg, buf *b)
+{
+    gb_waiter *w = arg;
+    gb_slot *s = w->taking;
+    w->taking = NULL;
+    buf_append(&s->out, b->data, b->len);
+    buf_free(b);
+    s->done = !s->q;
+    gb.pipelined += !s->done;
+}
+
+static const client_park_ops park_ops = {
+    .closed = on_closed, .offer = on_offer, .taken = on_taken};
+
+/* The slot of c's query: a new waiter's first, or the one made for the command offered
+ * to c's waiter. NULL when c cannot wait (parked by something else, or closing). */
+static gb_slot *slot_for(client *c, gpu_batch_next_fn next)
+{
+    if ((c->flags & CLIENT_PARKED) && c->park_ops == &park_ops) {
+        gb_slot *s = ((gb_waiter *)c->park_arg)->taking;
+        return s && !s->q ? s : NULL;
+    }
+    gb_waiter *w = xcalloc(1, sizeof *w);
+    if (client_park(c, &park_ops, w) != 0) {
+        xfree(w);
+        return NULL;
+    }
+    w->c = c;
+    w->next = next;
+    return slot_add(w);
+}
+
+int gpu_batch_takes(vec_index *vx, uint32_t k)
 {
     if (!gpu_batch_on() || k > VEC_GPU_MAX_K || vec_get_params(vx)->kind != VEC_FLAT ||
         (long long)vec_count(vx) < srv.cfg.gpu_min_vectors || vec_gpu_attach(vx) != 0)
@@ -269,18 +382,16 @@ static int servable(vec_index *vx, uint32_t k)
 }
 
 int gpu_batch_submit(client *c, ft_index *ix, vec_index *vx, const float *q, uint32_t k,
-                     gpu_batch_done_fn done, void *arg)
+                     gpu_batch_next_fn next, gpu_batch_done_fn done, void *arg)
 {
-    if (!servable(vx, k))
+    gb_slot *s;
+    if (!gpu_batch_takes(vx, k) || !(s = slot_for(c, next)))
         return -1;
     uint32_t dim = vec_get_params(vx)->dim;
     gb_query *g = xcalloc(1, sizeof *g + dim * sizeof(float));
-    if (client_park(c, &park_ops, g) != 0) {
-        xfree(g);
-        return -1;
-    }
     gb_lane *l = lane_get(ix, vx);
-    g->c = c;
+    s->q = g;
+    g->slot = s;
     g->lane = l;
     g->done = done;
     g->arg = arg;
@@ -326,10 +437,10 @@ void gpu_batch_info(buf *b)
     buf_printf(b, "gpu_indexes:%d\r\ngpu_memory_used:%llu\r\ngpu_batches:%llu\r\n"
                   "gpu_queries:%llu\r\ngpu_mean_batch_size:%.2f\r\ngpu_kernel_ms:%.3f\r\n"
                   "gpu_select_ms:%.3f\r\ngpu_fallbacks:%llu\r\ngpu_errors:%llu\r\n"
-                  "gpu_last_error:%s\r\n",
+                  "gpu_last_error:%s\r\ngpu_pipelined_queries:%llu\r\n",
                mirrors, (unsigned long long)bytes, (unsigned long long)gb.batches,
                (unsigned long long)gb.queries,
                gb.batches ? (double)gb.queries / (double)gb.batches : 0.0, gb.kernel_ms,
                gb.select_ms, (unsigned long long)gb.fallbacks, (unsigned long long)gb.errors,
-               last);
+               last, (unsigned long long)gb.pipelined);
 }

@@ -15,6 +15,13 @@
  * query of the batch with vec_knn on the CPU instead (same answers), and the index's
  * mirror stays failed, so later queries go to the CPU directly.
  *
+ * PIPELINES. While a client waits on its query, the commands it sent after it are offered
+ * to the batcher before they run (wire.h, PARKED CLIENTS): as long as the submitter's
+ * next function says a command will be submitted too, it runs at once and its query joins
+ * the pending batch, up to `gpu-batch-max` queries a client. Replies go out in the order
+ * the commands came, whichever lane answers first; the first command not taken runs only
+ * once every earlier reply is out, as it would have without the batcher.
+ *
  * THREADS. Everything here runs on the loop thread except the batch's device search. The
  * loop never waits on the device: results come back through server_post().
  *
@@ -36,21 +43,32 @@
  * nearest first; rc != 0 (an ERR_*) when neither the device nor the CPU could answer. */
 typedef void (*gpu_batch_done_fn)(void *arg, client *c, const vec_hit *hits, size_t n, int rc);
 
+/* Whether c's command (c->argc, c->argv), not yet dispatched, would be submitted here if
+ * it were: it is then dispatched at once, while c waits. Must not reply or change
+ * anything. */
+typedef int (*gpu_batch_next_fn)(client *c);
+
 /* 1 when searches may go to the GPU at all (the probe enabled it): a caller then keeps
  * what a parked search needs beyond its command. */
 int gpu_batch_on(void);
 
+/* Whether a KNN for k on vx would be taken now (the conditions above); may attach vx's
+ * device mirror. */
+int gpu_batch_takes(vec_index *vx, uint32_t k);
+
 /* Offers the KNN of q (vx's dim floats, copied) for k on vx, the vector index of ix, from
- * c's running command. 0: c is parked and done will be called; -1: not taken (see above),
+ * c's running command; next judges c's pipelined commands (PIPELINES). 0: c is parked (or
+ * still waits on its earlier queries) and done will be called; -1: not taken (see above),
  * nothing changed. */
 int gpu_batch_submit(client *c, ft_index *ix, vec_index *vx, const float *q, uint32_t k,
-                     gpu_batch_done_fn done, void *arg);
+                     gpu_batch_next_fn next, gpu_batch_done_fn done, void *arg);
 
 /* INFO gpu's serving fields (appended to b): gpu_indexes (healthy device mirrors),
  * gpu_memory_used (their device bytes), gpu_batches (runs), gpu_queries (queries in them),
  * gpu_mean_batch_size, gpu_kernel_ms and gpu_select_ms (the device's time, summed from
  * gpu_index_last_times), gpu_fallbacks (batched queries the CPU answered after a device
- * error), gpu_errors (runs whose device search failed), gpu_last_error (its reason). */
+ * error), gpu_errors (runs whose device search failed), gpu_last_error (its reason),
+ * gpu_pipelined_queries (queries that joined while their client waited on earlier ones). */
 void gpu_batch_info(buf *b);
 
 #endif

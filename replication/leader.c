@@ -221,7 +221,7 @@ static void job_closed(void *arg)
     j->rp = NULL;
 }
 
-static const client_park_ops snap_park_ops = {job_sent, job_closed};
+static const client_park_ops snap_park_ops = {.sent = job_sent, .closed = job_closed};
 
 /* Worker: hands the output over once a chunk is full (or at the end), then waits while
  * the replica has too much unsent. Returns -1 once cancelled. */
@@ -515,7 +515,7 @@ static void waiter_closed(void *arg)
     ((waiter *)arg)->c = NULL;
 }
 
-static const client_park_ops wait_park_ops = {NULL, waiter_closed};
+static const client_park_ops wait_park_ops = {.closed = waiter_closed};
 
 void leader_check_waiters(void)
 {

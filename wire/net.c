@@ -357,17 +357,87 @@ static const resp_limits *limits_for(const client *c, resp_limits *l)
     return l;
 }
 
-/* Executes every complete command in the query buffer. */
+/* Whether c's next command is to be offered to the owner of its park (PARKED CLIENTS). */
+static int offering(const client *c)
+{
+    return (c->flags & CLIENT_PARKED) && c->park_ops->offer && !c->held;
+}
+
+/* Points c->argv at the command the parser found at start. */
+static void set_argv(client *c, char *start)
+{
+    int argc = c->parser.argc;
+    if (argc > c->argv_cap) {
+        c->argv_cap = argc < 16 ? 16 : argc;
+        c->argv = xrealloc(c->argv, sizeof *c->argv * (size_t)c->argv_cap);
+        c->argl = xrealloc(c->argl, sizeof *c->argl * (size_t)c->argv_cap);
+    }
+    for (int i = 0; i < argc; i++) {
+        c->argv[i] = start + c->parser.argv_off[i];
+        c->argl[i] = c->parser.argv_len[i];
+    }
+    c->argc = argc;
+}
+
+/* Dispatches c's command. One the owner of c's park took runs with c's output set aside:
+ * what it writes goes to the owner, which sends it after the replies due before it. */
+static void dispatch(client *c)
+{
+    net.stats.commands++;
+    if (!(c->flags & CLIENT_PARKED)) {
+        net.dispatch(c);
+        return;
+    }
+    const client_park_ops *ops = c->park_ops;
+    void *arg = c->park_arg;
+    buf kept = c->obuf;
+    size_t osent = c->osent, ocommitted = c->ocommitted;
+    buf_init(&c->obuf);
+    c->osent = c->ocommitted = 0;
+    net.dispatch(c);
+    buf out = c->obuf;
+    c->obuf = kept;
+    c->osent = osent;
+    c->ocommitted = ocommitted;
+    if (c->state != CONN_CLOSED && (c->flags & CLIENT_PARKED) && c->park_ops == ops &&
+        c->park_arg == arg)
+        ops->taken(arg, &out);
+    else if (c->state != CONN_CLOSED)
+        client_output_append(c, &out);
+    buf_free(&out);
+}
+
+/* Executes every complete command in the query buffer; while c is parked, offers them to
+ * the park's owner, holding the first it declines (and any the parser refused). */
 static void process_input(client *c)
 {
     resp_limits lim;
-    while (c->state == CONN_OPEN && !(c->flags & CLIENT_PARKED) && c->qpos < c->qbuf.len) {
+    while (c->state == CONN_OPEN && c->qpos < c->qbuf.len &&
+           (!(c->flags & CLIENT_PARKED) || offering(c))) {
         size_t consumed = 0;
         char *start = c->qbuf.data + c->qpos;
-        int rc = resp_parse(&c->parser, start, c->qbuf.len - c->qpos, limits_for(c, &lim),
+        int rc;
+        if (c->held) { /* parsed before: inline commands are unescaped in place, once */
+            c->held = 0;
+            rc = c->held_rc;
+            consumed = c->held_len;
+        } else {
+            rc = resp_parse(&c->parser, start, c->qbuf.len - c->qpos, limits_for(c, &lim),
                             &consumed);
+        }
         if (rc == RESP_NEED_MORE)
             break;
+        int argc = rc == RESP_OK ? c->parser.argc : 0;
+        if (argc > 0)
+            set_argv(c, start);
+        if ((c->flags & CLIENT_PARKED) &&
+            (rc != RESP_OK || (argc > 0 && !c->park_ops->offer(c->park_arg, c)))) {
+            c->argc = 0;
+            c->held = 1;
+            c->held_rc = rc;
+            c->held_len = consumed;
+            break;
+        }
         if (rc == RESP_CLOSE) {
             log_warn("possible cross-protocol attack from %s: HTTP request, connection closed",
                      c->addr);
@@ -380,20 +450,8 @@ static void process_input(client *c)
             client_close_after_reply(c);
             break;
         }
-        int argc = c->parser.argc;
         if (argc > 0) {
-            if (argc > c->argv_cap) {
-                c->argv_cap = argc < 16 ? 16 : argc;
-                c->argv = xrealloc(c->argv, sizeof *c->argv * (size_t)c->argv_cap);
-                c->argl = xrealloc(c->argl, sizeof *c->argl * (size_t)c->argv_cap);
-            }
-            for (int i = 0; i < argc; i++) {
-                c->argv[i] = start + c->parser.argv_off[i];
-                c->argl[i] = c->parser.argv_len[i];
-            }
-            c->argc = argc;
-            net.stats.commands++;
-            net.dispatch(c);
+            dispatch(c);
             c->argc = 0;
         }
         c->qpos += consumed;
@@ -508,7 +566,7 @@ static void read_input(client *c)
     }
     c->last_ms = clock_ms();
     net.stats.net_in += got;
-    if (!(c->flags & CLIENT_PARKED))
+    if (!(c->flags & CLIENT_PARKED) || offering(c))
         process_input(c);
 }
 

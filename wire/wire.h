@@ -31,7 +31,15 @@
  * client_unpark() then resumes parsing what was buffered. The owner of the work learns
  * through client_park_ops when output was written (for backpressure) and when the client
  * is closed while parked (it must then forget the client: it will be freed at the end of
- * the pass). */
+ * the pass).
+ *
+ * An owner that can serve more of the client's work at once (GPU batches: a pipeline's
+ * queries join the batch of the first) sets client_park_ops.offer: each further command
+ * the parked client sent is parsed and offered to it, in order, before it is dispatched.
+ * One it takes is dispatched at once, as usual (the client stays parked), and its output
+ * is captured and handed to the owner (taken), which sends it in its turn. The first one
+ * it declines is held, parsed, and nothing after it is executed before client_unpark(),
+ * which dispatches it first. */
 #ifndef QUIVER_WIRE_H
 #define QUIVER_WIRE_H
 
@@ -59,6 +67,7 @@ enum {
     CLIENT_MASTER = 1 << 7,     /* applies the leader's stream (not on the client list) */
 };
 
+struct client;
 struct query_state; /* per-client command state owned by query/ (MULTI queue, WATCH list) */
 
 /* What the owner of a parked client's work hears about it, on the loop thread. */
@@ -68,6 +77,12 @@ typedef struct client_park_ops {
     /* The client was closed while parked (it disconnected, was killed, hit a limit): the
      * client pointer must not be used after this returns. Required. */
     void (*closed)(void *arg);
+    /* May be NULL. The next command c sent, parsed (c->argc, c->argv), not dispatched: 1
+     * to have it dispatched now, 0 to hold it (and offer nothing more while parked). */
+    int (*offer)(void *arg, struct client *c);
+    /* With offer: the output of a command it took, after its dispatch, in b (emptied; its
+     * memory may be taken over). Not called when the dispatch closed or unparked c. */
+    void (*taken)(void *arg, buf *b);
 } client_park_ops;
 
 typedef struct client {
@@ -103,6 +118,9 @@ typedef struct client {
     struct query_state *qs;
     const client_park_ops *park_ops; /* while CLIENT_PARKED */
     void *park_arg;
+    int held;        /* a command declined by the park's owner waits at qpos, parsed */
+    int held_rc;     /* ... resp_parse()'s result for it */
+    size_t held_len; /* ... and its size */
     struct event *rev, *wev;
     struct tls_conn *tls; /* NULL on a plaintext connection */
     int tls_blocked;      /* a TLS read waits for writability, or a write for readability */

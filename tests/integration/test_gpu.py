@@ -8,7 +8,7 @@ the CPU test double of the CUDA library (tests/gpu_fake/fake_gpu.c, built beside
 binary as libquivergpu_fake.so, or named by QUIVER_GPU_FAKE): every answer must equal a
 `gpu no` server's on the same data (random and fashion-mnist; L2, IP, COSINE; k 1, 10, 100,
 1024; after deletes and overwrites; RETURN, SORTBY, LIMIT, RESP3), concurrent clients must
-share batches, injected device failures must fall back to the CPU with the same answers, and
+share batches, one client's pipelined queries must join one and be answered in order, injected device failures must fall back to the CPU with the same answers, and
 clients that leave mid-batch must not hurt the server.
 Run: PYTHONPATH=tests/integration /usr/bin/python3 -m unittest -v test_gpu"""
 import os
@@ -487,6 +487,159 @@ class GpuClientsLeaving(GpuCase):
             s.stop()
             last.close()
             self.assertIn("bye", s.read_log())
+
+
+def knn_cmd(index, vec, k):
+    return ["FT.SEARCH", index, "*=>[KNN %d @v $q AS d]" % k, "PARAMS", 2, "q", blob(vec),
+            "RETURN", 2, "d", "t", "LIMIT", 0, k, "DIALECT", 2]
+
+
+def pipelined(server, commands):
+    """Sends every command in one write, then reads one reply per command."""
+    raw = server.raw()
+    try:
+        raw.send(b"".join(encode(c) for c in commands))
+        return [raw.read() for _ in commands]
+    finally:
+        raw.close()
+
+
+@OWN_PROCESS
+@NEEDS_FAKE
+class GpuPipelines(GpuCase):
+    """One client's pipelined KNN queries join one batch while it waits on the first; every
+    reply is the `gpu no` server's, in the order sent. Small integer vectors: the distances
+    are exact, so whole replies must be equal (ties go by id on both)."""
+
+    def servers(self, fake_env=None, **options):
+        rnd = random.Random(31)
+        self.base = [[float(rnd.randint(-3, 3)) for _ in range(6)] for _ in range(600)]
+        self.queries = [[float(rnd.randint(-3, 3)) for _ in range(6)] for _ in range(64)]
+        gs = GpuServer(fake_env=fake_env, **options).__enter__()
+        self.addCleanup(gs.__exit__, None, None, None)
+        cs = Server(gpu="no").__enter__()
+        self.addCleanup(cs.__exit__, None, None, None)
+        for s in (gs, cs):
+            create(s.client(), "a", "L2", 6)
+            create(s.client(), "b", "IP", 6)
+            s.client().execute_command(
+                "FT.CREATE", "h", "PREFIX", 1, "d:", "SCHEMA", "v", "VECTOR", "HNSW", 6, "TYPE",
+                "FLOAT32", "DIM", 6, "DISTANCE_METRIC", "L2", "t", "TAG")
+        self.load((gs, cs), self.base)
+        return gs, cs
+
+    def assertSameReplies(self, gs, cs, commands):
+        got, want = pipelined(gs, commands), pipelined(cs, commands)
+        for i, (g, w) in enumerate(zip(got, want)):
+            self.assertEqual(g, w, "reply %d to %r" % (i, commands[i][:3]))
+        return got
+
+    def test_one_client_pipeline_shares_batches(self):
+        gs, cs = self.servers()
+        ks = (10, 3, 50, 1)
+        cmds = [knn_cmd("a", q, ks[i % 4]) for i, q in enumerate(self.queries)]
+        got = self.assertSameReplies(gs, cs, cmds)
+        self.assertEqual(got[0][0], 10)  # real answers, not errors
+        st = gpu_info(gs.client())
+        self.assertEqual(int(st["gpu_queries"]), 64)
+        self.assertLess(int(st["gpu_batches"]), 64)
+        self.assertGreater(float(st["gpu_mean_batch_size"]), 1.0)
+        self.assertGreater(int(st["gpu_pipelined_queries"]), 0)
+
+    def test_mixed_pipeline_keeps_order_and_side_effects(self):
+        """Two lanes answering in any order (a slow device), writes, CPU-only searches,
+        MULTI/EXEC and a protocol switch between the queries."""
+        gs, cs = self.servers({"QUIVER_FAKE_GPU_SLEEP_MS": "20"})
+        q = self.queries
+        moved = [9.0, 9, 9, 9, 9, 9]
+        cmds = [knn_cmd("a", q[0], 5), knn_cmd("b", q[1], 5), knn_cmd("a", q[2], 7),
+                knn_cmd("b", q[3], 2),
+                ["SET", "k", "v1"], ["GET", "k"],
+                knn_cmd("a", moved, 3),
+                ["HSET", "d:5", "v", blob(moved)],  # changes the next search's answer
+                knn_cmd("a", moved, 3), knn_cmd("b", moved, 3),
+                ["FT.SEARCH", "a", "@t:{t1}=>[KNN 4 @v $q AS d]", "PARAMS", 2, "q", blob(q[4]),
+                 "DIALECT", 2],
+                ["FT.SEARCH", "h", "*=>[KNN 4 @v $q AS d]", "PARAMS", 2, "q", blob(q[5]),
+                 "DIALECT", 2],
+                knn_cmd("a", q[6], 1100),  # k past the device's: the CPU
+                knn_cmd("b", q[7], 4), knn_cmd("nosuch", q[7], 4), knn_cmd("a", q[8], 4),
+                ["MULTI"], knn_cmd("a", q[9], 3), ["SET", "k", "v2"], ["EXEC"],
+                knn_cmd("b", q[10], 6), knn_cmd("a", q[11], 6), ["GET", "k"],
+                ["HELLO", "3"], knn_cmd("a", q[12], 3), knn_cmd("b", q[13], 3),
+                ["DEL", "d:5"], knn_cmd("a", moved, 3), ["PING"]]
+        cmds += [knn_cmd("ab"[i % 2], q[14 + i], 4) for i in range(30)]
+        got = self.assertSameReplies(gs, cs, cmds)
+        self.assertEqual(got[8][1], b"d:5")  # the write ran in its place, not before
+        self.assertNotEqual(got[6][1], b"d:5")
+        st = gpu_info(gs.client())
+        self.assertGreater(int(st["gpu_pipelined_queries"]), 0)
+        self.assertLess(int(st["gpu_batches"]), int(st["gpu_queries"]))
+        self.assertEqual(int(st["gpu_fallbacks"]), 0)
+
+    def test_inline_commands_and_protocol_errors_behind_queries(self):
+        """A command the batcher declines waits parsed, once (inline arguments are unescaped
+        in place); a protocol error comes after the replies due before it."""
+        gs, cs = self.servers({"QUIVER_FAKE_GPU_SLEEP_MS": "20"})
+        knns = [encode(knn_cmd("ab"[i % 2], q, 3)) for i, q in enumerate(self.queries[:4])]
+        data = (b"".join(knns) + b'SET "k\\x41" v1\r\nGET kA\r\n' + b"".join(knns) +
+                b"*1\r\n$x\r\n")
+        replies = []
+        for s in (gs, cs):
+            raw = s.raw()
+            raw.send(data)
+            replies.append([raw.read() for _ in range(11)])
+            self.assertRaises(ConnectionError, raw.read)
+            raw.close()
+        self.assertEqual(replies[0], replies[1])
+        self.assertEqual(replies[0][4:6], [b"OK", b"v1"])
+        self.assertIn("Protocol error", replies[0][10])
+
+    def test_bounded_by_batch_max(self):
+        """At most gpu-batch-max queries a client wait at once: the rest follow in turn."""
+        gs, cs = self.servers(gpu_batch_max=4)
+        self.assertSameReplies(gs, cs, [knn_cmd("a", q, 5) for q in self.queries])
+        st = gpu_info(gs.client())
+        self.assertEqual(int(st["gpu_queries"]), 64)
+        self.assertGreaterEqual(int(st["gpu_batches"]), 16)
+        # each wait takes at most 3 behind the first: at least 16 of 64 are not taken
+        self.assertGreater(int(st["gpu_pipelined_queries"]), 0)
+        self.assertLessEqual(int(st["gpu_pipelined_queries"]), 48)
+
+    def test_device_failure_during_a_pipeline(self):
+        gs, cs = self.servers({"QUIVER_FAKE_GPU_FAIL": "search:cuda@2",
+                               "QUIVER_FAKE_GPU_SLEEP_MS": "10"})
+        cmds = [knn_cmd("ab"[i % 2], q, 5) for i, q in enumerate(self.queries)]
+        cmds.insert(20, ["SET", "k", "v"])
+        self.assertSameReplies(gs, cs, cmds)
+        st = gpu_info(gs.client())
+        self.assertEqual(int(st["gpu_errors"]), 1)
+        self.assertGreaterEqual(int(st["gpu_fallbacks"]), 1)
+        self.assertIn("CUDA error", st["gpu_last_error"])
+
+    def test_clients_leaving_and_killed_with_queries_absorbed(self):
+        gs, cs = self.servers({"QUIVER_FAKE_GPU_SLEEP_MS": "200"}, gpu_batch_window_us=100000)
+        cmds = [knn_cmd("ab"[i % 2], q, 5) for i, q in enumerate(self.queries[:20])]
+        data = b"".join(encode(c) for c in cmds + [["SET", "after", "1"]])
+        waiting = gs.raw()  # leaves while its queries wait in the window
+        waiting.send(data)
+        running = gs.raw()  # leaves while they run on the slow device
+        running.send(data)
+        killed = gs.raw()
+        killed.send(b"".join(encode(c) for c in [["CLIENT", "ID"]] + cmds))
+        kid = killed.read()
+        waiting.close()
+        wait_for(lambda: int(gpu_info(gs.client())["gpu_pipelined_queries"]) >= 57,
+                 "the queries to be taken")
+        time.sleep(0.15)  # past the window: the device has them (either way is survivable)
+        running.close()
+        self.assertEqual(gs.client().client_kill_filter(_id=kid), 1)
+        wait_for(lambda: int(gpu_info(gs.client())["gpu_batches"]) >= 2, "batches to return")
+        killed.close()
+        self.assertSameReplies(gs, cs, cmds[:6] + [["PING"]])
+        self.assertTrue(gs.client().ping())
+        wait_for(lambda: all("b" not in c["flags"] for c in gs.client().client_list()),
+                 "no client left parked")
 
 
 def encode(args):
