@@ -605,54 +605,75 @@ class GpuGraphBuild(GpuCase):
             self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 0)
             self.assertEqual(int(gpu_info(r)["gpu_graph_fallbacks"]), 0)
 
-    def test_writes_during_the_build_are_all_kept(self):
+    def check_writes_kept(self, s, filler):
+        """Loads 2000 documents (and `filler` keys after them, outside the prefix), creates a
+        FLAT index (the reference, changed as writes come) and the HNSW one, then
+        overwrites, deletes and adds documents (with filler: once the scan has passed the
+        documents, so they have been gathered); once built, both hold exactly the final
+        documents."""
         rng = np.random.default_rng(10)
         dim = 16
         base = rng.standard_normal((2000, dim)).astype(np.float32)
         final = {i: base[i] for i in range(len(base))}
-        with self.gpu_server({"QUIVER_FAKE_GPU_SLEEP_MS": "3000"}) as s:
-            r = s.client()
-            load_np(s, base)
-            # a FLAT index of the same documents, built as changes come: the reference
-            r.execute_command("FT.CREATE", "f", "PREFIX", 1, "d:", "SCHEMA", "v", "VECTOR",
-                              "FLAT", 6, "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "L2")
-            create_hnsw(r, "h", dim, ef_runtime=200)
-            # while the device sleeps: overwrites, deletes, new documents, a delete of a new one
+        r = s.client()
+        load_np(s, base)
+        for c in range(0, filler, 20000):
             p = r.pipeline(transaction=False)
-            for i in range(0, 2000, 5):
-                v = rng.standard_normal(dim).astype(np.float32)
-                final[i] = v
-                p.hset("d:%d" % i, "v", v.tobytes())
-            for i in range(1, 2000, 7):
-                final.pop(i, None)
-                p.delete("d:%d" % i)
-            for i in range(2000, 2300):
-                v = rng.standard_normal(dim).astype(np.float32)
-                final[i] = v
-                p.hset("d:%d" % i, "v", v.tobytes())
-            for i in range(2000, 2300, 3):
-                final.pop(i)
-                p.delete("d:%d" % i)
+            for i in range(c, min(filler, c + 20000)):
+                p.set("x:%d" % i, "filler")
             p.execute()
-            self.assertEqual(int(ft_info(r, "h")["indexing"]), 1,
-                             "the writes must land while the graph is being built")
-            wait_built(r, "h")
-            self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 1)
-            for name in ("h", "f"):
-                self.assertEqual(int(ft_info(r, name)["num_docs"]), len(final), name)
-                self.assertEqual(int(ft_info(r, name)["num_records"]), len(final), name)
-            # every document's latest vector finds it first; no deleted one comes back
-            for i in sorted(final)[::9]:
-                res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 1 @v $q AS d]", "PARAMS", 2,
-                                        "q", final[i].tobytes(), "RETURN", 1, "d", "DIALECT", 2)
-                self.assertEqual(res[1], b"d:%d" % i)
-                self.assertEqual(float(res[2][1]), 0.0)
-            gone = [i for i in range(2300) if i not in final]
-            for i in gone[::5]:
-                q = base[i] if i < 2000 else rng.standard_normal(dim).astype(np.float32)
-                res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 5 @v $q]", "PARAMS", 2,
-                                        "q", q.tobytes(), "RETURN", 0, "DIALECT", 2)
-                self.assertNotIn(b"d:%d" % i, res[1:])
+        r.execute_command("FT.CREATE", "f", "PREFIX", 1, "d:", "SCHEMA", "v", "VECTOR",
+                          "FLAT", 6, "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "L2")
+        create_hnsw(r, "h", dim, ef_runtime=200)
+        if filler:
+            wait_for(lambda: float(ft_info(r, "h")["percent_indexed"]) > 0, "a scan slice")
+        p = r.pipeline(transaction=False)
+        for i in range(0, 2000, 5):
+            v = rng.standard_normal(dim).astype(np.float32)
+            final[i] = v
+            p.hset("d:%d" % i, "v", v.tobytes())
+        for i in range(1, 2000, 7):
+            final.pop(i, None)
+            p.delete("d:%d" % i)
+        for i in range(2000, 2300):
+            v = rng.standard_normal(dim).astype(np.float32)
+            final[i] = v
+            p.hset("d:%d" % i, "v", v.tobytes())
+        for i in range(2000, 2300, 3):
+            final.pop(i)
+            p.delete("d:%d" % i)
+        p.execute()
+        self.assertEqual(int(ft_info(r, "h")["indexing"]), 1,
+                         "the writes must land while the index builds")
+        if filler:  # the scan part of percent_indexed: the build's would be ~1
+            self.assertLess(float(ft_info(r, "h")["percent_indexed"]), 0.9,
+                            "the writes must land while the scan runs")
+        wait_built(r, "h")
+        self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 1)
+        for name in ("h", "f"):
+            self.assertEqual(int(ft_info(r, name)["num_docs"]), len(final), name)
+            self.assertEqual(int(ft_info(r, name)["num_records"]), len(final), name)
+        # every document's latest vector finds it first; no deleted one comes back
+        for i in sorted(final)[::7]:
+            res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 1 @v $q AS d]", "PARAMS", 2,
+                                    "q", final[i].tobytes(), "RETURN", 1, "d", "DIALECT", 2)
+            self.assertEqual(res[1], b"d:%d" % i)
+            self.assertEqual(float(res[2][1]), 0.0)
+        for i in [i for i in range(2000) if i not in final]:
+            res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 3 @v $q]", "PARAMS", 2,
+                                    "q", base[i].tobytes(), "RETURN", 0, "DIALECT", 2)
+            self.assertNotIn(b"d:%d" % i, res[1:])
+
+    def test_writes_during_the_device_build_are_all_kept(self):
+        # FT.CREATE scans this small database itself: the writes queue behind the build
+        with self.gpu_server({"QUIVER_FAKE_GPU_SLEEP_MS": "3000"}) as s:
+            self.check_writes_kept(s, 0)
+
+    def test_writes_during_the_scan_are_all_kept(self):
+        # past 10,000 keys the scan runs from the cron (hz 1: a slice a second, ~20 ms of
+        # scanning: well under 300,000 keys here): the writes reach gathered vectors
+        with GpuServer(gpu_build_min_vectors=self.MIN, hz=1) as s:
+            self.check_writes_kept(s, 300000)
 
     def test_drop_and_flush_during_the_build(self):
         rng = np.random.default_rng(11)
