@@ -202,8 +202,10 @@ static void gather_del(ft_bulk *b, uint32_t id)
     b->n--;
 }
 
-/* The gathered vectors, built from the device's kNN lists into a new index like vx. */
-static int build_on_gpu(vec_index *vx, const ft_bulk *b, vec_index **out, char *err, size_t errlen)
+/* The gathered vectors, built from the device's kNN lists into a new index like vx;
+ * ERR_AGAIN when the index went away meanwhile (the prune is not worth doing). */
+static int build_on_gpu(ft_index *ix, vec_index *vx, const ft_bulk *b, vec_index **out, char *err,
+                        size_t errlen)
 {
     const vec_params *p = vec_get_params(vx);
     uint32_t k = p->ef_construction;
@@ -218,6 +220,8 @@ static int build_on_gpu(vec_index *vx, const ft_bulk *b, vec_index **out, char *
     }
     vec_index *nx = NULL;
     int rc = vec_gpu_knn_graph(p->metric, b->vecs, b->n, p->dim, k, knn, err, errlen);
+    if (!rc && atomic_load(&ix->q.stop))
+        rc = ERR_AGAIN;
     if (!rc)
         rc = vec_create(p, &nx, err, errlen);
     if (!rc)
@@ -254,13 +258,18 @@ static void fall_back(ft_index *ix, vec_index *vx, ft_bulk *b, const char *why)
 
 static void build(ft_index *ix, vec_index *vx, ft_bulk *b)
 {
+    if (atomic_load(&ix->q.stop))
+        return;
     if (b->n < b->min || b->n < 2) {
         insert_all(ix, vx, b);
         return;
     }
     char err[256] = "";
     int64_t t0 = clock_mono_us();
-    if (build_on_gpu(vx, b, &b->built, err, sizeof err) != 0) {
+    int rc = build_on_gpu(ix, vx, b, &b->built, err, sizeof err);
+    if (rc == ERR_AGAIN) /* dropped: the worker ends; index_free frees b */
+        return;
+    if (rc) {
         fall_back(ix, vx, b, err);
         return;
     }
