@@ -632,7 +632,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[2], "0");
     assert_int_equal(get(&cfg, "*MAX*", &g), 8); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 31); /* 12, 10 tls-*, repl-*, replica-*, min-replicas-*, 3 gpu-* */
+    assert_int_equal(get(&cfg, "*-*", &g), 32); /* 12, 10 tls-*, repl-*, replica-*, min-replicas-*, 4 gpu-* */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);
