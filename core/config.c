@@ -93,6 +93,7 @@ static const option options[] = {
     {"gpu-batch-max", T_INT, O(gpu_batch_max), 1, 4096, NULL, 0, "1024"},
     {"gpu-min-vectors", T_LL, O(gpu_min_vectors), 0, LLONG_MAX, NULL, 0, "10000"},
     {"history-cache-size", T_SIZE, O(history_cache_size), 1024 * 1024, LLONG_MAX, NULL, IMMUTABLE, "256mb"},
+    {"gpu-build-min-vectors", T_LL, O(gpu_build_min_vectors), 1, LLONG_MAX, NULL, 0, "50000"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

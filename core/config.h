@@ -70,6 +70,7 @@ typedef struct config {
     int gpu_batch_window_us;       /* a GPU batch waits this long for more queries (0: pass) */
     int gpu_batch_max;             /* ... or until it holds this many */
     long long gpu_min_vectors;     /* smaller FLAT indexes are searched on the CPU */
+    long long gpu_build_min_vectors; /* HNSW builds over this many vectors use the GPU */
 } config;
 
 /* Fills defaults. */

@@ -5,7 +5,8 @@
  * dependency, and a machine without the library or a device runs exactly as before.
  * What the probe found is reported by INFO's gpu section. After a successful probe every
  * function of gpu.h is reachable through one table (vec__gpu(), index_int.h), which the
- * FLAT index's device mirror (gpu_mirror.c) uses; a library lacking one is not used. */
+ * FLAT index's device mirror (gpu_mirror.c) and vec_gpu_knn_graph (below: the kNN lists of
+ * an HNSW bulk build) use; a library lacking one is not used. */
 #include <dlfcn.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -122,4 +123,19 @@ void index_gpu_get(index_gpu_info *out)
 const vec__gpu_api *vec__gpu(void)
 {
     return probed.enabled ? &api : NULL;
+}
+
+int vec_gpu_knn_graph(int metric, const float *vecs, uint32_t n, uint32_t dim, uint32_t k,
+                      uint32_t *out, char *err, size_t errlen)
+{
+    const vec__gpu_api *g = vec__gpu();
+    if (!g) {
+        snprintf(err, errlen, "the GPU is disabled");
+        return ERR_GPU;
+    }
+    char detail[256] = "";
+    int rc = g->knn_graph(0, vecs, n, dim, metric, k, out, detail, sizeof detail);
+    if (rc)
+        snprintf(err, errlen, "gpu_knn_graph: %s (%s)", g->strerror(rc), detail);
+    return rc ? ERR_GPU : 0;
 }

@@ -12,7 +12,7 @@
  * already kept); each neighbour links back, pruning its own list by the same heuristic when
  * it is full.
  *
- * BULK BUILDS (vec_hnsw_build, at the end of this file) fill an empty index from kNN lists
+ * BULK BUILDS (vec_hnsw_build, hnsw_bulk.c) fill an empty index from kNN lists
  * instead: levels drawn as above, each level's lists pruned by the same heuristic on
  * threads, reverse edges merged, unreachable nodes linked in; the result is the same kind of
  * graph, searched, changed and saved as one built by insertion.
@@ -60,114 +60,9 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "index/index_int.h"
+#include "index/hnsw_int.h"
 
-#define HNSW_VERSION 1
-#define HNSW_MAX_M 512
-#define HNSW_MAX_LEVEL 31
-#define HNSW_LEVEL_SHIFT 27                     /* back-list entry: level << 27 | slot */
-#define HNSW_MAX_SLOTS (1u << HNSW_LEVEL_SHIFT) /* also the id limit */
-#define HNSW_CHUNK_SHIFT 8
-#define HNSW_CHUNK (1u << HNSW_CHUNK_SHIFT)
-#define HNSW_EA_BLOCK 128 /* L2 early abandon: floats summed between checks */
-#define HNSW_SCAN_COST 30 /* distances per ef of a graph search, for the scan/walk choice */
-#define NONE UINT32_MAX
-
-/* The header after a node's vector in its level-0 record. */
-typedef struct node {
-    uint32_t id;      /* the caller's id; NONE while the slot is free */
-    uint32_t level;   /* top level of the node */
-    uint32_t *upper;  /* levels 1..level, (1 + m) each: count then links */
-    uint32_t *back;   /* one-way in-links: [0] count, [1] cap, then level << 27 | slot */
-    uint32_t links[]; /* level 0: [0] count, then 2M links */
-} node;
-
-typedef struct pair {
-    float d;
-    uint32_t s;
-} pair;
-
-/* A binary max-heap on d (candidates store -d). A push that finds no memory is dropped
- * and sets failed: the heap stays a heap, and the search reports ERR_NOMEM at its end. */
-typedef struct heap {
-    pair *a;
-    uint32_t n, cap;
-    int failed;
-} heap;
-
-/* One search's scratch: visited marks, heaps, and small arrays sized by M. */
-typedef struct searcher {
-    uint16_t *mark;
-    uint32_t nmark;
-    uint16_t epoch;
-    heap cand, res;
-    pair *best; /* the unfiltered search's sorted list of the ef nearest */
-    uint32_t best_cap;
-    pair *scr;     /* 2 * 2M + 2: neighbour candidates for pruning and repair */
-    pair *rest;    /* 2 * 2M + 2: the candidates a repair's heuristic dropped */
-    uint32_t *nbr; /* 2M: neighbours to visit */
-    uint32_t *old; /* 2M: a list before it is rewritten */
-    uint32_t *xs;  /* 2M: a deleted node's links at one level */
-    uint32_t *in;  /* in-neighbours of a deleted node */
-    uint32_t in_cap;
-    struct searcher *next;
-} searcher;
-
-typedef struct hnsw {
-    vec_index base;
-    const vec_kern *kern;
-    int metric;
-    uint32_t dim, m, m0, efc;
-    double ml;
-    size_t hdr_off, rec_bytes;
-    char **chunks;
-    uint32_t nchunks, chunk_cap;
-    uint32_t nslots; /* slots handed out so far (free ones included) */
-    uint32_t count;
-    uint32_t *free_slots;
-    uint32_t nfree, free_cap;
-    uint32_t *id2slot;
-    uint32_t id_cap;
-    uint32_t entry;
-    uint32_t maxlevel;
-    uint64_t rng;
-    size_t upper_bytes, back_bytes;
-    pthread_mutex_t pool_lock;
-    searcher *pool;
-    size_t pool_bytes;
-} hnsw;
-
-static inline float *vec_of(const hnsw *h, uint32_t slot)
-{
-    return (float *)(h->chunks[slot >> HNSW_CHUNK_SHIFT] +
-                     (size_t)(slot & (HNSW_CHUNK - 1)) * h->rec_bytes);
-}
-
-static inline node *node_of(const hnsw *h, uint32_t slot)
-{
-    return (node *)((char *)vec_of(h, slot) + h->hdr_off);
-}
-
-/* The list of slot at lev: [0] count, then links. */
-static inline uint32_t *list_of(const hnsw *h, uint32_t slot, uint32_t lev)
-{
-    node *nd = node_of(h, slot);
-    return lev ? nd->upper + (size_t)(lev - 1) * (h->m + 1) : nd->links;
-}
-
-static inline uint32_t cap_of(const hnsw *h, uint32_t lev)
-{
-    return lev ? h->m : h->m0;
-}
-
-/* ---- distances ---- */
-
-static inline float dist(const hnsw *h, const float *a, const float *b)
-{
-    if (h->metric == VEC_L2)
-        return h->kern->l2sq(a, b, h->dim);
-    return vec__dist_from_dot(h->kern->dot(a, b, h->dim));
-}
+/* ---- distances (dist itself: hnsw_int.h) ---- */
 
 /* The distance, or for L2 any value > bound once the partial sum passes bound. */
 static inline float dist_bounded(const hnsw *h, const float *a, const float *b, float bound)
@@ -290,7 +185,7 @@ static size_t searcher_bytes(const hnsw *h, const searcher *s)
            s->in_cap * sizeof(uint32_t);
 }
 
-static void searcher_put(hnsw *h, searcher *s)
+void hnsw__searcher_put(hnsw *h, searcher *s)
 {
     pthread_mutex_lock(&h->pool_lock);
     s->next = h->pool;
@@ -337,11 +232,8 @@ static int searcher_fit(const hnsw *h, searcher *s, uint32_t ef)
     return 0;
 }
 
-/* A searcher fitted for ef (searcher_fit), begun; NULL when out of memory. */
-static searcher *searcher_ready(hnsw *h, uint32_t ef);
-
 /* A new visit epoch; searcher_fit has sized the marks. */
-static void searcher_begin(const hnsw *h, searcher *s)
+void hnsw__searcher_begin(const hnsw *h, searcher *s)
 {
     (void)h;
     if (++s->epoch == 0) {
@@ -351,15 +243,15 @@ static void searcher_begin(const hnsw *h, searcher *s)
     s->cand.n = s->res.n = 0;
 }
 
-static searcher *searcher_ready(hnsw *h, uint32_t ef)
+searcher *hnsw__searcher_ready(hnsw *h, uint32_t ef)
 {
     searcher *s = searcher_get(h);
     if (s && searcher_fit(h, s, ef)) {
-        searcher_put(h, s);
+        hnsw__searcher_put(h, s);
         return NULL;
     }
     if (s)
-        searcher_begin(h, s);
+        hnsw__searcher_begin(h, s);
     return s;
 }
 
@@ -462,7 +354,7 @@ static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep
     }
 }
 
-#define EXPANDED 0x80000000u /* in search_best's list: the node's links were followed */
+#define EXPANDED 0x80000000u /* in hnsw__search_best's list: the node's links were followed */
 
 /* The unfiltered search of level lev from ep: the same answer as search_layer without a
  * filter, kept in one sorted array of the ef nearest (s->best, nearest first) instead of
@@ -470,8 +362,8 @@ static void search_layer(const hnsw *h, searcher *s, const float *q, uint32_t ep
  * so the array is the candidate list too, and the next node to expand is the nearest not
  * yet expanded. Returns how many are in s->best. The caller has begun an epoch, with the
  * searcher fitted for ef. */
-static uint32_t search_best(const hnsw *h, searcher *s, const float *q, uint32_t ep, float epd,
-                            uint32_t ef, uint32_t lev)
+uint32_t hnsw__search_best(const hnsw *h, searcher *s, const float *q, uint32_t ep, float epd,
+                           uint32_t ef, uint32_t lev)
 {
     pair *b = s->best;
     uint32_t n = 1, cur = 0;
@@ -534,7 +426,7 @@ static uint32_t descend(const hnsw *h, const float *q, float *curd)
 
 /* ---- the neighbour-selection heuristic ---- */
 
-static int pair_cmp(const void *a, const void *b)
+int hnsw__pair_cmp(const void *a, const void *b)
 {
     const pair *x = a, *y = b;
     if (x->d != y->d)
@@ -546,8 +438,8 @@ static int pair_cmp(const void *a, const void *b)
  * each nearer the base than to every one kept before it; then, when fill is above that,
  * the nearest of those dropped (set aside in rest, room for n) until fill are kept.
  * Returns how many. */
-static uint32_t select_neighbors(const hnsw *h, pair *c, uint32_t n, uint32_t max, uint32_t fill,
-                                 pair *rest)
+uint32_t hnsw__select_neighbors(const hnsw *h, pair *c, uint32_t n, uint32_t max, uint32_t fill,
+                                pair *rest)
 {
     if (n <= max)
         return n;
@@ -569,7 +461,7 @@ static uint32_t select_neighbors(const hnsw *h, pair *c, uint32_t n, uint32_t ma
 
 /* ---- links and back lists ---- */
 
-static int has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
+int hnsw__has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
 {
     const uint32_t *l = list_of(h, a, lev);
     for (uint32_t i = 1; i <= l[0]; i++)
@@ -581,7 +473,7 @@ static int has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
 /* The one allocation of index/ that aborts on failure (xrealloc): back lists change in the
  * middle of linking and repairing, where a failure could not be undone, and they grow by
  * doubling a few words at a time. */
-static void back_add(hnsw *h, uint32_t v, uint32_t e)
+void hnsw__back_add(hnsw *h, uint32_t v, uint32_t e)
 {
     node *nd = node_of(h, v);
     uint32_t *b = nd->back;
@@ -614,7 +506,7 @@ static void back_del(hnsw *h, uint32_t v, uint32_t e)
     }
 }
 
-static void node_free_back(hnsw *h, node *nd)
+void hnsw__node_free_back(hnsw *h, node *nd)
 {
     if (nd->back)
         h->back_bytes -= (2 + (size_t)nd->back[1]) * sizeof(uint32_t);
@@ -623,19 +515,19 @@ static void node_free_back(hnsw *h, node *nd)
 }
 
 /* Bookkeeping after a->b appeared at lev: the edge is one-way unless b links to a. */
-static void link_added(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
+void hnsw__link_added(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
 {
-    if (has_link(h, b, a, lev))
+    if (hnsw__has_link(h, b, a, lev))
         back_del(h, a, lev << HNSW_LEVEL_SHIFT | b);
     else
-        back_add(h, b, lev << HNSW_LEVEL_SHIFT | a);
+        hnsw__back_add(h, b, lev << HNSW_LEVEL_SHIFT | a);
 }
 
 /* Bookkeeping after a->b went away at lev. */
-static void link_removed(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
+void hnsw__link_removed(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
 {
-    if (has_link(h, b, a, lev))
-        back_add(h, a, lev << HNSW_LEVEL_SHIFT | b);
+    if (hnsw__has_link(h, b, a, lev))
+        hnsw__back_add(h, a, lev << HNSW_LEVEL_SHIFT | b);
     else
         back_del(h, b, lev << HNSW_LEVEL_SHIFT | a);
 }
@@ -659,10 +551,10 @@ static void set_list(hnsw *h, searcher *s, uint32_t y, uint32_t lev, const pair 
         l[1 + i] = c[i].s;
     for (uint32_t i = 0; i < nold; i++)
         if (!in_slots(l + 1, k, s->old[i]))
-            link_removed(h, y, s->old[i], lev);
+            hnsw__link_removed(h, y, s->old[i], lev);
     for (uint32_t i = 0; i < k; i++)
         if (!in_slots(s->old, nold, l[1 + i]))
-            link_added(h, y, l[1 + i], lev);
+            hnsw__link_added(h, y, l[1 + i], lev);
 }
 
 /* Adds the link y->x (x at distance dxy), pruning y's list by the heuristic when full. */
@@ -672,7 +564,7 @@ static void link_pruned(hnsw *h, searcher *s, uint32_t y, uint32_t x, float dxy,
     uint32_t cap = cap_of(h, lev);
     if (l[0] < cap) {
         l[1 + l[0]++] = x;
-        link_added(h, y, x, lev);
+        hnsw__link_added(h, y, x, lev);
         return;
     }
     const float *vy = vec_of(h, y);
@@ -680,8 +572,8 @@ static void link_pruned(hnsw *h, searcher *s, uint32_t y, uint32_t x, float dxy,
     c[0] = (pair){dxy, x};
     for (uint32_t i = 1; i <= l[0]; i++)
         c[i] = (pair){dist(h, vy, vec_of(h, l[i])), l[i]};
-    qsort(c, l[0] + 1, sizeof(pair), pair_cmp);
-    uint32_t k = select_neighbors(h, c, l[0] + 1, cap, 0, NULL);
+    qsort(c, l[0] + 1, sizeof(pair), hnsw__pair_cmp);
+    uint32_t k = hnsw__select_neighbors(h, c, l[0] + 1, cap, 0, NULL);
     set_list(h, s, y, lev, c, k);
 }
 
@@ -696,16 +588,16 @@ static void connect(hnsw *h, searcher *s, uint32_t x, uint32_t level)
         cur = greedy(h, q, cur, &curd, h->maxlevel, level + 1);
     uint32_t top = level < h->maxlevel ? level : h->maxlevel;
     for (uint32_t lev = top; lev != UINT32_MAX; lev--) {
-        searcher_begin(h, s);
-        uint32_t n = search_best(h, s, q, cur, curd, h->efc, lev);
+        hnsw__searcher_begin(h, s);
+        uint32_t n = hnsw__search_best(h, s, q, cur, curd, h->efc, lev);
         pair *w = s->best;
         cur = w[0].s;
         curd = w[0].d;
-        uint32_t k = select_neighbors(h, w, n, h->m, 0, NULL);
+        uint32_t k = hnsw__select_neighbors(h, w, n, h->m, 0, NULL);
         uint32_t *l = list_of(h, x, lev);
         for (uint32_t i = 0; i < k; i++) {
             l[1 + l[0]++] = w[i].s;
-            link_added(h, x, w[i].s, lev);
+            hnsw__link_added(h, x, w[i].s, lev);
         }
         for (uint32_t i = 0; i < k; i++)
             link_pruned(h, s, w[i].s, x, w[i].d, lev);
@@ -722,7 +614,7 @@ static uint64_t rng_next(hnsw *h)
     return z ^ (z >> 31);
 }
 
-static uint32_t random_level(hnsw *h)
+uint32_t hnsw__random_level(hnsw *h)
 {
     double u = ((rng_next(h) >> 11) + 1) * 0x1p-53; /* (0, 1] */
     double l = -log(u) * h->ml;
@@ -730,7 +622,7 @@ static uint32_t random_level(hnsw *h)
 }
 
 /* Makes room for id in id2slot, one more slot, and one more free-list entry. */
-static int reserve(hnsw *h, uint32_t id)
+int hnsw__reserve(hnsw *h, uint32_t id)
 {
     if (id >= HNSW_MAX_SLOTS)
         return ERR_LIMIT;
@@ -771,8 +663,8 @@ static int reserve(hnsw *h, uint32_t id)
     return 0;
 }
 
-/* Takes a slot (free list first) and fills its record; reserve() has run. */
-static uint32_t slot_take(hnsw *h, uint32_t id, uint32_t level, uint32_t *upper, const float *v)
+/* Takes a slot (free list first) and fills its record; hnsw__reserve() has run. */
+uint32_t hnsw__slot_take(hnsw *h, uint32_t id, uint32_t level, uint32_t *upper, const float *v)
 {
     uint32_t slot = h->nfree ? h->free_slots[--h->nfree] : h->nslots++;
     memcpy(vec_of(h, slot), v, h->dim * sizeof(float));
@@ -788,7 +680,7 @@ static uint32_t slot_take(hnsw *h, uint32_t id, uint32_t level, uint32_t *upper,
     return slot;
 }
 
-static uint32_t *upper_alloc(const hnsw *h, uint32_t level)
+uint32_t *hnsw__upper_alloc(const hnsw *h, uint32_t level)
 {
     if (!level)
         return NULL;
@@ -808,38 +700,38 @@ static uint32_t slot_of(const hnsw *h, uint32_t id)
 
 static int del_with(hnsw *h, searcher *s, uint32_t x);
 
-/* Every allocation comes before the first change (reserve, the upper levels, a fitted
+/* Every allocation comes before the first change (hnsw__reserve, the upper levels, a fitted
  * searcher, the replaced vector's delete), so a failed add leaves the graph as it was;
- * back lists aside (back_add). */
+ * back lists aside (hnsw__back_add). */
 static int hnsw_add(vec_index *ix, uint32_t id, const float *v)
 {
     hnsw *h = (hnsw *)ix;
-    int rc = reserve(h, id);
+    int rc = hnsw__reserve(h, id);
     if (rc)
         return rc;
     uint64_t rng = h->rng;
-    uint32_t level = random_level(h);
-    uint32_t *upper = upper_alloc(h, level);
-    searcher *s = level && !upper ? NULL : searcher_ready(h, h->efc);
+    uint32_t level = hnsw__random_level(h);
+    uint32_t *upper = hnsw__upper_alloc(h, level);
+    searcher *s = level && !upper ? NULL : hnsw__searcher_ready(h, h->efc);
     uint32_t old = slot_of(h, id);
     if (s && old != NONE)
         rc = del_with(h, s, old); /* a replaced vector: ERR_NOMEM before it changes */
     if (!s || rc) {
         if (s)
-            searcher_put(h, s);
+            hnsw__searcher_put(h, s);
         xfree(upper);
         h->rng = rng; /* as if this add never ran */
         return ERR_NOMEM;
     }
-    uint32_t x = slot_take(h, id, level, upper, v);
+    uint32_t x = hnsw__slot_take(h, id, level, upper, v);
     if (h->entry == NONE) {
-        searcher_put(h, s);
+        hnsw__searcher_put(h, s);
         h->entry = x;
         h->maxlevel = level;
         return 0;
     }
     connect(h, s, x, level);
-    searcher_put(h, s);
+    hnsw__searcher_put(h, s);
     if (level > h->maxlevel) {
         h->maxlevel = level;
         h->entry = x;
@@ -870,7 +762,7 @@ static uint32_t in_neighbors(hnsw *h, searcher *s, uint32_t x, uint32_t lev)
     const uint32_t *b = node_of(h, x)->back;
     uint32_t n = 0; /* in_reserve made room */
     for (uint32_t i = 1; i <= l[0]; i++)
-        if (has_link(h, l[i], x, lev))
+        if (hnsw__has_link(h, l[i], x, lev))
             s->in[n++] = l[i];
     for (uint32_t i = 0; b && i < b[0]; i++)
         if (b[2 + i] >> HNSW_LEVEL_SHIFT == lev)
@@ -888,7 +780,7 @@ static void repair(hnsw *h, searcher *s, uint32_t y, uint32_t x, uint32_t nxs, u
     const uint32_t *l = list_of(h, y, lev);
     pair *c = s->scr;
     uint32_t n = 0;
-    searcher_begin(h, s);
+    hnsw__searcher_begin(h, s);
     visit(s, y);
     visit(s, x);
     for (uint32_t i = 1; i <= l[0]; i++)
@@ -897,8 +789,8 @@ static void repair(hnsw *h, searcher *s, uint32_t y, uint32_t x, uint32_t nxs, u
     for (uint32_t i = 0; i < nxs; i++)
         if (visit(s, s->xs[i]))
             c[n++] = (pair){dist(h, vy, vec_of(h, s->xs[i])), s->xs[i]};
-    qsort(c, n, sizeof(pair), pair_cmp);
-    uint32_t k = select_neighbors(h, c, n, cap_of(h, lev), l[0], s->rest);
+    qsort(c, n, sizeof(pair), hnsw__pair_cmp);
+    uint32_t k = hnsw__select_neighbors(h, c, n, cap_of(h, lev), l[0], s->rest);
     set_list(h, s, y, lev, c, k);
 }
 
@@ -941,14 +833,14 @@ static int del_with(hnsw *h, searcher *s, uint32_t x)
             top_link = s->xs[0];
         l[0] = 0;
         for (uint32_t i = 0; i < nxs; i++)
-            link_removed(h, x, s->xs[i], lev);
+            hnsw__link_removed(h, x, s->xs[i], lev);
         for (uint32_t i = 0; i < nin; i++)
             repair(h, s, s->in[i], x, nxs, lev);
     }
     h->upper_bytes -= (size_t)nx->level * (h->m + 1) * sizeof(uint32_t);
     xfree(nx->upper);
     nx->upper = NULL;
-    node_free_back(h, nx);
+    hnsw__node_free_back(h, nx);
     nx->id = NONE;
     h->id2slot[id] = NONE;
     h->free_slots[h->nfree++] = x;
@@ -964,11 +856,11 @@ static int hnsw_del(vec_index *ix, uint32_t id)
     uint32_t x = slot_of(h, id);
     if (x == NONE)
         return ERR_NOTFOUND;
-    searcher *s = searcher_ready(h, 0);
+    searcher *s = hnsw__searcher_ready(h, 0);
     if (!s)
         return ERR_NOMEM;
     int rc = del_with(h, s, x);
-    searcher_put(h, s);
+    hnsw__searcher_put(h, s);
     return rc;
 }
 
@@ -1031,13 +923,13 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
         return 0;
     if (ef < k)
         ef = k;
-    searcher *s = searcher_ready(h, ef);
+    searcher *s = hnsw__searcher_ready(h, ef);
     if (!s)
         return ERR_NOMEM;
     int rc = 0;
     if (f && f->ids && prefer_scan(h, f->nids, ef)) {
         rc = scan_knn(h, s, q, k, f, out, n);
-        searcher_put(h, s);
+        hnsw__searcher_put(h, s);
         return rc;
     }
     float curd;
@@ -1059,12 +951,12 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
             }
         }
         if (s->cand.failed || s->res.failed) {
-            searcher_put(h, s);
+            hnsw__searcher_put(h, s);
             return ERR_NOMEM;
         }
         heap_drain_sorted(&s->res, best);
     } else {
-        got = search_best(h, s, q, ep, curd, ef, 0);
+        got = hnsw__search_best(h, s, q, ep, curd, ef, 0);
         got = got < k ? got : k;
         best = s->best;
     }
@@ -1075,7 +967,7 @@ static int hnsw_knn(vec_index *ix, const float *q, uint32_t k, uint32_t ef, cons
         hits_from(h, best, got, out);
         *n = got;
     }
-    searcher_put(h, s);
+    hnsw__searcher_put(h, s);
     return rc;
 }
 
@@ -1104,13 +996,13 @@ static int range_walk(const hnsw *h, searcher *s, const float *q, float radius, 
 {
     float epd;
     uint32_t ep = descend(h, q, &epd);
-    uint32_t nseed = search_best(h, s, q, ep, epd, h->base.params.ef_runtime, 0);
+    uint32_t nseed = hnsw__search_best(h, s, q, ep, epd, h->base.params.ef_runtime, 0);
     pair *seed = try_malloc(nseed * sizeof(pair));
     int rc = seed ? 0 : ERR_NOMEM;
     if (rc)
         return rc;
     memcpy(seed, s->best, nseed * sizeof(pair));
-    searcher_begin(h, s); /* a new epoch: nodes seen by the kNN step may lie in range */
+    hnsw__searcher_begin(h, s); /* a new epoch: nodes seen by the kNN step may lie in range */
     heap *cand = &s->cand;
     float dyn = seed[0].d > radius ? seed[0].d : radius;
     float bnd = dyn + fabsf(dyn) * (float)eps;
@@ -1156,7 +1048,7 @@ static int hnsw_range(vec_index *ix, const float *q, float radius, double epsilo
     *n = 0;
     if (!h->count || (f && f->ids && !f->nids) || !max)
         return 0;
-    searcher *s = searcher_ready(h, h->base.params.ef_runtime);
+    searcher *s = hnsw__searcher_ready(h, h->base.params.ef_runtime);
     if (!s)
         return ERR_NOMEM;
     int rc = 0;
@@ -1172,7 +1064,7 @@ static int hnsw_range(vec_index *ix, const float *q, float radius, double epsilo
     } else {
         rc = range_walk(h, s, q, radius, epsilon, f, &hits, &nh, &cap);
     }
-    searcher_put(h, s);
+    hnsw__searcher_put(h, s);
     if (rc) {
         xfree(hits);
         return rc;
@@ -1305,9 +1197,9 @@ static int load_node(hnsw *h, vec_reader *r, uint64_t id_bound, char *err, size_
         if (!isfinite(v[i]))
             rc = load_fail(err, errlen, "vector not finite");
     uint32_t *upper = NULL;
-    if (!rc && (rc = reserve(h, id)) == 0 && level && !(upper = upper_alloc(h, level)))
+    if (!rc && (rc = hnsw__reserve(h, id)) == 0 && level && !(upper = hnsw__upper_alloc(h, level)))
         rc = ERR_NOMEM;
-    uint32_t x = rc ? NONE : slot_take(h, id, level, upper, v);
+    uint32_t x = rc ? NONE : hnsw__slot_take(h, id, level, upper, v);
     xfree(v);
     for (uint32_t lev = 0; !rc && lev <= level; lev++) {
         uint32_t *l = list_of(h, x, lev), n = vec__get_u32(r);
@@ -1344,8 +1236,8 @@ static int load_links(hnsw *h, char *err, size_t errlen)
         for (uint32_t lev = 0; lev <= level; lev++) {
             const uint32_t *l = list_of(h, x, lev);
             for (uint32_t i = 1; i <= l[0]; i++)
-                if (!has_link(h, l[i], x, lev))
-                    back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
+                if (!hnsw__has_link(h, l[i], x, lev))
+                    hnsw__back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
         }
     }
     return 0;
@@ -1391,7 +1283,7 @@ static int hnsw_load(vec_index *ix, const char *p, size_t len, char *err, size_t
     return 0;
 }
 
-static const vec_ops hnsw_ops = {
+const vec_ops hnsw__ops = {
     .own_locking = 0,
     .destroy = hnsw_destroy,
     .add = hnsw_add,
@@ -1428,434 +1320,7 @@ int vec__hnsw_create(const vec_params *p, vec_index **out, char *err, size_t err
     h->entry = NONE;
     h->rng = 0x5eed5eed5eed5eedull;
     pthread_mutex_init(&h->pool_lock, NULL);
-    h->base.ops = &hnsw_ops;
+    h->base.ops = &hnsw__ops;
     *out = &h->base;
     return 0;
-}
-
-/* ---- bulk build from kNN lists (vec_hnsw_build) ----
- * Each level is built the same way from kNN lists among its own nodes (level 0: the
- * caller's; above: the `upper` function's, over the few nodes that reach the level), in
- * three passes over the level's nodes, the first and the last on threads: (1) each node's
- * list, with distances, sorted and pruned by select_neighbors to the level's capacity
- * (topped up to half of it with the nearest dropped: the insertion gives a new node M links
- * at once); (2) the reverse edges gathered per target (CSR arrays indexed by slot); (3) each
- * node's list merged with its reverse edges and pruned again where that passes the
- * capacity. A worker writes only its own nodes' lists and reads only those, the vectors and
- * the CSR arrays: no locks. Then, on one thread: the back lists, and per level a walk from
- * the entry point that links in (both ways) every node it cannot reach (the kNN lists of a
- * tight cluster can all stay inside it). */
-
-typedef struct bulk {
-    hnsw *h;
-    uint32_t lev, cap, fill;
-    const uint32_t *slots; /* the level's nodes: list i belongs to slots[i] */
-    const uint32_t *knn;   /* per list, k list indexes (NONE: padding) */
-    uint32_t k;
-    const uint32_t *roff, *rev; /* pass 3: slot x's reverse edges are rev[roff[x]..roff[x+1]) */
-    pair *scr;                  /* per worker, 2 * scap pairs (candidates, then rest) */
-    size_t scap;
-} bulk;
-
-/* Sorts c[0..n) by (distance, slot), drops repeated slots, and prunes the rest into x's list
- * at b's level by the heuristic. */
-static void bulk_set(const bulk *b, uint32_t x, pair *c, uint32_t n)
-{
-    qsort(c, n, sizeof(pair), pair_cmp);
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (!m || c[i].s != c[m - 1].s) /* the same slot has the same distance: adjacent */
-            c[m++] = c[i];
-    m = select_neighbors(b->h, c, m, b->cap, b->fill, c + b->scap);
-    uint32_t *l = list_of(b->h, x, b->lev);
-    l[0] = m;
-    for (uint32_t i = 0; i < m; i++)
-        l[1 + i] = c[i].s;
-}
-
-static int bulk_knn_pass(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi)
-{
-    const bulk *b = ctx;
-    pair *c = b->scr + 2 * worker * b->scap;
-    for (uint32_t i = lo; i < hi; i++) {
-        uint32_t x = b->slots[i];
-        const float *vx = vec_of(b->h, x);
-        const uint32_t *row = b->knn + (size_t)i * b->k;
-        uint32_t n = 0;
-        for (uint32_t j = 0; j < b->k; j++) {
-            if (row[j] == NONE)
-                continue;
-            uint32_t y = b->slots[row[j]];
-            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, y)), y};
-        }
-        bulk_set(b, x, c, n);
-    }
-    return 0;
-}
-
-static int bulk_merge_pass(void *ctx, uint32_t worker, uint32_t lo, uint32_t hi)
-{
-    const bulk *b = ctx;
-    pair *c = b->scr + 2 * worker * b->scap;
-    for (uint32_t i = lo; i < hi; i++) {
-        uint32_t x = b->slots[i];
-        const float *vx = vec_of(b->h, x);
-        const uint32_t *l = list_of(b->h, x, b->lev);
-        uint32_t n = 0;
-        for (uint32_t j = 1; j <= l[0]; j++)
-            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, l[j])), l[j]};
-        for (uint32_t j = b->roff[x]; j < b->roff[x + 1]; j++)
-            c[n++] = (pair){dist(b->h, vx, vec_of(b->h, b->rev[j])), b->rev[j]};
-        bulk_set(b, x, c, n);
-    }
-    return 0;
-}
-
-/* The reverse edges of b's level as CSR arrays over all n slots (*roff: n + 1 offsets,
- * *rev), and the largest in-degree. ERR_NOMEM. */
-static int bulk_reverse(const bulk *b, uint32_t nl, uint32_t n, uint32_t **roff,
-                        uint32_t **rev, uint32_t *maxin)
-{
-    uint32_t *off = try_calloc((size_t)n + 1, sizeof(uint32_t));
-    if (!off)
-        return ERR_NOMEM;
-    for (uint32_t i = 0; i < nl; i++) {
-        const uint32_t *l = list_of(b->h, b->slots[i], b->lev);
-        for (uint32_t j = 1; j <= l[0]; j++)
-            off[l[j] + 1]++;
-    }
-    *maxin = 0;
-    for (uint32_t y = 0; y < n; y++) {
-        *maxin = off[y + 1] > *maxin ? off[y + 1] : *maxin;
-        off[y + 1] += off[y];
-    }
-    uint32_t *r = try_malloc((off[n] ? off[n] : 1) * sizeof(uint32_t));
-    if (!r) {
-        xfree(off);
-        return ERR_NOMEM;
-    }
-    for (uint32_t i = 0; i < nl; i++) { /* off[y] walks to y's end, y + 1's start */
-        const uint32_t *l = list_of(b->h, b->slots[i], b->lev);
-        for (uint32_t j = 1; j <= l[0]; j++)
-            r[off[l[j]]++] = b->slots[i];
-    }
-    memmove(off + 1, off, (size_t)n * sizeof(uint32_t));
-    off[0] = 0;
-    *roff = off;
-    *rev = r;
-    return 0;
-}
-
-/* Passes 1-3 of level lev over its nl nodes (slots), from knn (nl x k list indexes), on
- * `threads` workers; n is the number of slots. ERR_NOMEM. */
-static int bulk_level(hnsw *h, uint32_t lev, const uint32_t *slots, uint32_t nl, uint32_t n,
-                      const uint32_t *knn, uint32_t k, uint32_t threads)
-{
-    bulk b = {.h = h, .lev = lev, .cap = cap_of(h, lev), .fill = cap_of(h, lev) / 2,
-              .slots = slots, .knn = knn, .k = k, .scap = k ? k : 1};
-    if (!(b.scr = try_malloc(2 * threads * b.scap * sizeof(pair))))
-        return ERR_NOMEM;
-    vec__parallel(threads, nl, 256, bulk_knn_pass, &b);
-    xfree(b.scr);
-    uint32_t *roff, *rev, maxin;
-    int rc = bulk_reverse(&b, nl, n, &roff, &rev, &maxin);
-    if (rc)
-        return rc;
-    b.roff = roff;
-    b.rev = rev;
-    b.scap = (size_t)b.cap + maxin;
-    if ((b.scr = try_malloc(2 * threads * b.scap * sizeof(pair))) != NULL)
-        vec__parallel(threads, nl, 256, bulk_merge_pass, &b);
-    else
-        rc = ERR_NOMEM;
-    xfree(b.scr);
-    xfree(roff);
-    xfree(rev);
-    return rc;
-}
-
-/* The kNN lists of an upper level when the caller gives no function: exact, on the CPU. */
-static int bulk_cpu_knn(void *ctx, int metric, const float *vecs, uint32_t n, uint32_t dim,
-                        uint32_t k, uint32_t *out)
-{
-    return vec_knn_graph(metric, vecs, n, dim, k, *(const uint32_t *)ctx, out);
-}
-
-/* Level lev (>= 1) over its nodes slots[0..nl): their vectors to `upper` for kNN lists of
- * min(k, nl - 1), whose rows are checked, then passes 1-3. */
-static int bulk_upper_level(hnsw *h, uint32_t lev, const uint32_t *slots, uint32_t nl,
-                            uint32_t n, uint32_t k, vec_knn_fn upper, void *ctx,
-                            uint32_t threads)
-{
-    k = k < nl - 1 ? k : nl - 1;
-    float *v = try_malloc((size_t)nl * h->dim * sizeof(float));
-    uint32_t *knn = try_malloc(((size_t)nl * k + 1) * sizeof(uint32_t));
-    int rc = v && knn ? 0 : ERR_NOMEM;
-    for (uint32_t i = 0; !rc && i < nl; i++)
-        memcpy(v + (size_t)i * h->dim, vec_of(h, slots[i]), h->dim * sizeof(float));
-    if (!rc)
-        rc = upper(ctx, h->metric, v, nl, h->dim, k, knn);
-    for (size_t i = 0; !rc && i < (size_t)nl * k; i++)
-        if (knn[i] != NONE && (knn[i] >= nl || knn[i] == i / k))
-            knn[i] = NONE; /* a bad row from the function: left out, not followed */
-    if (!rc)
-        rc = bulk_level(h, lev, slots, nl, n, knn, k, threads);
-    xfree(v);
-    xfree(knn);
-    return rc;
-}
-
-/* Every level: level 0 from knn, the ones above through `upper` (NULL: exact on the CPU).
- * The entry point is the first node of the highest level, as insertion in row order would
- * leave it. */
-static int bulk_levels(hnsw *h, uint32_t n, const uint32_t *knn, uint32_t k, vec_knn_fn upper,
-                       void *ctx, uint32_t threads)
-{
-    uint32_t *slots = try_malloc(((size_t)n ? n : 1) * sizeof(uint32_t));
-    if (!slots)
-        return ERR_NOMEM;
-    h->entry = 0;
-    h->maxlevel = 0;
-    for (uint32_t x = 0; x < n; x++) {
-        slots[x] = x;
-        if (node_of(h, x)->level > h->maxlevel) {
-            h->entry = x;
-            h->maxlevel = node_of(h, x)->level;
-        }
-    }
-    int rc = bulk_level(h, 0, slots, n, n, knn, k, threads);
-    if (!upper) {
-        upper = bulk_cpu_knn;
-        ctx = &threads;
-    }
-    for (uint32_t lev = 1; !rc && lev <= h->maxlevel; lev++) {
-        uint32_t nl = 0;
-        for (uint32_t x = 0; x < n; x++)
-            if (node_of(h, x)->level >= lev)
-                slots[nl++] = x;
-        if (nl > 1)
-            rc = bulk_upper_level(h, lev, slots, nl, n, k, upper, ctx, threads);
-    }
-    xfree(slots);
-    return rc;
-}
-
-/* The back lists of every level, as a load rebuilds them. */
-static void bulk_back(hnsw *h, uint32_t n)
-{
-    for (uint32_t x = 0; x < n; x++) {
-        uint32_t level = node_of(h, x)->level;
-        for (uint32_t lev = 0; lev <= level; lev++) {
-            const uint32_t *l = list_of(h, x, lev);
-            for (uint32_t i = 1; i <= l[0]; i++)
-                if (!has_link(h, l[i], x, lev))
-                    back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
-        }
-    }
-}
-
-/* Marks every node reachable at lev from the nodes in queue[head..*qn) (marked already). */
-static void bulk_walk(const hnsw *h, uint32_t lev, uint8_t *seen, uint32_t *queue,
-                      uint32_t *qn, uint32_t head)
-{
-    while (head < *qn) {
-        const uint32_t *l = list_of(h, queue[head++], lev);
-        for (uint32_t i = 1; i <= l[0]; i++)
-            if (!seen[l[i]]) {
-                seen[l[i]] = 1;
-                queue[(*qn)++] = l[i];
-            }
-    }
-}
-
-/* Adds the link a->b at lev, in place of a's farthest link when a's list is full. Returns 1
- * when a link was replaced (whatever it led to may now be cut off). */
-static int bulk_force_link(hnsw *h, uint32_t a, uint32_t b, uint32_t lev)
-{
-    uint32_t *l = list_of(h, a, lev);
-    if (has_link(h, a, b, lev))
-        return 0;
-    if (l[0] < cap_of(h, lev)) {
-        l[1 + l[0]++] = b;
-        link_added(h, a, b, lev);
-        return 0;
-    }
-    uint32_t old = l[l[0]];
-    l[l[0]] = b;
-    link_removed(h, a, old, lev);
-    link_added(h, a, b, lev);
-    return 1;
-}
-
-/* Links u, which the entry point cannot reach at lev, both ways with the nearest node a
- * search of lev finds that has room in its list (else the nearest): in, so that u is
- * reached, and out, so that a search landing among u's neighbours can leave them. Returns 1
- * when a link was replaced. */
-static int bulk_link_in(hnsw *h, searcher *s, uint32_t u, uint32_t lev)
-{
-    const float *q = vec_of(h, u);
-    searcher_begin(h, s);
-    uint32_t got = search_best(h, s, q, h->entry, dist(h, q, vec_of(h, h->entry)), h->efc, lev);
-    uint32_t r = s->best[0].s;
-    for (uint32_t i = 0; i < got; i++)
-        if (list_of(h, s->best[i].s, lev)[0] < cap_of(h, lev)) {
-            r = s->best[i].s;
-            break;
-        }
-    int replaced = bulk_force_link(h, r, u, lev);
-    return bulk_force_link(h, u, r, lev) | replaced;
-}
-
-/* Makes every node of every level reachable from the entry point at that level. A replaced
- * link may cut another node off: the walk is then redone, a few rounds at most. ERR_NOMEM. */
-static int bulk_reach(hnsw *h, searcher *s, uint32_t n)
-{
-    uint8_t *seen = try_malloc(n);
-    uint32_t *queue = try_malloc((size_t)n * sizeof(uint32_t));
-    for (uint32_t lev = 0; seen && queue && lev <= h->maxlevel; lev++) {
-        int again = 1;
-        for (int round = 0; again && round < 8; round++) {
-            again = 0;
-            memset(seen, 0, n);
-            uint32_t qn = 1;
-            queue[0] = h->entry;
-            seen[h->entry] = 1;
-            bulk_walk(h, lev, seen, queue, &qn, 0);
-            for (uint32_t u = 0; u < n; u++) {
-                if (seen[u] || node_of(h, u)->level < lev)
-                    continue;
-                again |= bulk_link_in(h, s, u, lev);
-                seen[u] = 1;
-                queue[qn++] = u;
-                bulk_walk(h, lev, seen, queue, &qn, qn - 1);
-            }
-        }
-    }
-    int rc = seen && queue ? 0 : ERR_NOMEM;
-    xfree(seen);
-    xfree(queue);
-    return rc;
-}
-
-static int bulk_fail(int rc, char *err, size_t errlen, const char *what, uint32_t at)
-{
-    if (err && errlen && at != NONE)
-        snprintf(err, errlen, "HNSW bulk build: %s (row %u)", what, at);
-    else if (err && errlen)
-        snprintf(err, errlen, "HNSW bulk build: %s", what);
-    return rc;
-}
-
-/* Checks every input before anything changes. */
-static int bulk_check(const hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
-                      const uint32_t *knn, uint32_t k, char *err, size_t errlen)
-{
-    uint32_t maxid = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (ids[i] >= HNSW_MAX_SLOTS)
-            return bulk_fail(ERR_LIMIT, err, errlen, "id out of range", i);
-        maxid = ids[i] > maxid ? ids[i] : maxid;
-        const float *v = vecs + (size_t)i * h->dim;
-        float sq = 0;
-        for (uint32_t j = 0; j < h->dim; j++) {
-            if (!isfinite(v[j]))
-                return bulk_fail(ERR_INVAL, err, errlen, "vector not finite", i);
-            sq += v[j] * v[j];
-        }
-        if (h->metric == VEC_COSINE && !(sq > 0))
-            return bulk_fail(ERR_INVAL, err, errlen, "zero vector", i);
-        for (uint32_t j = 0; j < k; j++) {
-            uint32_t r = knn[(size_t)i * k + j];
-            if (r != NONE && (r >= n || r == i))
-                return bulk_fail(ERR_INVAL, err, errlen, "kNN row out of range or itself", i);
-        }
-    }
-    uint8_t *seen = try_calloc(maxid / 8 + 1, 1);
-    if (!seen)
-        return ERR_NOMEM;
-    int rc = 0;
-    for (uint32_t i = 0; i < n && !rc; i++) {
-        if (seen[ids[i] / 8] & (1u << (ids[i] % 8)))
-            rc = bulk_fail(ERR_INVAL, err, errlen, "repeated id", i);
-        seen[ids[i] / 8] |= (uint8_t)(1u << (ids[i] % 8));
-    }
-    xfree(seen);
-    return rc;
-}
-
-/* Takes slots 0..n-1 for the rows, drawing each level as an add does. ERR_NOMEM. */
-static int bulk_take(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        if (reserve(h, ids[i]))
-            return ERR_NOMEM;
-        uint32_t level = random_level(h);
-        uint32_t *upper = upper_alloc(h, level);
-        if (level && !upper)
-            return ERR_NOMEM;
-        uint32_t x = slot_take(h, ids[i], level, upper, vecs + (size_t)i * h->dim);
-        if (h->metric == VEC_COSINE)
-            vec_normalize(vec_of(h, x), h->dim); /* bulk_check refused zero vectors */
-    }
-    return 0;
-}
-
-/* Back to empty after a failed build (memory already taken for slots stays for reuse). */
-static void bulk_undo(hnsw *h, uint64_t rng)
-{
-    for (uint32_t x = 0; x < h->nslots; x++) {
-        node *nd = node_of(h, x);
-        xfree(nd->upper);
-        nd->upper = NULL;
-        node_free_back(h, nd);
-        h->id2slot[nd->id] = NONE;
-        nd->id = NONE;
-    }
-    h->nslots = h->count = 0;
-    h->upper_bytes = 0;
-    h->entry = NONE;
-    h->maxlevel = 0;
-    h->rng = rng;
-}
-
-static int bulk_run(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
-                    const uint32_t *knn, uint32_t k, vec_knn_fn upper, void *ctx,
-                    uint32_t threads)
-{
-    uint64_t rng = h->rng;
-    searcher *s = NULL;
-    int rc = bulk_take(h, ids, vecs, n);
-    if (!rc)
-        rc = bulk_levels(h, n, knn, k, upper, ctx, vec__threads(threads));
-    if (!rc && !(s = searcher_ready(h, h->efc)))
-        rc = ERR_NOMEM;
-    if (!rc) {
-        bulk_back(h, n);
-        rc = bulk_reach(h, s, n);
-    }
-    if (s)
-        searcher_put(h, s);
-    if (rc)
-        bulk_undo(h, rng);
-    return rc;
-}
-
-int vec_hnsw_build(vec_index *ix, const uint32_t *ids, const float *vecs, uint32_t n,
-                   const uint32_t *knn, uint32_t k, vec_knn_fn upper, void *upper_ctx,
-                   uint32_t threads, char *err, size_t errlen)
-{
-    if (!ix || ix->ops != &hnsw_ops)
-        return bulk_fail(ERR_INVAL, err, errlen, "not an HNSW index", NONE);
-    if (n && (!ids || !vecs || (k && !knn)))
-        return bulk_fail(ERR_INVAL, err, errlen, "missing input", NONE);
-    hnsw *h = (hnsw *)ix;
-    pthread_rwlock_wrlock(&ix->lock);
-    int rc = h->nslots ? bulk_fail(ERR_INVAL, err, errlen, "index not empty", NONE)
-                       : bulk_check(h, ids, vecs, n, knn, k, err, errlen);
-    if (!rc && n)
-        rc = bulk_run(h, ids, vecs, n, knn, k, upper, upper_ctx, threads);
-    if (rc == ERR_NOMEM || rc == ERR_GPU)
-        bulk_fail(rc, err, errlen, rc == ERR_NOMEM ? "out of memory" : "kNN lists failed", NONE);
-    pthread_rwlock_unlock(&ix->lock);
-    return rc;
 }

@@ -194,6 +194,13 @@ int vec_gpu_knn(vec_index *ix, const float *queries, uint32_t nq, uint32_t k, ve
                 size_t errlen);
 void vec_gpu_get_stats(vec_index *ix, vec_gpu_stats *out);
 
+/* vec_knn_graph's lists computed on the device (gpu_knn_graph; index/gpu_probe.c), for a
+ * bulk build: k at most VEC_GPU_MAX_K - 1. Any thread, any number at once. ERR_GPU with the
+ * library's error in err (the GPU disabled, out of device memory, a CUDA error, bad k): the
+ * caller builds on the CPU instead. */
+int vec_gpu_knn_graph(int metric, const float *vecs, uint32_t n, uint32_t dim, uint32_t k,
+                      uint32_t *out, char *err, size_t errlen);
+
 /* Probes for a device under mode. ERR_GPU with the reason in err only for INDEX_GPU_YES when
  * none is usable (the server must not start); AUTO without one, and NO, return 0. */
 int index_gpu_probe(int mode, char *err, size_t errlen);

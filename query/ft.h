@@ -27,7 +27,11 @@
  * to a FIFO that one worker thread (server_spawn) drains, while later writes queue behind
  * them, so the order of changes is kept. Small builds are finished inside FT.CREATE. While
  * an index builds, FT.INFO says indexing 1 and percent_indexed; searches see what is
- * indexed so far.
+ * indexed so far. With the GPU on, a scan that fills an empty HNSW field with at least
+ * gpu-build-min-vectors vectors builds it in bulk instead (ft_bulk.c): the worker gathers
+ * the queue's changes, builds a new index from kNN lists computed on the device, applies
+ * the changes queued meanwhile to it, in order, and the loop swaps it in; until then
+ * searches see the field empty.
  *
  * PERSISTENCE. Definitions are records in the store's AUX RECORDS (namespace "ft", key the
  * index name), written in the pass's transaction like every write. Vector indexes are
@@ -136,6 +140,7 @@ typedef struct ft_vecf {
     vec_index *vx;
     uint64_t *has; /* bitmap: ids whose vector is (or is queued to be) in vx */
     uint32_t *crc; /* per id: CRC32C of the blob it came from */
+    struct ft_bulk *bulk; /* a GPU bulk build of this field in progress (ft_bulk.c), or NULL */
 } ft_vecf;
 
 /* The vector changes waiting for the build worker, in order (ADD carries its floats). */
@@ -291,7 +296,7 @@ int ft_file_read(const char *path, buf *out); /* ERR_NOTFOUND, ERR_IO */
 
 /* ---- internals shared by ft_index.c and ft_build.c ---------------------------------------- */
 
-enum { VOP_ADD = 1, VOP_DEL = 2 };
+enum { VOP_ADD = 1, VOP_DEL = 2, VOP_BUILD = 3 }; /* BUILD: a bulk build's gathering ends */
 
 /* A new, empty, unregistered index over def (taken over). NULL with err when a vector index
  * cannot be made (vec_create's message). */
@@ -326,6 +331,25 @@ void ft__snapshot_capture(ft_index *ix, buf *out);
 /* Loads a snapshot's bytes into the empty index ix. ERR_CORRUPT with err (ix is then left
  * partly filled: the caller discards it). */
 int ft__snapshot_load(ft_index *ix, const char *p, size_t len, char *err, size_t errlen);
+
+/* ---- GPU bulk builds of HNSW fields (ft_bulk.c) ------------------------------------------ */
+
+/* Loop, as a scan starts with the queue idle: arms a bulk build of each empty HNSW field when
+ * the GPU is on and the database holds at least gpu-build-min-vectors keys. */
+void ft__bulk_arm(ft_index *ix);
+/* Loop, as the scan ends: queues the VOP_BUILD of each armed field (once). */
+void ft__bulk_mark(ft_index *ix);
+/* Worker: where a queued change of slot goes: the index to apply it to, or NULL when the
+ * bulk build took it (gathered it, or ran the build for a VOP_BUILD). */
+vec_index *ft__bulk_target(ft_index *ix, int op, int slot, uint32_t id, const float *v);
+/* Worker: 1 when a field's bulk build has ended and the loop must finish it. */
+int ft__bulk_ended(const ft_index *ix);
+/* Loop: swaps in the indexes bulk builds made and forgets the ended builds. */
+void ft__bulk_finish(ft_index *ix);
+/* Frees a field's bulk build (index_free). */
+void ft__bulk_free(struct ft_bulk *b);
+/* INFO's gpu_graph_* fields. */
+void ft_bulk_info(buf *b);
 
 /* ---- the query language (ft_query.c) ----------------------------------------------------- */
 

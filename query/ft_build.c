@@ -1,6 +1,7 @@
 /* ft_build.c: how FT indexes come to be and are kept: the scan that indexes a database's
  * existing keys in slices from the cron, the FIFO of vector changes that a worker thread
- * drains while a scan runs (so that HNSW insertions never stall the loop), snapshots
+ * drains while a scan runs (so that HNSW insertions never stall the loop; with the GPU on it
+ * may gather a field's vectors for a bulk build instead, ft_bulk.c), snapshots
  * written in the background and at shutdown, and the start that loads definitions and
  * snapshots and reconciles them with the hashes. */
 #include <dirent.h>
@@ -36,7 +37,9 @@ static uint32_t slot_dim(const ft_index *ix, int slot)
 
 static void apply(ft_index *ix, int op, int slot, uint32_t id, const float *v)
 {
-    vec_index *vx = ix->vecs[slot].vx;
+    vec_index *vx = ft__bulk_target(ix, op, slot, id, v);
+    if (!vx || op == VOP_BUILD)
+        return;
     int rc = op == VOP_ADD ? vec_add(vx, id, v) : vec_delete(vx, id);
     if (rc && rc != ERR_NOTFOUND)
         atomic_fetch_add(&ix->q.failed, 1);
@@ -49,8 +52,32 @@ static void worker_done(void *arg)
     ft__release(ix);
 }
 
+static void worker(void *arg);
+
+/* The worker drained the queue and a bulk build ended: the loop swaps the built index in,
+ * then a new worker drains what was queued meanwhile (the queue stayed "running", so every
+ * change kept queueing behind the build). */
+static void bulk_finish(void *arg)
+{
+    ft_index *ix = arg;
+    ft__bulk_finish(ix);
+    ft_vqueue *q = &ix->q;
+    pthread_mutex_lock(&q->lock);
+    int more = q->nops && !atomic_load(&q->stop);
+    if (!more) {
+        q->nops = 0;
+        q->data.len = 0;
+        q->running = 0;
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (more)
+        server_spawn(worker, ix); /* the same job goes on */
+    else
+        worker_done(ix);
+}
+
 /* Drains the queue in batches (swapped out under the lock) until it is empty or the index
- * is going away. */
+ * is going away; a bulk build that ended leaves the queue running for bulk_finish. */
 static void worker(void *arg)
 {
     ft_index *ix = arg;
@@ -59,12 +86,16 @@ static void worker(void *arg)
     size_t nops = 0, capops = 0;
     buf data;
     buf_init(&data);
+    int finish = 0;
     for (;;) {
         pthread_mutex_lock(&q->lock);
         if (atomic_load(&q->stop) || q->nops == 0) {
-            q->nops = 0;
-            q->data.len = 0;
-            q->running = 0;
+            finish = !atomic_load(&q->stop) && ft__bulk_ended(ix);
+            if (!finish) {
+                q->nops = 0;
+                q->data.len = 0;
+                q->running = 0;
+            }
             pthread_mutex_unlock(&q->lock);
             break;
         }
@@ -89,7 +120,7 @@ static void worker(void *arg)
     }
     xfree(ops);
     buf_free(&data);
-    server_post(worker_done, ix);
+    server_post(finish ? bulk_finish : worker_done, ix);
 }
 
 void ft__vop_submit(ft_index *ix, int op, int slot, uint32_t id, const void *blob)
@@ -98,8 +129,9 @@ void ft__vop_submit(ft_index *ix, int op, int slot, uint32_t id, const void *blo
     size_t bytes = (size_t)slot_dim(ix, slot) * 4;
     int spawn = 0;
     pthread_mutex_lock(&q->lock);
-    int queue = q->running || (ix->scanning && !ix->sync_apply &&
-                               vec_get_params(ix->vecs[slot].vx)->kind != VEC_FLAT);
+    int queue = q->running || ix->vecs[slot].bulk ||
+                (ix->scanning && !ix->sync_apply &&
+                 vec_get_params(ix->vecs[slot].vx)->kind != VEC_FLAT);
     if (queue) {
         if (q->nops == q->capops) {
             q->capops = q->capops ? q->capops * 2 : 256;
@@ -160,6 +192,8 @@ static int indexing(ft_index *ix)
 
 void ft__scan_start(ft_index *ix)
 {
+    if (!queue_busy(ix))
+        ft__bulk_arm(ix);
     memset(ix->seen, 0, (ix->cap + 63) / 64 * 8);
     ix->scanning = 1;
     ix->scan_started = 0;
@@ -175,6 +209,7 @@ static void scan_finish(ft_index *ix)
     for (uint32_t id = 0; id < ix->bound; id++)
         if (ix->key[id] && !(ix->seen[id >> 6] >> (id & 63) & 1))
             ft__doc_remove(ix, id);
+    ft__bulk_mark(ix);
 }
 
 void ft__scan_slice(ft_index *ix, int64_t budget_us)

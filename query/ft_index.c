@@ -695,6 +695,7 @@ static void index_free(ft_index *ix)
             vec_free(ix->vecs[s].vx);
         xfree(ix->vecs[s].has);
         xfree(ix->vecs[s].crc);
+        ft__bulk_free(ix->vecs[s].bulk);
     }
     xfree(ix->tags);
     xfree(ix->nums);

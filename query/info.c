@@ -177,6 +177,7 @@ static void section_gpu(buf *b)
     else
         buf_printf(b, "gpu_disabled_reason:%s\r\n", g.reason);
     gpu_batch_info(b);
+    ft_bulk_info(b);
 }
 
 static const struct {

@@ -7,15 +7,17 @@
  * through QUIVER_GPU_LIB; its device is named "fake".
  *
  * FAULT INJECTION, from the environment, read at every call (so a unit test may change it):
- *   QUIVER_FAKE_GPU_FAIL  comma-separated rules [add:|search:]oom@N or cuda@N: the Nth call
- *                         (from 1, counted since the variable last changed) of add and
- *                         search together, or of the one named, fails with GPU_ERR_OOM or
+ *   QUIVER_FAKE_GPU_FAIL  comma-separated rules [add:|search:|graph:]oom@N or cuda@N: the
+ *                         Nth call (from 1, counted since the variable last changed) of add
+ *                         and search together, or of the one named (graph: gpu_knn_graph,
+ *                         only counted by its own rules), fails with GPU_ERR_OOM or
  *                         GPU_ERR_CUDA (nothing changes); "nodevice" makes the device query
  *                         and create fail with GPU_ERR_NO_DEVICE.
  *   QUIVER_FAKE_GPU_MEM   device memory in bytes (default 16 GiB): reserve and add beyond
  *                         it fail with GPU_ERR_OOM, as the real library refuses them.
- *   QUIVER_FAKE_GPU_SLEEP_MS  each search first sleeps this long (a slow device: tests
- *                         use it to act while a batch is on the device).
+ *   QUIVER_FAKE_GPU_SLEEP_MS  each search and each gpu_knn_graph first sleeps this long (a
+ *                         slow device: tests use it to act while a batch or a graph build
+ *                         is on the device).
  * Distances are summed in double and rounded to float once. Thread-safe as gpu.h requires
  * (one caller per index; the counters and the memory total are shared, under a mutex). */
 #include <math.h>
@@ -46,11 +48,11 @@ struct gpu_index {
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     char spec[512];     /* the QUIVER_FAKE_GPU_FAIL last seen */
-    uint64_t calls[3];  /* add+search, add, search */
+    uint64_t calls[4];  /* add+search, add, search, knn_graph */
     uint64_t used;      /* bytes charged by every index */
 } st;
 
-enum { CALL_ANY = 0, CALL_ADD = 1, CALL_SEARCH = 2 };
+enum { CALL_ANY = 0, CALL_ADD = 1, CALL_SEARCH = 2, CALL_GRAPH = 3 };
 
 static uint64_t device_mem(void)
 {
@@ -69,7 +71,7 @@ static int no_device(void)
     return strstr(fail_spec(), "nodevice") != NULL;
 }
 
-/* Counts a call of kind (CALL_ADD / CALL_SEARCH); the injected error, or 0. */
+/* Counts a call of kind (CALL_ADD / CALL_SEARCH / CALL_GRAPH); the injected error, or 0. */
 static int injected(int kind)
 {
     const char *spec = fail_spec();
@@ -78,7 +80,8 @@ static int injected(int kind)
         snprintf(st.spec, sizeof st.spec, "%s", spec);
         memset(st.calls, 0, sizeof st.calls);
     }
-    st.calls[CALL_ANY]++;
+    if (kind != CALL_GRAPH) /* graph builds leave the add/search numbering alone */
+        st.calls[CALL_ANY]++;
     st.calls[kind]++;
     uint64_t any = st.calls[CALL_ANY], mine = st.calls[kind];
     pthread_mutex_unlock(&state_lock);
@@ -90,16 +93,29 @@ static int injected(int kind)
             want = CALL_ADD, r += 4;
         else if (strncmp(r, "search:", 7) == 0)
             want = CALL_SEARCH, r += 7;
+        else if (strncmp(r, "graph:", 6) == 0)
+            want = CALL_GRAPH, r += 6;
         int code = strncmp(r, "oom@", 4) == 0 ? GPU_ERR_OOM
                    : strncmp(r, "cuda@", 5) == 0 ? GPU_ERR_CUDA : 0;
         const char *at = strchr(r, '@');
-        if (!code || !at || (want != CALL_ANY && want != kind))
+        int applies = kind == CALL_GRAPH ? want == CALL_GRAPH : want == CALL_ANY || want == kind;
+        if (!code || !at || !applies)
             continue;
         if (strtoull(at + 1, NULL, 10) == (want == CALL_ANY ? any : mine))
             rc = code;
     }
     free(copy);
     return rc;
+}
+
+/* Sleeps QUIVER_FAKE_GPU_SLEEP_MS, if set. */
+static void slow_device(void)
+{
+    const char *sleep_ms = getenv("QUIVER_FAKE_GPU_SLEEP_MS");
+    if (sleep_ms && *sleep_ms) {
+        long ms = strtol(sleep_ms, NULL, 10);
+        nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000L}, NULL);
+    }
 }
 
 /* Charges delta bytes to the device; GPU_ERR_OOM past its memory. */
@@ -441,11 +457,7 @@ int gpu_index_search(gpu_index *g, const float *queries, uint32_t nq, uint32_t d
         return fail(g, GPU_ERR_DIM, "search");
     if (nq == 0 || nq > GPU_MAX_BATCH || !queries)
         return fail(g, GPU_ERR_ARG, "search: batch size");
-    const char *sleep_ms = getenv("QUIVER_FAKE_GPU_SLEEP_MS");
-    if (sleep_ms && *sleep_ms) {
-        long ms = strtol(sleep_ms, NULL, 10);
-        nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000L}, NULL);
-    }
+    slow_device();
     int rc = injected(CALL_SEARCH);
     if (rc)
         return fail(g, rc, "search (injected)");
@@ -489,6 +501,12 @@ int gpu_knn_graph(int device, const float *vecs, uint64_t n, uint32_t dim, int m
         gpu_index_free(g);
         snprintf(detail, detail_len, "k %u", k);
         return GPU_ERR_K;
+    }
+    slow_device();
+    if ((rc = injected(CALL_GRAPH)) != 0) {
+        gpu_index_free(g);
+        snprintf(detail, detail_len, "knn_graph (injected): %s", gpu_strerror(rc));
+        return rc;
     }
     uint32_t *row_ids = malloc((n + 1) * sizeof *row_ids);
     float *copy = malloc((n * dim + 1) * sizeof *copy);

@@ -22,6 +22,8 @@ import threading
 import time
 import unittest
 
+import numpy as np
+
 from harness import BINARY, ROOT, Server, free_port, wait_for
 
 OWN_PROCESS = unittest.skipIf(os.environ.get("TEST_SERVER"), "needs a server of its own")
@@ -504,6 +506,43 @@ def pipelined(server, commands):
         raw.close()
 
 
+# ---- HNSW graphs built on the (fake) GPU: query/ft_bulk.c -----------------------------------
+
+def create_hnsw(r, name, dim, metric="L2", m=8, ef_runtime=10, prefix="d:"):
+    r.execute_command("FT.CREATE", name, "PREFIX", 1, prefix, "SCHEMA", "v", "VECTOR", "HNSW",
+                      12, "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", metric, "M", m,
+                      "EF_CONSTRUCTION", 100, "EF_RUNTIME", ef_runtime)
+
+
+def ft_info(r, name):
+    res = r.execute_command("FT.INFO", name)
+    return {res[i].decode(): res[i + 1] for i in range(0, len(res), 2)}
+
+
+def wait_built(r, name):
+    wait_for(lambda: int(ft_info(r, name)["indexing"]) == 0, "index %s built" % name, 120)
+
+
+def load_np(s, vectors, prefix="d:", start=0):
+    p = s.client().pipeline(transaction=False)
+    for i, v in enumerate(vectors):
+        p.hset("%s%d" % (prefix, start + i), "v", v.astype(np.float32).tobytes())
+    p.execute()
+
+
+def fmnist(n, nq):
+    d = os.path.join(DATA, "fashion-mnist-784-euclidean")
+
+    def bvecs(path, count):
+        raw = np.fromfile(path, dtype=np.uint8, count=count * (4 + 784))
+        return raw.reshape(count, 4 + 784)[:, 4:].astype(np.float32)
+    return (bvecs(os.path.join(d, "fmnist_train_base.bvecs"), n),
+            bvecs(os.path.join(d, "fmnist_test_query.bvecs"), nq))
+
+
+HAVE_FMNIST = os.path.exists(os.path.join(DATA, "fashion-mnist-784-euclidean"))
+
+
 @OWN_PROCESS
 @NEEDS_FAKE
 class GpuPipelines(GpuCase):
@@ -640,6 +679,209 @@ class GpuPipelines(GpuCase):
         self.assertTrue(gs.client().ping())
         wait_for(lambda: all("b" not in c["flags"] for c in gs.client().client_list()),
                  "no client left parked")
+
+
+@OWN_PROCESS
+@NEEDS_FAKE
+class GpuGraphBuild(GpuCase):
+    """FT.CREATE over existing hashes fills an empty HNSW field in bulk from the device's kNN
+    lists (gpu-build-min-vectors and up): the recall of a CPU build, changes made meanwhile
+    kept in order, device failures falling back to the CPU, drops and flushes mid-build
+    survived, snapshots reloaded."""
+
+    MIN = 500
+
+    def gpu_server(self, fake_env=None):
+        return GpuServer(fake_env=fake_env, gpu_build_min_vectors=self.MIN)
+
+    def recall(self, r, name, base, keys, queries, k=10):
+        """Mean recall@k of FT.SEARCH against the exact answers over base (keys: its keys)."""
+        hits = 0
+        for q in queries:
+            d = ((base - q) ** 2).sum(axis=1)
+            want = {keys[i] for i in np.argsort(d, kind="stable")[:k]}
+            res = r.execute_command("FT.SEARCH", name, "*=>[KNN %d @v $q]" % k, "PARAMS", 2,
+                                    "q", q.astype(np.float32).tobytes(), "RETURN", 0,
+                                    "LIMIT", 0, k, "DIALECT", 2)
+            hits += len(want & {x.decode() for x in res[1:]})
+        return hits / (k * len(queries))
+
+    def build_both(self, base, queries, fake_env=None):
+        """Builds the same data on a fake-GPU server and a `gpu no` one; their recalls."""
+        keys = ["d:%d" % i for i in range(len(base))]
+        out = []
+        with self.gpu_server(fake_env) as g, Server(gpu="no") as c:
+            for s in (g, c):
+                load_np(s, base)
+                create_hnsw(s.client(), "h", base.shape[1])
+                wait_built(s.client(), "h")
+                self.assertEqual(int(ft_info(s.client(), "h")["num_records"]), len(base))
+                out.append(self.recall(s.client(), "h", base, keys, queries))
+            info = gpu_info(g.client())
+        return out[0], out[1], info
+
+    def test_random_vectors_build_on_the_gpu_with_the_cpus_recall(self):
+        rng = np.random.default_rng(7)
+        base = rng.standard_normal((3000, 32)).astype(np.float32)
+        queries = rng.standard_normal((100, 32)).astype(np.float32)
+        gpu, cpu, info = self.build_both(base, queries)
+        self.assertEqual(int(info["gpu_graph_builds"]), 1)
+        self.assertEqual(int(info["gpu_graph_fallbacks"]), 0)
+        self.assertGreater(float(info["gpu_graph_build_ms"]), 0)
+        self.assertGreaterEqual(gpu, cpu - 0.01, (gpu, cpu))
+
+    @unittest.skipUnless(HAVE_FMNIST, "no shared data")
+    def test_fashion_mnist_slice_builds_on_the_gpu_with_the_cpus_recall(self):
+        base, queries = fmnist(2500, 50)
+        gpu, cpu, info = self.build_both(base, queries)
+        self.assertEqual(int(info["gpu_graph_builds"]), 1)
+        self.assertGreaterEqual(gpu, cpu - 0.01, (gpu, cpu))
+
+    def test_knn_graph_failure_falls_back_to_the_cpu(self):
+        rng = np.random.default_rng(8)
+        base = rng.standard_normal((2000, 16)).astype(np.float32)
+        queries = rng.standard_normal((50, 16)).astype(np.float32)
+        for rule in ("graph:cuda@1", "graph:oom@1"):
+            gpu, cpu, info = self.build_both(base, queries, {"QUIVER_FAKE_GPU_FAIL": rule})
+            self.assertEqual(int(info["gpu_graph_builds"]), 0, rule)
+            self.assertEqual(int(info["gpu_graph_fallbacks"]), 1, rule)
+            self.assertGreaterEqual(gpu, cpu - 0.01, (rule, gpu, cpu))
+
+    def test_below_the_threshold_builds_on_the_cpu(self):
+        rng = np.random.default_rng(9)
+        with self.gpu_server() as s:
+            r = s.client()
+            load_np(s, rng.standard_normal((self.MIN - 1, 8)))
+            create_hnsw(r, "h", 8)
+            wait_built(r, "h")
+            self.assertEqual(int(ft_info(r, "h")["num_records"]), self.MIN - 1)
+            self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 0)
+            self.assertEqual(int(gpu_info(r)["gpu_graph_fallbacks"]), 0)
+
+    def check_writes_kept(self, s, filler):
+        """Loads 2000 documents (and `filler` keys after them, outside the prefix), creates a
+        FLAT index (the reference, changed as writes come) and the HNSW one, then
+        overwrites, deletes and adds documents (with filler: once the scan has passed the
+        documents, so they have been gathered); once built, both hold exactly the final
+        documents."""
+        rng = np.random.default_rng(10)
+        dim = 16
+        base = rng.standard_normal((2000, dim)).astype(np.float32)
+        final = {i: base[i] for i in range(len(base))}
+        r = s.client()
+        load_np(s, base)
+        for c in range(0, filler, 20000):
+            p = r.pipeline(transaction=False)
+            for i in range(c, min(filler, c + 20000)):
+                p.set("x:%d" % i, "filler")
+            p.execute()
+        r.execute_command("FT.CREATE", "f", "PREFIX", 1, "d:", "SCHEMA", "v", "VECTOR",
+                          "FLAT", 6, "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "L2")
+        create_hnsw(r, "h", dim, ef_runtime=200)
+        if filler:
+            wait_for(lambda: float(ft_info(r, "h")["percent_indexed"]) > 0, "a scan slice")
+        p = r.pipeline(transaction=False)
+        for i in range(0, 2000, 5):
+            v = rng.standard_normal(dim).astype(np.float32)
+            final[i] = v
+            p.hset("d:%d" % i, "v", v.tobytes())
+        for i in range(1, 2000, 7):
+            final.pop(i, None)
+            p.delete("d:%d" % i)
+        for i in range(2000, 2300):
+            v = rng.standard_normal(dim).astype(np.float32)
+            final[i] = v
+            p.hset("d:%d" % i, "v", v.tobytes())
+        for i in range(2000, 2300, 3):
+            final.pop(i)
+            p.delete("d:%d" % i)
+        p.execute()
+        self.assertEqual(int(ft_info(r, "h")["indexing"]), 1,
+                         "the writes must land while the index builds")
+        if filler:  # the scan part of percent_indexed: the build's would be ~1
+            self.assertLess(float(ft_info(r, "h")["percent_indexed"]), 0.9,
+                            "the writes must land while the scan runs")
+        wait_built(r, "h")
+        self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 1)
+        for name in ("h", "f"):
+            self.assertEqual(int(ft_info(r, name)["num_docs"]), len(final), name)
+            self.assertEqual(int(ft_info(r, name)["num_records"]), len(final), name)
+        # every document's latest vector finds it first; no deleted one comes back
+        for i in sorted(final)[::7]:
+            res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 1 @v $q AS d]", "PARAMS", 2,
+                                    "q", final[i].tobytes(), "RETURN", 1, "d", "DIALECT", 2)
+            self.assertEqual(res[1], b"d:%d" % i)
+            self.assertEqual(float(res[2][1]), 0.0)
+        for i in [i for i in range(2000) if i not in final]:
+            res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 3 @v $q]", "PARAMS", 2,
+                                    "q", base[i].tobytes(), "RETURN", 0, "DIALECT", 2)
+            self.assertNotIn(b"d:%d" % i, res[1:])
+
+    def test_writes_during_the_device_build_are_all_kept(self):
+        # FT.CREATE scans this small database itself: the writes queue behind the build
+        with self.gpu_server({"QUIVER_FAKE_GPU_SLEEP_MS": "3000"}) as s:
+            self.check_writes_kept(s, 0)
+
+    def test_writes_during_the_scan_are_all_kept(self):
+        # past 10,000 keys the scan runs from the cron (hz 1: a slice a second, ~20 ms of
+        # scanning: well under 300,000 keys here): the writes reach gathered vectors
+        with GpuServer(gpu_build_min_vectors=self.MIN, hz=1) as s:
+            self.check_writes_kept(s, 300000)
+
+    def test_drop_and_flush_during_the_build(self):
+        rng = np.random.default_rng(11)
+        with self.gpu_server({"QUIVER_FAKE_GPU_SLEEP_MS": "1500"}) as s:
+            r = s.client()
+            load_np(s, rng.standard_normal((1000, 8)))
+            create_hnsw(r, "a", 8)
+            r.execute_command("FT.DROPINDEX", "a")
+            create_hnsw(r, "b", 8)
+            r.flushdb()
+            self.assertTrue(r.ping())
+            wait_built(r, "b")
+            self.assertEqual(int(ft_info(r, "b")["num_docs"]), 0)
+            # the server goes on building: a new index over new data
+            load_np(s, rng.standard_normal((800, 8)))
+            create_hnsw(r, "c", 8)
+            wait_built(r, "c")
+            self.assertEqual(int(ft_info(r, "c")["num_records"]), 800)
+            self.assertEqual(r.execute_command("FT._LIST"), [b"b", b"c"])
+            # and it still stops cleanly with a build on the device
+            create_hnsw(r, "d", 8)
+            s.stop()
+            self.assertIn("bye", s.read_log())
+
+    def test_restart_loads_the_built_index_or_builds_it_again(self):
+        rng = np.random.default_rng(12)
+        base = rng.standard_normal((1500, 16)).astype(np.float32)
+        queries = rng.standard_normal((20, 16)).astype(np.float32)
+
+        def answers(r):
+            return [r.execute_command("FT.SEARCH", "h", "*=>[KNN 10 @v $q AS d]", "PARAMS", 2,
+                                      "q", q.tobytes(), "RETURN", 1, "d", "DIALECT", 2)
+                    for q in queries]
+        with self.gpu_server() as s:
+            r = s.client()
+            load_np(s, base)
+            create_hnsw(r, "h", 16)
+            wait_built(r, "h")
+            self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 1)
+            before = answers(r)
+            s.stop()  # a snapshot at shutdown
+            s.start()
+            r = s.client()
+            wait_built(r, "h")
+            self.assertEqual(int(r.info("vector")["vector_snapshot_loads"]), 1)
+            self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 0)
+            self.assertEqual(answers(r), before)
+            # no snapshot (killed, file removed): rebuilt from the hashes, on the GPU again
+            s.kill()
+            shutil.rmtree(os.path.join(s.dir, "data", "vectors"), ignore_errors=True)
+            s.start()
+            r = s.client()
+            wait_built(r, "h")
+            self.assertEqual(int(gpu_info(r)["gpu_graph_builds"]), 1)
+            self.assertEqual(int(ft_info(r, "h")["num_records"]), 1500)
 
 
 def encode(args):

@@ -19,7 +19,7 @@
 #include "core/err.h"
 #include "wire/tls.h"
 
-#define NOPTIONS 52 /* rows of the option table in core/config.c */
+#define NOPTIONS 53 /* rows of the option table in core/config.c */
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
@@ -642,7 +642,7 @@ static void test_get(void **state)
     assert_string_equal(g.values[2], "0");
     assert_int_equal(get(&cfg, "*MAX*", &g), 8); /* patterns ignore case */
     assert_int_equal(get(&cfg, "d*", &g), 3);    /* dir durability databases */
-    assert_int_equal(get(&cfg, "*-*", &g), 32); /* 13, tls-*, repl-*, replica-*, min-replicas-*, gpu-* */
+    assert_int_equal(get(&cfg, "*-*", &g), 33); /* 13, tls-*, repl-*, replica-*, min-replicas-*, gpu-* */
     assert_int_equal(get(&cfg, "?ort", &g), 1);
     assert_int_equal(get(&cfg, "[pb]*", &g), 5); /* port bind protected-mode proto-... pidfile */
     assert_int_equal(get(&cfg, "nosuch", &g), 0);

@@ -1,5 +1,5 @@
 /* test_hnsw_bulk.c: unit tests for HNSW bulk builds from kNN lists (vec_knn_graph,
- * vec_hnsw_build; index/knn_graph.c, index/hnsw.c): the exact kNN lists against brute
+ * vec_hnsw_build; index/knn_graph.c, index/hnsw_bulk.c): the exact kNN lists against brute
  * force (ties by smaller row, padding, COSINE, threads); a graph built from them reaches the
  * recall@10 of an incremental build at the same M and ef (0.01 slack) on a 10,000-vector
  * slice of fashion-mnist-784 and on random data, L2 and COSINE; it stays an ordinary index
