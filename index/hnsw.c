@@ -1214,6 +1214,19 @@ static int load_node(hnsw *h, vec_reader *r, uint64_t id_bound, char *err, size_
     return rc;
 }
 
+void hnsw__back_build(hnsw *h, uint32_t n)
+{
+    for (uint32_t x = 0; x < n; x++) {
+        uint32_t level = node_of(h, x)->level;
+        for (uint32_t lev = 0; lev <= level; lev++) {
+            const uint32_t *l = list_of(h, x, lev);
+            for (uint32_t i = 1; i <= l[0]; i++)
+                if (!hnsw__has_link(h, l[i], x, lev))
+                    hnsw__back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
+        }
+    }
+}
+
 /* Turns every link from an id into a slot, checking it; rebuilds the back lists. */
 static int load_links(hnsw *h, char *err, size_t errlen)
 {
@@ -1231,15 +1244,7 @@ static int load_links(hnsw *h, char *err, size_t errlen)
             }
         }
     }
-    for (uint32_t x = 0; x < h->nslots; x++) {
-        uint32_t level = node_of(h, x)->level;
-        for (uint32_t lev = 0; lev <= level; lev++) {
-            const uint32_t *l = list_of(h, x, lev);
-            for (uint32_t i = 1; i <= l[0]; i++)
-                if (!hnsw__has_link(h, l[i], x, lev))
-                    hnsw__back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
-        }
-    }
+    hnsw__back_build(h, h->nslots);
     return 0;
 }
 

@@ -222,20 +222,6 @@ static int bulk_levels(hnsw *h, uint32_t n, const uint32_t *knn, uint32_t k, vec
     return rc;
 }
 
-/* The back lists of every level, as a load rebuilds them. */
-static void bulk_back(hnsw *h, uint32_t n)
-{
-    for (uint32_t x = 0; x < n; x++) {
-        uint32_t level = node_of(h, x)->level;
-        for (uint32_t lev = 0; lev <= level; lev++) {
-            const uint32_t *l = list_of(h, x, lev);
-            for (uint32_t i = 1; i <= l[0]; i++)
-                if (!hnsw__has_link(h, l[i], x, lev))
-                    hnsw__back_add(h, l[i], lev << HNSW_LEVEL_SHIFT | x);
-        }
-    }
-}
-
 /* Marks every node reachable at lev from the nodes in queue[head..*qn) (marked already). */
 static void bulk_walk(const hnsw *h, uint32_t lev, uint8_t *seen, uint32_t *queue, uint32_t *qn,
                       uint32_t head)
@@ -412,7 +398,7 @@ static int bulk_run(hnsw *h, const uint32_t *ids, const float *vecs, uint32_t n,
     if (!rc && !(s = hnsw__searcher_ready(h, h->efc)))
         rc = ERR_NOMEM;
     if (!rc) {
-        bulk_back(h, n);
+        hnsw__back_build(h, n);
         rc = bulk_reach(h, s, n);
     }
     if (s)

@@ -138,6 +138,8 @@ int hnsw__has_link(const hnsw *h, uint32_t a, uint32_t b, uint32_t lev);
 /* Back-list bookkeeping (aborts on out of memory: see hnsw.c). */
 void hnsw__back_add(hnsw *h, uint32_t v, uint32_t e);
 void hnsw__node_free_back(hnsw *h, node *nd);
+/* The back lists of slots [0, n) at every level, from their links (a load, a bulk build). */
+void hnsw__back_build(hnsw *h, uint32_t n);
 /* After a->b appeared / went away at lev. */
 void hnsw__link_added(hnsw *h, uint32_t a, uint32_t b, uint32_t lev);
 void hnsw__link_removed(hnsw *h, uint32_t a, uint32_t b, uint32_t lev);
